@@ -1,0 +1,3 @@
+DROP TABLE cron_slots;
+DROP TABLE queue_settings;
+DROP TABLE nodes;

@@ -1,0 +1,76 @@
+// What every CLI command shares: reading --config, finding the database (the configured one, the
+// embedded server a running node started, or a temporary embedded server), and the error types
+// that map to exit codes (2 for usage, 1 for everything else).
+
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import { loadConfig, readConfigFile } from '../config/load.js';
+import type { NodeConfig } from '../config/types.js';
+import { waitForDatabase } from '../db/connect.js';
+import { startEmbedded, type EmbeddedDatabase } from '../db/embedded.js';
+import { Quern } from '../client.js';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export function configFromFlags(configPath: string | undefined): NodeConfig {
+  const file = configPath ?? 'cluster.config.json';
+  const resolved = path.resolve(file);
+  if (configPath === undefined && !existsSync(resolved)) return loadConfig({});
+  return loadConfig(readConfigFile(resolved), { baseDir: path.dirname(resolved) });
+}
+
+/** The URL of an embedded server a running node left in its data folder, if it is alive. */
+function runningEmbeddedUrl(dataDir: string): string | null {
+  const urlFile = path.join(dataDir, 'quern-url');
+  const pidFile = path.join(dataDir, 'postmaster.pid');
+  if (!existsSync(urlFile) || !existsSync(pidFile)) return null;
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return null;
+  }
+  return readFileSync(urlFile, 'utf8').trim();
+}
+
+export interface Connected {
+  client: Quern;
+  config: NodeConfig;
+  close(): Promise<void>;
+}
+
+export async function connectClient(config: NodeConfig, options: { migrate?: boolean } = {}): Promise<Connected> {
+  const log = pino({ level: 'silent' });
+  let embedded: EmbeddedDatabase | null = null;
+  let url = config.database.url ?? runningEmbeddedUrl(config.database.dataDir);
+  if (url) {
+    await waitForDatabase(url, log, { attempts: 3 });
+  } else {
+    embedded = await startEmbedded(config.database.dataDir);
+    url = embedded.url;
+  }
+  const client = new Quern({ connectionString: url, schema: config.schema, workers: config.workers });
+  if (options.migrate !== false) await client.migrate();
+  return {
+    client,
+    config,
+    async close() {
+      await client.close();
+      await embedded?.stop();
+    },
+  };
+}
+
+export function print(line = ''): void {
+  process.stdout.write(line + '\n');
+}
+
+/** Renders rows as an aligned text table. */
+export function table(headers: string[], rows: (string | number | null | undefined)[][]): string {
+  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '' : String(c))))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}

@@ -1,0 +1,61 @@
+// `insert WORKER [ARGS_JSON] [--queue --priority --schedule-in --max-attempts --tags]`: inserts
+// one job and prints its id.
+
+import type { InsertJob } from '../worker/define.js';
+import { InsertError } from '../jobs/insert.js';
+import { configFromFlags, connectClient, print, UsageError } from './context.js';
+import type { Command } from './main.js';
+
+function integerFlag(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^-?\d+$/.test(value)) throw new UsageError(`${flag}: expected an integer, got ${String(value)}`);
+  return Number(value);
+}
+
+export const insert: Command = {
+  options: {
+    queue: { type: 'string' },
+    priority: { type: 'string' },
+    'schedule-in': { type: 'string' },
+    'max-attempts': { type: 'string' },
+    tags: { type: 'string' },
+  },
+  async run({ positionals, values }) {
+    const [worker, argsJson, ...extra] = positionals;
+    if (!worker) throw new UsageError('insert needs a WORKER name');
+    if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
+    let args: unknown = {};
+    if (argsJson !== undefined) {
+      try {
+        args = JSON.parse(argsJson);
+      } catch (error) {
+        throw new UsageError(`ARGS_JSON is not valid JSON: ${(error as Error).message}`);
+      }
+    }
+    const scheduleIn = values['schedule-in'];
+    if (scheduleIn !== undefined && !/^\d+(\.\d+)?$/.test(String(scheduleIn))) {
+      throw new UsageError(`--schedule-in: expected seconds, got ${String(scheduleIn)}`);
+    }
+    const job: InsertJob = { worker, args: args as Record<string, unknown> };
+    if (values.queue !== undefined) job.queue = values.queue as string;
+    const priority = integerFlag(values.priority, '--priority');
+    if (priority !== undefined) job.priority = priority;
+    const maxAttempts = integerFlag(values['max-attempts'], '--max-attempts');
+    if (maxAttempts !== undefined) job.maxAttempts = maxAttempts;
+    if (scheduleIn !== undefined) job.scheduleIn = Number(scheduleIn);
+    if (values.tags !== undefined) job.tags = String(values.tags).split(',').filter(Boolean);
+
+    const config = configFromFlags(values.config as string | undefined);
+    const connected = await connectClient(config);
+    try {
+      const inserted = await connected.client.insert(job).catch((error: unknown) => {
+        // A flag or argument the insert API refuses is a usage error of this command.
+        throw error instanceof InsertError ? new UsageError(error.message) : error;
+      });
+      print(String(inserted.id));
+    } finally {
+      await connected.close();
+    }
+    return 0;
+  },
+};

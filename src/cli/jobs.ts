@@ -1,0 +1,79 @@
+// `jobs [--state --queue --worker --limit]` lists jobs as a table; `job show|cancel|retry ID`.
+
+import { JOB_STATES } from '../jobs/types.js';
+import { configFromFlags, connectClient, print, table, UsageError } from './context.js';
+import type { Command } from './main.js';
+
+function ago(date: Date | null): string {
+  if (!date) return '';
+  const seconds = Math.round((Date.now() - date.getTime()) / 1000);
+  return seconds >= 0 ? `${seconds}s ago` : `in ${-seconds}s`;
+}
+
+export const jobs: Command = {
+  options: { state: { type: 'string' }, queue: { type: 'string' }, worker: { type: 'string' }, limit: { type: 'string' } },
+  async run({ values, positionals }) {
+    if (positionals.length > 0) throw new UsageError(`jobs takes no arguments, got ${positionals.join(' ')}`);
+    const state = values.state as string | undefined;
+    if (state !== undefined && !(JOB_STATES as readonly string[]).includes(state)) {
+      throw new UsageError(`--state: expected one of ${JOB_STATES.join(', ')}, got ${state}`);
+    }
+    const limitText = (values.limit as string | undefined) ?? '50';
+    if (!/^\d+$/.test(limitText) || Number(limitText) < 1) throw new UsageError(`--limit: expected a positive integer, got ${limitText}`);
+    const connected = await connectClient(configFromFlags(values.config as string | undefined));
+    try {
+      const rows = await connected.client.listJobs({
+        ...(state ? { state } : {}),
+        ...(values.queue ? { queue: values.queue as string } : {}),
+        ...(values.worker ? { worker: values.worker as string } : {}),
+        limit: Number(limitText),
+      });
+      print(
+        table(
+          ['ID', 'STATE', 'QUEUE', 'WORKER', 'ATTEMPT', 'PRIORITY', 'SCHEDULED', 'LAST ERROR'],
+          rows.map((j) => [
+            j.id,
+            j.state,
+            j.queue,
+            j.worker,
+            `${j.attempt}/${j.maxAttempts}`,
+            j.priority,
+            ago(j.scheduledAt),
+            (j.errors.at(-1)?.error ?? '').split('\n', 1)[0]?.slice(0, 60),
+          ]),
+        ),
+      );
+      print(`${rows.length} jobs`);
+    } finally {
+      await connected.close();
+    }
+    return 0;
+  },
+};
+
+export const job: Command = {
+  options: {},
+  async run({ positionals, values }) {
+    const [action, idText, ...extra] = positionals;
+    if (!action || !['show', 'cancel', 'retry'].includes(action)) throw new UsageError('job needs an action: show, cancel or retry');
+    if (!idText || !/^\d+$/.test(idText) || extra.length > 0) throw new UsageError(`job ${action} needs one numeric job ID`);
+    const id = Number(idText);
+    const connected = await connectClient(configFromFlags(values.config as string | undefined));
+    try {
+      if (action === 'show') {
+        const found = await connected.client.getJob(id);
+        if (!found) {
+          process.stderr.write(`job ${id} does not exist\n`);
+          return 1;
+        }
+        print(JSON.stringify(found, null, 2));
+        return 0;
+      }
+      const result = action === 'cancel' ? await connected.client.cancel(id) : await connected.client.retry(id);
+      print(result.message);
+      return result.before === null ? 1 : 0;
+    } finally {
+      await connected.close();
+    }
+  },
+};

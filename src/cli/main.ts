@@ -1,0 +1,85 @@
+// `node cluster.js [command] [options]`: starts a node, or runs one of the commands. Bad
+// arguments print the usage and exit 2; configuration and database errors exit 1.
+
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError } from '../config/validate.js';
+import { DatabaseConfigError } from '../db/connect.js';
+import { MigrationError } from '../db/migrate.js';
+import { InsertError } from '../jobs/insert.js';
+import { WorkerLoadError } from '../worker/registry.js';
+import { UsageError } from './context.js';
+import { COMMANDS } from './commands.js';
+
+export const USAGE = `Usage: node cluster.js [command] [options]
+
+Commands:
+  start                       start a node (the default)
+  migrate [--down N]          apply migrations, or roll back to version N
+  insert WORKER [ARGS_JSON]   insert a job and print its id
+        [--queue Q] [--priority 0-3] [--schedule-in SECONDS] [--max-attempts N] [--tags a,b]
+  enqueue-dir DIR [--worker W]  insert one job per file under DIR (hash-file by default)
+  jobs [--state S] [--queue Q] [--worker W] [--limit N]   list jobs
+  job show|cancel|retry ID    one job
+  queue pause|resume|stop QUEUE [--node NAME]
+  queue scale|start QUEUE --limit N [--node NAME]
+  status [--watch]            nodes, queues, the leader and job counts
+
+Options:
+  --config PATH               configuration file (default ./cluster.config.json)
+  --help                      this text
+
+Environment: DATABASE_URL (overrides database.url), NODE_NAME, LOG_LEVEL.
+With no database configured, an embedded PostgreSQL runs with its data in .data/.`;
+
+export interface CommandContext {
+  positionals: string[];
+  values: Record<string, string | boolean | undefined>;
+}
+
+export interface Command {
+  options: ParseArgsConfig['options'];
+  run(context: CommandContext): Promise<number>;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const first = argv[0];
+  const name = first === undefined || first.startsWith('-') ? 'start' : first;
+  const rest = first === undefined || first.startsWith('-') ? argv : argv.slice(1);
+  if (rest.includes('--help') || rest.includes('-h') || name === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  const command = COMMANDS[name];
+  try {
+    if (!command) throw new UsageError(`unknown command "${name}"`);
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: rest,
+        options: { config: { type: 'string' }, help: { type: 'boolean' }, ...command.options },
+        allowPositionals: true,
+        strict: true,
+      });
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    return await command.run({ positionals: parsed.positionals, values: parsed.values as CommandContext['values'] });
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`error: ${error.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    if (
+      error instanceof ConfigError ||
+      error instanceof InsertError ||
+      error instanceof DatabaseConfigError ||
+      error instanceof MigrationError ||
+      error instanceof WorkerLoadError
+    ) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,32 @@
+// `queue pause|resume|scale|start|stop QUEUE [--limit N] [--node NAME]`: changes a queue on one
+// node or on all, at runtime; the change is kept across restarts.
+
+import { configFromFlags, connectClient, print, UsageError } from './context.js';
+import type { Command } from './main.js';
+import type { QueueAction } from '../node/control.js';
+
+const ACTIONS: QueueAction[] = ['pause', 'resume', 'scale', 'start', 'stop'];
+
+export const queue: Command = {
+  options: { node: { type: 'string' }, limit: { type: 'string' } },
+  async run({ positionals, values }) {
+    const [action, name, ...extra] = positionals;
+    if (!action || !ACTIONS.includes(action as QueueAction)) throw new UsageError(`queue needs an action: ${ACTIONS.join(', ')}`);
+    if (!name || extra.length > 0) throw new UsageError(`queue ${action} needs one QUEUE name`);
+    let limit: number | undefined;
+    if (values.limit !== undefined) {
+      if (!/^\d+$/.test(String(values.limit)) || Number(values.limit) < 1) throw new UsageError('--limit: expected a positive integer');
+      limit = Number(values.limit);
+    }
+    if (action === 'scale' && limit === undefined) throw new UsageError('queue scale needs --limit N');
+    const connected = await connectClient(configFromFlags(values.config as string | undefined));
+    try {
+      const node = values.node as string | undefined;
+      await connected.client.controlQueue(action as QueueAction, name, { ...(node ? { node } : {}), ...(limit !== undefined ? { limit } : {}) });
+      print(`queue ${name}: ${action} sent to ${node ?? 'all nodes'}`);
+    } finally {
+      await connected.close();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,199 @@
+// The library API an application uses: insert jobs (inside its own transaction by passing its
+// pg client), look them up, cancel and retry them, and control queues across the cluster. It
+// needs no running node: everything goes through PostgreSQL.
+
+import pg from 'pg';
+import { DEFAULT_SCHEMA } from './config/load.js';
+import { ConfigError } from './config/validate.js';
+import { isPlainIdentifier, MAX_QUEUE_LENGTH, MAX_SCHEMA_LENGTH } from './db/identifiers.js';
+import { migrateUp } from './db/migrate.js';
+import { JobQueries, type Queryable } from './db/queries/jobs.js';
+import { NodeQueries } from './db/queries/nodes.js';
+import { InsertError, normalizeInsert, type NormalizedInsert } from './jobs/insert.js';
+import type { JobRecord, JobState } from './jobs/types.js';
+import { sendControl, type QueueAction } from './node/control.js';
+import type { InsertJob, WorkerDefinition } from './worker/define.js';
+import { loadWorkers } from './worker/registry.js';
+
+export interface QuernOptions {
+  /** A connection string; or pass `pool`. */
+  connectionString?: string;
+  pool?: pg.Pool;
+  schema?: string;
+  /** Worker definitions (or a folder of them) whose defaults apply to inserts by name. */
+  workers?: WorkerDefinition<never>[] | string;
+}
+
+export interface InsertResult extends JobRecord {
+  /** True when a unique job already existed and nothing was inserted. */
+  conflict: boolean;
+}
+
+export interface CallOptions {
+  /** The caller's client, so the call commits or rolls back with the caller's transaction. */
+  client?: Queryable;
+}
+
+export interface ChangeResult {
+  id: number;
+  before: JobState | null;
+  after: JobState | null;
+  changed: boolean;
+  message: string;
+}
+
+export class Quern {
+  readonly schema: string;
+  readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  readonly jobs: JobQueries;
+  readonly nodes: NodeQueries;
+  private definitions = new Map<string, WorkerDefinition<never>>();
+  private workersLoaded: Promise<void> | null = null;
+
+  constructor(options: QuernOptions = {}) {
+    const schema = options.schema ?? DEFAULT_SCHEMA;
+    if (!isPlainIdentifier(schema, MAX_SCHEMA_LENGTH)) {
+      throw new ConfigError(`schema: ${JSON.stringify(schema)} must be a plain lower-case identifier of at most ${MAX_SCHEMA_LENGTH} bytes`);
+    }
+    this.schema = schema;
+    if (options.pool) {
+      this.pool = options.pool;
+      this.ownsPool = false;
+    } else {
+      const connectionString = options.connectionString ?? process.env.DATABASE_URL;
+      if (!connectionString) throw new ConfigError('connectionString: required (or set DATABASE_URL, or pass a pool)');
+      this.pool = new pg.Pool({ connectionString, max: 10 });
+      this.pool.on('error', () => undefined);
+      this.ownsPool = true;
+    }
+    this.jobs = new JobQueries(schema);
+    this.nodes = new NodeQueries(schema);
+    if (Array.isArray(options.workers)) {
+      for (const definition of options.workers) this.definitions.set(definition.name, definition);
+    } else if (typeof options.workers === 'string') {
+      const dir = options.workers;
+      this.workersLoaded = loadWorkers(dir).then((workers) => {
+        for (const [name, registered] of workers) this.definitions.set(name, registered.definition);
+      });
+    }
+  }
+
+  /** Applies migrations (nodes do this at start; useful for tests and scripts). */
+  async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await migrateUp(client, this.schema);
+    } finally {
+      client.release();
+    }
+  }
+
+  private async prepare(jobs: unknown[]): Promise<NormalizedInsert[]> {
+    await this.workersLoaded;
+    return jobs.map((job, index) =>
+      normalizeInsert(job, (name) => this.definitions.get(name), jobs.length === 1 ? 'job' : `jobs[${index}]`),
+    );
+  }
+
+  async insert<Args = Record<string, unknown>>(job: InsertJob<Args>, options: CallOptions = {}): Promise<InsertResult> {
+    const [result] = await this.insertMany([job], options);
+    return result!;
+  }
+
+  /** Inserts every job in one statement (and one notification), or none if any is invalid. */
+  async insertMany<Args = Record<string, unknown>>(jobs: InsertJob<Args>[], options: CallOptions = {}): Promise<InsertResult[]> {
+    if (!Array.isArray(jobs)) throw new InsertError('jobs: expected an array of jobs', 'jobs');
+    const normalized = await this.prepare(jobs);
+    if (normalized.some((n) => n.unique)) {
+      throw new InsertError('unique: unique jobs are not supported yet', 'unique');
+    }
+    const rows = await this.jobs.insert(options.client ?? this.pool, normalized.map((n) => n.row));
+    return rows.map((row) => ({ ...row, conflict: false }));
+  }
+
+  getJob(id: number, options: CallOptions = {}): Promise<JobRecord | null> {
+    return this.jobs.get(options.client ?? this.pool, checkId(id));
+  }
+
+  listJobs(filter: { state?: string; queue?: string; worker?: string; limit?: number } = {}): Promise<JobRecord[]> {
+    return this.jobs.list(this.pool, { ...filter, limit: filter.limit ?? 50 });
+  }
+
+  /**
+   * Cancels a job: at once when it is not running; a running job gets its abort signal on
+   * whichever node runs it, and its thread is terminated after the cancel grace period.
+   */
+  async cancel(id: number): Promise<ChangeResult> {
+    const { before, after, attemptedBy } = await this.jobs.cancel(this.pool, checkId(id));
+    if (before === null) return { id, before, after, changed: false, message: `job ${id} does not exist` };
+    if (before === 'executing') {
+      await sendControl(this.pool, this.schema, { action: 'cancel', id, node: attemptedBy?.[0] ?? null });
+      return { id, before, after: 'executing', changed: true, message: `job ${id} is running on ${attemptedBy?.[0] ?? 'a node'}; it was asked to stop` };
+    }
+    if (after === 'cancelled' && before !== 'cancelled') return { id, before, after, changed: true, message: `job ${id} cancelled` };
+    return { id, before, after, changed: false, message: `job ${id} is ${before}; nothing changed` };
+  }
+
+  /** Makes a discarded, cancelled, retryable or scheduled job available now. */
+  async retry(id: number): Promise<ChangeResult> {
+    const { before, after } = await this.jobs.retry(this.pool, checkId(id));
+    if (before === null) return { id, before, after, changed: false, message: `job ${id} does not exist` };
+    if (after === 'available' && before !== 'available') return { id, before, after, changed: true, message: `job ${id} is available again` };
+    return { id, before, after, changed: false, message: `job ${id} is ${before}; nothing changed` };
+  }
+
+  /** Pauses, resumes, scales, starts or stops a queue on one node (`node`) or on all. */
+  async controlQueue(action: QueueAction, queue: string, options: { node?: string; limit?: number } = {}): Promise<void> {
+    if (!isPlainIdentifier(queue, MAX_QUEUE_LENGTH)) throw new ConfigError(`queue: ${JSON.stringify(queue)} is not a plain queue name`);
+    if ((action === 'scale' || options.limit !== undefined) && !(Number.isInteger(options.limit) && options.limit! >= 1)) {
+      throw new ConfigError(`limit: must be an integer of at least 1, got ${JSON.stringify(options.limit)}`);
+    }
+    const node = options.node ?? '*';
+    await this.nodes.saveSetting(this.pool, {
+      node,
+      queue,
+      paused: action === 'pause' ? true : action === 'resume' ? false : null,
+      limit: action === 'scale' || action === 'start' ? options.limit ?? null : null,
+      running: action === 'start' ? true : action === 'stop' ? false : null,
+    });
+    await sendControl(this.pool, this.schema, {
+      action,
+      queue,
+      node: options.node ?? null,
+      ...(options.limit !== undefined ? { limit: options.limit } : {}),
+    });
+  }
+
+  pauseQueue(queue: string, options: { node?: string } = {}): Promise<void> {
+    return this.controlQueue('pause', queue, options);
+  }
+
+  resumeQueue(queue: string, options: { node?: string } = {}): Promise<void> {
+    return this.controlQueue('resume', queue, options);
+  }
+
+  scaleQueue(queue: string, limit: number, options: { node?: string } = {}): Promise<void> {
+    return this.controlQueue('scale', queue, { ...options, limit });
+  }
+
+  startQueue(queue: string, options: { node?: string; limit?: number } = {}): Promise<void> {
+    return this.controlQueue('start', queue, options);
+  }
+
+  stopQueue(queue: string, options: { node?: string } = {}): Promise<void> {
+    return this.controlQueue('stop', queue, options);
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsPool) await this.pool.end();
+  }
+}
+
+function checkId(id: unknown): number {
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) {
+    throw new InsertError(`id: expected a positive integer job id, got ${JSON.stringify(id)}`, 'id');
+  }
+  return id;
+}
+

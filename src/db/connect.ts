@@ -1,0 +1,96 @@
+// Finds the database a node uses (DATABASE_URL, database.url, else an embedded server) and
+// waits for it to answer. An unreachable server is retried with backoff and a clear message;
+// wrong credentials or a missing database are final (the CLI exits 1).
+
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { startEmbedded, type EmbeddedDatabase } from './embedded.js';
+
+// Return bigint ids and counts as JavaScript numbers: ids stay far below 2^53 in practice, and
+// callers should not have to juggle strings. (int8 = 20)
+pg.types.setTypeParser(20, (value) => Number(value));
+
+export class DatabaseConfigError extends Error {
+  override name = 'DatabaseConfigError';
+}
+
+/** SQLSTATE classes that retrying cannot fix. */
+const FINAL_CODES: Record<string, string> = {
+  '28P01': 'wrong password',
+  '28000': 'authentication rejected',
+  '3D000': 'database does not exist',
+  '42501': 'permission denied',
+};
+
+export function isFinalConnectError(error: unknown): string | null {
+  const code = (error as { code?: string } | null)?.code;
+  return code !== undefined && code in FINAL_CODES ? FINAL_CODES[code]! : null;
+}
+
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable url)';
+  }
+}
+
+export async function waitForDatabase(
+  url: string,
+  log: Logger,
+  options: { attempts?: number; signal?: AbortSignal } = {},
+): Promise<void> {
+  const attempts = options.attempts ?? Infinity;
+  let delay = 250;
+  for (let attempt = 1; ; attempt++) {
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      await client.end();
+      return;
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      const final = isFinalConnectError(error);
+      if (final) {
+        throw new DatabaseConfigError(`cannot use ${redactUrl(url)}: ${final} (${(error as Error).message})`);
+      }
+      if (attempt >= attempts || options.signal?.aborted) throw error;
+      log.warn(
+        { attempt, retryInMs: delay, error: (error as Error).message },
+        `database ${redactUrl(url)} is not answering; retrying`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 10000);
+    }
+  }
+}
+
+export interface DatabaseHandle {
+  url: string;
+  embedded: EmbeddedDatabase | null;
+}
+
+export async function resolveDatabase(
+  configuredUrl: string | null,
+  dataDir: string,
+  log: Logger,
+): Promise<DatabaseHandle> {
+  if (configuredUrl) {
+    await waitForDatabase(configuredUrl, log);
+    return { url: configuredUrl, embedded: null };
+  }
+  log.info({ dataDir }, 'no database configured: starting an embedded PostgreSQL');
+  const embedded = await startEmbedded(dataDir, { log });
+  log.info({ url: embedded.url }, `embedded PostgreSQL ready: psql ${embedded.url}`);
+  return { url: embedded.url, embedded };
+}
+
+export function createPool(url: string, size: number, applicationName: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: size, application_name: applicationName });
+  // An idle client's connection dying must not crash the process; the next query reconnects.
+  pool.on('error', () => undefined);
+  return pool;
+}

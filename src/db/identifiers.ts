@@ -1,0 +1,21 @@
+// Identifiers that reach SQL text (the schema, channel names) are validated here and quoted;
+// everything else travels as a parameter. A name must be a plain lower-case identifier short
+// enough that the longest channel we derive from it still fits PostgreSQL's 63-byte limit.
+
+export const MAX_SCHEMA_LENGTH = 40;
+export const MAX_QUEUE_LENGTH = 63;
+const PLAIN = /^[a-z_][a-z0-9_]*$/;
+
+export function isPlainIdentifier(name: string, maxLength: number): boolean {
+  return PLAIN.test(name) && Buffer.byteLength(name) <= maxLength;
+}
+
+export function quoteIdentifier(name: string): string {
+  if (!PLAIN.test(name)) throw new Error(`not a plain identifier: ${JSON.stringify(name)}`);
+  return `"${name}"`;
+}
+
+/** Notification channels derived from the schema, so that instances never hear each other. */
+export function channelNames(schema: string): { insert: string; control: string } {
+  return { insert: `${schema}_insert`, control: `${schema}_control` };
+}

@@ -1,0 +1,142 @@
+// Applies the versioned migrations in sql/migrations to one schema. Every run takes a
+// transaction-level advisory lock keyed on the schema, so nodes starting together apply each
+// version exactly once; a database migrated ahead of this code is refused.
+
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import type pg from 'pg';
+import { quoteIdentifier } from './identifiers.js';
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../sql/migrations', import.meta.url));
+
+export interface Migration {
+  version: number;
+  name: string;
+  up: string;
+  down: string;
+}
+
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
+
+export function readMigrations(dir = MIGRATIONS_DIR): Migration[] {
+  const byVersion = new Map<number, Partial<Migration>>();
+  for (const file of readdirSync(dir)) {
+    const match = /^(\d{3})_([a-z0-9_]+)\.(up|down)\.sql$/.exec(file);
+    if (!match) continue;
+    const version = Number(match[1]);
+    const entry = byVersion.get(version) ?? { version, name: match[2]! };
+    entry[match[3] as 'up' | 'down'] = readFileSync(path.join(dir, file), 'utf8');
+    byVersion.set(version, entry);
+  }
+  const migrations = [...byVersion.values()].sort((a, b) => a.version! - b.version!);
+  migrations.forEach((m, index) => {
+    if (m.version !== index + 1) throw new MigrationError(`migration ${index + 1} is missing in ${dir}`);
+    if (m.up === undefined || m.down === undefined) {
+      throw new MigrationError(`migration ${m.version} needs both an .up.sql and a .down.sql file`);
+    }
+  });
+  return migrations as Migration[];
+}
+
+export const LATEST_VERSION = (): number => readMigrations().length;
+
+async function withSchemaLock<T>(
+  client: pg.ClientBase,
+  schema: string,
+  body: () => Promise<T>,
+): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`quern:migrate:${schema}`]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
+    await client.query(`SET LOCAL search_path TO ${quoteIdentifier(schema)}`);
+    await client.query(`CREATE TABLE IF NOT EXISTS migrations (
+      version integer PRIMARY KEY,
+      name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now())`);
+    const result = await body();
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+async function appliedVersion(client: pg.ClientBase): Promise<number> {
+  const { rows } = await client.query<{ version: number | null }>('SELECT max(version) AS version FROM migrations');
+  return rows[0]?.version ?? 0;
+}
+
+export interface MigrateResult {
+  from: number;
+  to: number;
+  applied: number[];
+}
+
+/** Brings `schema` up to the latest version (or `target`), applying missing versions in order. */
+export async function migrateUp(
+  client: pg.ClientBase,
+  schema: string,
+  options: { target?: number; onStep?: (m: Migration) => void } = {},
+): Promise<MigrateResult> {
+  const migrations = readMigrations();
+  const target = options.target ?? migrations.length;
+  return withSchemaLock(client, schema, async () => {
+    const from = await appliedVersion(client);
+    if (from > migrations.length) {
+      throw new MigrationError(
+        `schema "${schema}" is at migration ${from}, ahead of this code (latest ${migrations.length}); upgrade quern`,
+      );
+    }
+    const applied: number[] = [];
+    for (const migration of migrations) {
+      if (migration.version <= from || migration.version > target) continue;
+      options.onStep?.(migration);
+      await client.query(migration.up);
+      await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+      applied.push(migration.version);
+    }
+    return { from, to: Math.max(from, ...applied), applied };
+  });
+}
+
+/** Rolls `schema` back to version `target` (0 removes everything but the schema itself). */
+export async function migrateDown(
+  client: pg.ClientBase,
+  schema: string,
+  target: number,
+  options: { onStep?: (m: Migration) => void } = {},
+): Promise<MigrateResult> {
+  const migrations = readMigrations();
+  return withSchemaLock(client, schema, async () => {
+    const from = await appliedVersion(client);
+    if (target < 0 || target > from) {
+      throw new MigrationError(`cannot roll back to ${target}: schema "${schema}" is at migration ${from}`);
+    }
+    const applied: number[] = [];
+    for (const migration of [...migrations].reverse()) {
+      if (migration.version > from || migration.version <= target) continue;
+      options.onStep?.(migration);
+      await client.query(migration.down);
+      await client.query('DELETE FROM migrations WHERE version = $1', [migration.version]);
+      applied.push(migration.version);
+    }
+    return { from, to: target, applied };
+  });
+}
+
+export async function currentVersion(client: pg.ClientBase, schema: string): Promise<number> {
+  const { rows } = await client.query<{ exists: boolean }>(
+    `SELECT to_regclass($1) IS NOT NULL AS exists`,
+    [`${quoteIdentifier(schema)}.migrations`],
+  );
+  if (!rows[0]?.exists) return 0;
+  const result = await client.query<{ version: number | null }>(
+    `SELECT max(version) AS version FROM ${quoteIdentifier(schema)}.migrations`,
+  );
+  return result.rows[0]?.version ?? 0;
+}

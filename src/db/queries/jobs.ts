@@ -1,0 +1,232 @@
+// Every statement on the jobs table. Text is built once per schema (the quoted, validated schema
+// is the only thing in it); values are always parameters. Hot statements are named, so each
+// connection prepares them once.
+
+import type pg from 'pg';
+import { channelNames, quoteIdentifier } from '../identifiers.js';
+import { rowToJob, type JobRecord, type JobState } from '../../jobs/types.js';
+
+export type Queryable = Pick<pg.ClientBase, 'query'>;
+
+/** A validated row to insert (see jobs/insert.ts). */
+export interface InsertRow {
+  queue: string;
+  worker: string;
+  args: Record<string, unknown>;
+  meta: Record<string, unknown>;
+  tags: string[];
+  max_attempts: number;
+  priority: number;
+  /** ISO time, or null for now (or now + schedule_in). */
+  scheduled_at: string | null;
+  schedule_in: number | null;
+}
+
+/** One outcome to write. `state` is final here; retry-or-discard was decided by the caller. */
+export interface OutcomeRow {
+  id: number;
+  token: string;
+  state: JobState;
+  /** Seconds from now for the next run (retryable, snoozed, requeued). */
+  delay: number | null;
+  /** Error text appended to `errors` as { at, attempt, error }. */
+  error: string | null;
+  result: unknown;
+  /** 1 to give the attempt back (snooze, a job stopped because its thread was killed). */
+  refund: number;
+}
+
+export class JobQueries {
+  private readonly t: string;
+  private readonly channel: string;
+  private readonly names: Record<string, string>;
+
+  constructor(readonly schema: string) {
+    this.t = `${quoteIdentifier(schema)}.jobs`;
+    this.channel = channelNames(schema).insert;
+    const prefix = `quern_${schema}_`;
+    this.names = { fetch: `${prefix}fetch`, outcome: `${prefix}outcome`, insert: `${prefix}insert` };
+  }
+
+  /**
+   * One statement inserts the whole batch and sends one notification naming the queues that got
+   * available jobs (a payload capped well below PostgreSQL's 8000 bytes: '*' wakes every queue).
+   */
+  async insert(db: Queryable, rows: InsertRow[]): Promise<JobRecord[]> {
+    if (rows.length === 0) return [];
+    const { rows: inserted } = await db.query({
+      name: this.names.insert,
+      text: `
+      WITH input AS (
+        SELECT x.* FROM jsonb_to_recordset($1::jsonb) AS x(
+          queue text, worker text, args jsonb, meta jsonb, tags text[], max_attempts integer,
+          priority smallint, scheduled_at timestamptz, schedule_in double precision, ord bigint)
+      ),
+      timed AS (
+        SELECT input.*, COALESCE(input.scheduled_at, now() + make_interval(secs => COALESCE(schedule_in, 0))) AS at
+        FROM input
+      ),
+      ins AS (
+        INSERT INTO ${this.t} (state, queue, worker, args, meta, tags, max_attempts, priority, scheduled_at)
+        SELECT CASE WHEN at > now() THEN 'scheduled'::${quoteIdentifier(this.schema)}.job_state ELSE 'available' END,
+               queue, worker, args, meta, tags, max_attempts, priority, at
+        FROM timed ORDER BY ord
+        RETURNING *
+      ),
+      notified AS (
+        SELECT pg_notify($2, CASE WHEN length(q.queues) > 4000 THEN '*' ELSE q.queues END)
+        FROM (SELECT string_agg(DISTINCT queue, ',') AS queues FROM ins WHERE state = 'available') q
+        WHERE q.queues IS NOT NULL
+      )
+      SELECT ins.*, (SELECT count(*) FROM notified) AS notified FROM ins ORDER BY id`,
+      values: [JSON.stringify(rows.map((row, ord) => ({ ...row, ord }))), this.channel],
+    });
+    return inserted.map(rowToJob);
+  }
+
+  /**
+   * Claims up to `limit` available jobs of one queue, in priority, scheduled time, id order.
+   * SKIP LOCKED lets every node fetch at once without waiting on each other; the ORDER BY
+   * matches the partial index jobs_fetch, so finished history is never scanned.
+   */
+  async fetch(db: Queryable, queue: string, limit: number, node: string, token: string): Promise<JobRecord[]> {
+    const { rows } = await db.query({
+      name: this.names.fetch,
+      text: `
+      WITH picked AS (
+        SELECT id FROM ${this.t}
+        WHERE state = 'available' AND queue = $1
+        ORDER BY priority, scheduled_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+      )
+      UPDATE ${this.t} j
+      SET state = 'executing', attempt = j.attempt + 1, attempted_at = now(),
+          attempted_by = ARRAY[$3::text, $4::text || '.' || j.id]
+      FROM picked WHERE j.id = picked.id
+      RETURNING j.*`,
+      values: [queue, limit, node, token],
+    });
+    return rows.map(rowToJob).sort((a, b) => a.priority - b.priority || +a.scheduledAt - +b.scheduledAt || a.id - b.id);
+  }
+
+  /**
+   * Writes a batch of outcomes in one statement. A row is written only while the job is still
+   * executing under the same attempt token, so a runner whose job was rescued or cancelled
+   * meanwhile cannot overwrite it. Returns the ids that were written.
+   */
+  async recordOutcomes(db: Queryable, outcomes: OutcomeRow[]): Promise<Set<number>> {
+    if (outcomes.length === 0) return new Set();
+    const { rows } = await db.query<{ id: number }>({
+      name: this.names.outcome,
+      text: `
+      WITH o AS (
+        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+          id bigint, token text, state text, delay double precision, error text, result jsonb, refund integer)
+      )
+      UPDATE ${this.t} j SET
+        state = o.state::${quoteIdentifier(this.schema)}.job_state,
+        completed_at = CASE WHEN o.state = 'completed' THEN now() ELSE j.completed_at END,
+        cancelled_at = CASE WHEN o.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
+        discarded_at = CASE WHEN o.state = 'discarded' THEN now() ELSE j.discarded_at END,
+        scheduled_at = CASE WHEN o.delay IS NULL THEN j.scheduled_at ELSE now() + make_interval(secs => o.delay) END,
+        errors = CASE WHEN o.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(jsonb_build_object('at', now(), 'attempt', j.attempt, 'error', o.error)) END,
+        result = CASE WHEN o.state = 'completed' THEN o.result ELSE j.result END,
+        attempt = j.attempt - o.refund
+      FROM o
+      WHERE j.id = o.id AND j.state = 'executing' AND j.attempted_by[2] = o.token
+      RETURNING j.id`,
+      values: [JSON.stringify(outcomes)],
+    });
+    return new Set(rows.map((r) => r.id));
+  }
+
+  /** Moves scheduled and retryable jobs whose time has come to available; returns their queues. */
+  async stage(db: Queryable, limit = 5000): Promise<{ count: number; queues: string[] }> {
+    const { rows } = await db.query<{ queue: string; count: number }>(
+      `WITH due AS (
+         SELECT id FROM ${this.t}
+         WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= now()
+         ORDER BY scheduled_at LIMIT $1 FOR UPDATE SKIP LOCKED
+       ),
+       moved AS (
+         UPDATE ${this.t} j SET state = 'available' FROM due WHERE j.id = due.id RETURNING j.queue
+       ),
+       counted AS (SELECT queue, count(*)::int AS count FROM moved GROUP BY queue),
+       notified AS (
+         SELECT pg_notify($2, CASE WHEN length(q.queues) > 4000 THEN '*' ELSE q.queues END)
+         FROM (SELECT string_agg(queue, ',') AS queues FROM counted) q WHERE q.queues IS NOT NULL
+       )
+       SELECT queue, count, (SELECT count(*) FROM notified) AS notified FROM counted`,
+      [limit, this.channel],
+    );
+    return { count: rows.reduce((sum, r) => sum + r.count, 0), queues: rows.map((r) => r.queue) };
+  }
+
+  async get(db: Queryable, id: number): Promise<JobRecord | null> {
+    const { rows } = await db.query(`SELECT * FROM ${this.t} WHERE id = $1`, [id]);
+    return rows[0] ? rowToJob(rows[0]) : null;
+  }
+
+  async list(
+    db: Queryable,
+    filter: { state?: string | undefined; queue?: string | undefined; worker?: string | undefined; limit: number },
+  ): Promise<JobRecord[]> {
+    const { rows } = await db.query(
+      `SELECT * FROM ${this.t}
+       WHERE ($1::text IS NULL OR state::text = $1) AND ($2::text IS NULL OR queue = $2) AND ($3::text IS NULL OR worker = $3)
+       ORDER BY id DESC LIMIT $4`,
+      [filter.state ?? null, filter.queue ?? null, filter.worker ?? null, filter.limit],
+    );
+    return rows.map(rowToJob);
+  }
+
+  async countsByQueueAndState(db: Queryable): Promise<{ queue: string; state: JobState; count: number }[]> {
+    const { rows } = await db.query<{ queue: string; state: JobState; count: number }>(
+      `SELECT queue, state, count(*)::int AS count FROM ${this.t} GROUP BY queue, state ORDER BY queue, state`,
+    );
+    return rows;
+  }
+
+  /** Cancels a job that is not running; a running one is only marked for the node to stop. */
+  async cancel(db: Queryable, id: number): Promise<{ before: JobState | null; after: JobState | null; attemptedBy: string[] | null }> {
+    const { rows } = await db.query<{ before: JobState; after: JobState; attempted_by: string[] | null }>(
+      `WITH old AS (SELECT id, state, attempted_by FROM ${this.t} WHERE id = $1 FOR UPDATE),
+       upd AS (
+         UPDATE ${this.t} j SET state = 'cancelled', cancelled_at = now()
+         FROM old WHERE j.id = old.id AND old.state IN ('available', 'scheduled', 'retryable')
+         RETURNING j.id
+       )
+       SELECT old.state AS before,
+              CASE WHEN EXISTS (SELECT 1 FROM upd) THEN 'cancelled' ELSE old.state::text END AS after,
+              old.attempted_by
+       FROM old`,
+      [id],
+    );
+    const row = rows[0];
+    return row ? { before: row.before, after: row.after, attemptedBy: row.attempted_by } : { before: null, after: null, attemptedBy: null };
+  }
+
+  /** Makes a discarded, cancelled, retryable or scheduled job available now. */
+  async retry(db: Queryable, id: number): Promise<{ before: JobState | null; after: JobState | null }> {
+    const { rows } = await db.query<{ before: JobState; after: JobState }>(
+      `WITH old AS (SELECT id, state, queue FROM ${this.t} WHERE id = $1 FOR UPDATE),
+       upd AS (
+         UPDATE ${this.t} j SET state = 'available', scheduled_at = now(), completed_at = NULL,
+           cancelled_at = NULL, discarded_at = NULL,
+           max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
+         FROM old WHERE j.id = old.id AND old.state IN ('discarded', 'cancelled', 'retryable', 'scheduled')
+         RETURNING j.queue
+       ),
+       notified AS (SELECT pg_notify($2, queue) FROM upd)
+       SELECT old.state AS before,
+              CASE WHEN EXISTS (SELECT 1 FROM upd) THEN 'available' ELSE old.state::text END AS after,
+              (SELECT count(*) FROM notified) AS n
+       FROM old`,
+      [id, this.channel],
+    );
+    const row = rows[0];
+    return row ? { before: row.before, after: row.after } : { before: null, after: null };
+  }
+}

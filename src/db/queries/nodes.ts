@@ -1,0 +1,106 @@
+// Statements on the nodes (heartbeats) and queue_settings tables.
+
+import { quoteIdentifier } from '../identifiers.js';
+import type { Queryable } from './jobs.js';
+
+export interface QueueHeartbeat {
+  limit: number;
+  threads: number;
+  running: number;
+  paused: boolean;
+}
+
+export interface NodeRow {
+  name: string;
+  queues: Record<string, QueueHeartbeat>;
+  leader: boolean;
+  startedAt: Date;
+  updatedAt: Date;
+}
+
+export interface QueueSetting {
+  node: string;
+  queue: string;
+  paused: boolean | null;
+  limit: number | null;
+  running: boolean | null;
+}
+
+export class NodeQueries {
+  private readonly nodes: string;
+  private readonly settings: string;
+
+  constructor(readonly schema: string) {
+    this.nodes = `${quoteIdentifier(schema)}.nodes`;
+    this.settings = `${quoteIdentifier(schema)}.queue_settings`;
+  }
+
+  async heartbeat(db: Queryable, name: string, queues: Record<string, QueueHeartbeat>, leader: boolean, startedAt: Date): Promise<void> {
+    await db.query({
+      name: `quern_${this.schema}_heartbeat`,
+      text: `INSERT INTO ${this.nodes} (name, queues, leader, started_at, updated_at)
+             VALUES ($1, $2::jsonb, $3, $4, now())
+             ON CONFLICT (name) DO UPDATE SET queues = EXCLUDED.queues, leader = EXCLUDED.leader,
+               started_at = EXCLUDED.started_at, updated_at = now()`,
+      values: [name, JSON.stringify(queues), leader, startedAt],
+    });
+  }
+
+  async remove(db: Queryable, name: string): Promise<void> {
+    await db.query(`DELETE FROM ${this.nodes} WHERE name = $1`, [name]);
+  }
+
+  async list(db: Queryable): Promise<(NodeRow & { ageMs: number })[]> {
+    const { rows } = await db.query<{ name: string; queues: Record<string, QueueHeartbeat>; leader: boolean; started_at: Date; updated_at: Date; age_ms: number }>(
+      `SELECT name, queues, leader, started_at, updated_at,
+              (extract(epoch FROM now() - updated_at) * 1000)::float8 AS age_ms
+       FROM ${this.nodes} ORDER BY name`,
+    );
+    return rows.map((r) => ({ name: r.name, queues: r.queues, leader: r.leader, startedAt: r.started_at, updatedAt: r.updated_at, ageMs: r.age_ms }));
+  }
+
+  /** Records a runtime queue change for one node (or '*', all), so it survives restarts. */
+  async saveSetting(db: Queryable, setting: QueueSetting): Promise<void> {
+    await db.query(
+      `INSERT INTO ${this.settings} (node, queue, paused, lim, running, updated_at)
+       VALUES ($1, $2, $3, $4, $5, now())
+       ON CONFLICT (node, queue) DO UPDATE SET
+         paused = COALESCE(EXCLUDED.paused, ${this.settings}.paused),
+         lim = COALESCE(EXCLUDED.lim, ${this.settings}.lim),
+         running = COALESCE(EXCLUDED.running, ${this.settings}.running),
+         updated_at = now()`,
+      [setting.node, setting.queue, setting.paused, setting.limit, setting.running],
+    );
+    if (setting.node === '*') {
+      // A cluster-wide change overrides what was set per node before it.
+      const columns = [
+        setting.paused !== null ? 'paused = NULL' : null,
+        setting.limit !== null ? 'lim = NULL' : null,
+        setting.running !== null ? 'running = NULL' : null,
+      ].filter(Boolean);
+      if (columns.length > 0) {
+        await db.query(`UPDATE ${this.settings} SET ${columns.join(', ')} WHERE queue = $1 AND node <> '*'`, [setting.queue]);
+      }
+    }
+  }
+
+  /** Settings that apply to `node`: its own override the cluster-wide ones. */
+  async settingsFor(db: Queryable, node: string): Promise<QueueSetting[]> {
+    const { rows } = await db.query<{ node: string; queue: string; paused: boolean | null; lim: number | null; running: boolean | null }>(
+      `SELECT node, queue, paused, lim, running FROM ${this.settings} WHERE node IN ('*', $1) ORDER BY (node = '*') DESC`,
+      [node],
+    );
+    const merged = new Map<string, QueueSetting>();
+    for (const r of rows) {
+      const previous = merged.get(r.queue);
+      merged.set(r.queue, {
+        node,
+        queue: r.queue,
+        paused: r.paused ?? previous?.paused ?? null,
+        limit: r.lim ?? previous?.limit ?? null,
+        running: r.running ?? previous?.running ?? null,
+      });
+    }
+    return [...merged.values()];
+  }
+}

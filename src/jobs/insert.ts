@@ -1,0 +1,138 @@
+// The insert edge: turns what a caller passed to insert/insertMany into rows, or throws an
+// InsertError naming the field before anything is written. Defaults come from the worker's
+// definition when it is known (passed in, or registered from the workers folder).
+
+import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
+import { isPlainObject, suggest } from '../config/validate.js';
+import type { InsertRow } from '../db/queries/jobs.js';
+import type { InsertJob, UniqueOptions, WorkerDefinition } from '../worker/define.js';
+import { assertJsonValue, JsonValueError } from './json.js';
+import { INSERT_OPTION_KEYS } from './types.js';
+
+export class InsertError extends Error {
+  override name = 'InsertError';
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
+    super(message);
+  }
+}
+
+const JOB_KEYS = ['worker', 'args', 'unique', ...INSERT_OPTION_KEYS] as const;
+const WORKER_NAME = /^[A-Za-z0-9_.:-]{1,255}$/;
+
+export type WorkerLookup = (name: string) => WorkerDefinition<never> | undefined;
+
+export interface NormalizedInsert {
+  row: InsertRow;
+  unique: UniqueOptions | null;
+  definition: WorkerDefinition<never> | undefined;
+}
+
+export function normalizeInsert(job: unknown, lookup: WorkerLookup, where = 'job'): NormalizedInsert {
+  const fail = (field: string, why: string): never => {
+    throw new InsertError(`${where}.${field}: ${why}`, field);
+  };
+  if (!isPlainObject(job)) throw new InsertError(`${where}: expected an object with a worker and args`, 'job');
+  for (const key of Object.keys(job)) {
+    if (!(JOB_KEYS as readonly string[]).includes(key)) {
+      fail(key, `unknown option "${key}"${suggest(key, JOB_KEYS)}`);
+    }
+  }
+
+  let definition: WorkerDefinition<never> | undefined;
+  let worker: string;
+  if (typeof job.worker === 'string') {
+    worker = job.worker;
+    definition = lookup(worker);
+  } else if (isPlainObject(job.worker) || (typeof job.worker === 'object' && job.worker !== null)) {
+    definition = job.worker as WorkerDefinition<never>;
+    worker = (definition as { name?: unknown }).name as string;
+  } else {
+    return fail('worker', 'required: a worker name or a worker definition');
+  }
+  if (typeof worker !== 'string' || !WORKER_NAME.test(worker)) {
+    fail('worker', `must be 1-255 characters of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(worker)}`);
+  }
+
+  const args = job.args === undefined ? {} : job.args;
+  if (!isPlainObject(args)) fail('args', 'must be a plain JSON object');
+  try {
+    assertJsonValue(args, `${where}.args`);
+  } catch (error) {
+    if (error instanceof JsonValueError) throw new InsertError(error.message, 'args');
+    throw error;
+  }
+  if (definition?.validate) {
+    let problem: string | null | undefined | void;
+    try {
+      problem = definition.validate(args);
+    } catch (error) {
+      problem = (error as Error).message;
+    }
+    if (problem) fail('args', `rejected by worker "${worker}": ${problem}`);
+  }
+
+  const queue = job.queue ?? definition?.queue ?? 'default';
+  if (typeof queue !== 'string' || !isPlainIdentifier(queue, MAX_QUEUE_LENGTH)) {
+    fail('queue', `must be a plain lower-case identifier ([a-z_][a-z0-9_]*, at most ${MAX_QUEUE_LENGTH} bytes), got ${JSON.stringify(queue)}`);
+  }
+  const priority = job.priority ?? definition?.priority ?? 0;
+  if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0 || priority > 3) {
+    fail('priority', `must be an integer from 0 to 3 (0 runs first), got ${JSON.stringify(priority)}`);
+  }
+  const maxAttempts = job.maxAttempts ?? definition?.maxAttempts ?? 20;
+  if (typeof maxAttempts !== 'number' || !Number.isInteger(maxAttempts) || maxAttempts < 1) {
+    fail('maxAttempts', `must be an integer of at least 1, got ${JSON.stringify(maxAttempts)}`);
+  }
+  const tags = job.tags ?? definition?.tags ?? [];
+  if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string' && t.length > 0 && !t.includes('\u0000'))) {
+    fail('tags', 'must be an array of non-empty strings');
+  }
+  const meta = job.meta ?? {};
+  if (!isPlainObject(meta)) fail('meta', 'must be a plain JSON object');
+  try {
+    assertJsonValue(meta, `${where}.meta`);
+  } catch (error) {
+    if (error instanceof JsonValueError) throw new InsertError(error.message, 'meta');
+    throw error;
+  }
+
+  let scheduledAt: string | null = null;
+  let scheduleIn: number | null = null;
+  if (job.scheduledAt !== undefined && job.scheduleIn !== undefined) {
+    fail('scheduleIn', 'give either scheduledAt or scheduleIn, not both');
+  }
+  if (job.scheduledAt !== undefined) {
+    const at = job.scheduledAt;
+    if (!(at instanceof Date) || Number.isNaN(at.getTime())) fail('scheduledAt', 'must be a valid Date');
+    scheduledAt = (at as Date).toISOString();
+  }
+  if (job.scheduleIn !== undefined) {
+    const seconds = job.scheduleIn;
+    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) {
+      fail('scheduleIn', `must be a number of seconds of 0 or more, got ${JSON.stringify(seconds)}`);
+    }
+    scheduleIn = seconds as number;
+  }
+
+  const unique = (job.unique as UniqueOptions | undefined) ?? definition?.unique ?? null;
+  return {
+    row: {
+      queue: queue as string,
+      worker,
+      args: args as Record<string, unknown>,
+      meta: meta as Record<string, unknown>,
+      tags: tags as string[],
+      max_attempts: maxAttempts as number,
+      priority: priority as number,
+      scheduled_at: scheduledAt,
+      schedule_in: scheduleIn,
+    },
+    unique,
+    definition,
+  };
+}
+
+export type { InsertJob };

@@ -1,0 +1,310 @@
+// The Node actor: one per process. Starts everything in order (database, migrations, workers,
+// notifier, queues, leadership, heartbeats) and stops it in reverse, the embedded database last.
+// It is also where messages from other nodes (control notifications) are turned into calls on
+// the queue supervisors.
+
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { NodeConfig, QueueConfig } from '../config/types.js';
+import { queueConfig } from '../config/load.js';
+import { Breaker } from '../db/breaker.js';
+import { createPool, resolveDatabase, type DatabaseHandle } from '../db/connect.js';
+import { migrateUp } from '../db/migrate.js';
+import { JobQueries } from '../db/queries/jobs.js';
+import { NodeQueries, type QueueHeartbeat } from '../db/queries/nodes.js';
+import { Notifier } from '../notifier/notifier.js';
+import { Peer } from '../peer/peer.js';
+import { PeriodicPlugin, type PluginContext } from '../plugins/plugin.js';
+import { Stager } from '../plugins/stager.js';
+import { OutcomeWriter } from '../queue/outcomes.js';
+import { QueueSupervisor } from '../queue/supervisor.js';
+import { Telemetry } from '../telemetry/events.js';
+import { attachLogger, createLogger } from '../telemetry/logger.js';
+import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
+import { ControlChannel, type ControlMessage } from './control.js';
+
+export type PluginFactory = (context: PluginContext, node: QuernNode) => PeriodicPlugin[];
+
+export interface NodeOptions {
+  log?: Logger;
+  telemetry?: Telemetry;
+  /** Extra leader-only plugins (cron, pruner, lifeline register here). */
+  plugins?: PluginFactory[];
+}
+
+export class QuernNode {
+  readonly telemetry: Telemetry;
+  readonly log: Logger;
+  readonly runId = randomUUID().slice(0, 8);
+  readonly supervisors = new Map<string, QueueSupervisor>();
+  readonly startedAt = new Date();
+  jobs!: JobQueries;
+  nodes!: NodeQueries;
+  pool!: pg.Pool;
+  database!: DatabaseHandle;
+  workers = new Map<string, RegisteredWorker>();
+  breaker!: Breaker;
+  control!: ControlChannel;
+  private notifier: Notifier | null = null;
+  private peer: Peer | null = null;
+  private outcomes!: OutcomeWriter;
+  private plugins: PeriodicPlugin[] = [];
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private detachLogger: (() => void) | null = null;
+  private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    readonly config: NodeConfig,
+    private readonly options: NodeOptions = {},
+  ) {
+    this.telemetry = options.telemetry ?? new Telemetry();
+    this.log = options.log ?? createLogger(config.logLevel);
+  }
+
+  get name(): string {
+    return this.config.node;
+  }
+
+  get isLeader(): boolean {
+    return this.peer?.leader ?? false;
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') return;
+    this.state = 'starting';
+    const { config, log } = this;
+    this.detachLogger = attachLogger(this.telemetry, log);
+    try {
+      this.workers = await loadWorkers(config.workers);
+      log.info({ workers: [...this.workers.keys()], dir: config.workers }, `loaded ${this.workers.size} workers`);
+
+      this.database = await resolveDatabase(config.database.url, config.database.dataDir, log);
+      this.pool = createPool(this.database.url, config.database.poolSize, `quern-${config.node}`.slice(0, 63));
+      const client = await this.pool.connect();
+      try {
+        const result = await migrateUp(client, config.schema);
+        log.info({ schema: config.schema, from: result.from, to: result.to }, 'database ready');
+      } finally {
+        client.release();
+      }
+
+      this.jobs = new JobQueries(config.schema);
+      this.nodes = new NodeQueries(config.schema);
+      this.breaker = new Breaker({ name: 'database', ...config.breaker, telemetry: this.telemetry });
+      const call = <T>(fn: () => Promise<T>): Promise<T> => this.breaker.call(fn);
+      this.outcomes = new OutcomeWriter(this.pool, this.jobs, {
+        call,
+        onError: (error, pending) => log.warn({ error: error.message, pending }, 'could not record job outcomes; holding them'),
+      });
+      this.control = new ControlChannel(this);
+
+      const notifier = new Notifier(this.database.url, config.schema);
+      notifier.on('insert', (queues) => this.wake(queues));
+      notifier.on('control', (message) => void this.control.handle(message as unknown as ControlMessage));
+      notifier.on('error', (error) => log.warn({ error: error.message }, 'notification connection error'));
+      notifier.on('reconnect', (attempt) => this.telemetry.emit('notifier:reconnect', { node: this.name, attempt }));
+      notifier.on('connected', () => this.wake(['*']));
+      this.notifier = notifier;
+      await notifier.start();
+
+      const settings = await this.nodes.settingsFor(this.pool, this.name);
+      for (const [queue, queueConfig] of Object.entries(config.queues)) {
+        const setting = settings.find((s) => s.queue === queue);
+        if (setting?.running === false) continue;
+        this.startQueue(queue, {
+          ...queueConfig,
+          paused: setting?.paused ?? queueConfig.paused,
+          limit: setting?.limit ?? queueConfig.limit,
+        });
+      }
+      // Queues started at runtime on this node (or all nodes) and not in the config.
+      for (const setting of settings) {
+        if (setting.running === true && !this.supervisors.has(setting.queue)) {
+          this.startQueue(setting.queue, { ...queueConfig(setting.queue, { limit: setting.limit ?? 10 }), paused: setting.paused ?? false });
+        }
+      }
+
+      const context: PluginContext = {
+        pool: this.pool,
+        node: this.name,
+        telemetry: this.telemetry,
+        call,
+        isLeader: () => this.isLeader,
+      };
+      this.plugins = [
+        new Stager(context, this.jobs, config.plugins.stager.interval),
+        ...(this.options.plugins ?? []).flatMap((factory) => factory(context, this)),
+      ];
+      this.peer = new Peer({
+        url: this.database.url,
+        schema: config.schema,
+        node: this.name,
+        interval: Math.min(1000, config.heartbeatInterval),
+        telemetry: this.telemetry,
+        onChange: (leader) => this.onLeadership(leader),
+      });
+      await this.peer.start();
+      await this.heartbeat();
+      this.scheduleHeartbeat();
+      this.state = 'running';
+      log.info(
+        {
+          node: this.name,
+          queues: Object.fromEntries([...this.supervisors].map(([q, s]) => [q, { limit: s.producer.limit, threads: s.threadCount, paused: s.producer.paused }])),
+        },
+        `node ${this.name} started`,
+      );
+      this.telemetry.emit('node:up', { node: this.name, queues: [...this.supervisors.keys()] });
+    } catch (error) {
+      await this.teardown().catch(() => undefined);
+      this.state = 'stopped';
+      throw error;
+    }
+  }
+
+  startQueue(queue: string, queueConfig: QueueConfig): QueueSupervisor {
+    const existing = this.supervisors.get(queue);
+    if (existing) return existing;
+    const supervisor = new QueueSupervisor({
+      queue,
+      node: this.name,
+      config: queueConfig,
+      workersDir: this.config.workers,
+      cancelGracePeriod: this.config.cancelGracePeriod,
+      restartBudget: this.config.restartBudget,
+      telemetry: this.telemetry,
+      producer: {
+        node: this.name,
+        pool: this.pool,
+        queries: this.jobs,
+        outcomes: this.outcomes,
+        workers: this.workers,
+        telemetry: this.telemetry,
+        call: (fn) => this.breaker.call(fn),
+        runId: this.runId,
+      },
+    });
+    this.supervisors.set(queue, supervisor);
+    supervisor.start();
+    return supervisor;
+  }
+
+  async stopQueue(queue: string): Promise<boolean> {
+    const supervisor = this.supervisors.get(queue);
+    if (!supervisor) return false;
+    supervisor.stopFetching();
+    await this.waitForQueues([supervisor], Date.now() + this.config.shutdownGracePeriod);
+    await supervisor.stop();
+    this.supervisors.delete(queue);
+    return true;
+  }
+
+  wake(queues: string[]): void {
+    if (queues.includes('*')) {
+      for (const supervisor of this.supervisors.values()) supervisor.producer.wake();
+      return;
+    }
+    for (const queue of queues) this.supervisors.get(queue)?.producer.wake();
+  }
+
+  private onLeadership(leader: boolean): void {
+    for (const plugin of this.plugins) {
+      if (leader) plugin.start();
+      else void plugin.stop();
+    }
+    void this.heartbeat().catch(() => undefined);
+  }
+
+  private scheduleHeartbeat(): void {
+    this.heartbeatTimer = setTimeout(() => {
+      void this.heartbeat()
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.state === 'running' || this.state === 'starting') this.scheduleHeartbeat();
+        });
+    }, this.config.heartbeatInterval);
+    this.heartbeatTimer.unref();
+  }
+
+  queueHeartbeats(): Record<string, QueueHeartbeat> {
+    return Object.fromEntries(
+      [...this.supervisors].map(([queue, s]) => [
+        queue,
+        { limit: s.producer.limit, threads: s.threadCount, running: s.producer.runningCount, paused: s.producer.paused },
+      ]),
+    );
+  }
+
+  async heartbeat(): Promise<void> {
+    if (!this.nodes) return;
+    await this.breaker.call(() => this.nodes.heartbeat(this.pool, this.name, this.queueHeartbeats(), this.isLeader, this.startedAt));
+  }
+
+  /** Stops a running job on this node (the cancel of a job that another node may have asked for). */
+  cancelRunning(id: number, reason: string): boolean {
+    for (const supervisor of this.supervisors.values()) {
+      if (supervisor.producer.cancelRunning(id, reason)) return true;
+    }
+    return false;
+  }
+
+  private async waitForQueues(supervisors: QueueSupervisor[], deadline: number): Promise<boolean> {
+    const idle = Promise.all(supervisors.map((s) => s.producer.idle())).then(() => true);
+    const timeout = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+      void idle.then(() => clearTimeout(timer));
+    });
+    return Promise.race([idle, timeout]);
+  }
+
+  /** Graceful stop: no new fetches, running jobs get the grace period, outcomes are written. */
+  stop(reason = 'stopped'): Promise<void> {
+    this.stopping ??= this.doStop(reason);
+    return this.stopping;
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'new') {
+      this.state = 'stopped';
+      return;
+    }
+    this.state = 'stopping';
+    const { log } = this;
+    log.info({ reason, gracePeriodMs: this.config.shutdownGracePeriod }, `node ${this.name} stopping`);
+    const supervisors = [...this.supervisors.values()];
+    supervisors.forEach((s) => s.stopFetching());
+    const deadline = Date.now() + this.config.shutdownGracePeriod;
+    const finished = await this.waitForQueues(supervisors, deadline);
+    if (!finished) {
+      const left = supervisors.flatMap((s) => s.producer.runningJobs().map((j) => ({ queue: s.queue, ...j })));
+      log.warn(
+        { jobs: left.map((j) => ({ id: j.id, worker: j.worker, queue: j.queue, runningMs: Date.now() - j.startedAt })) },
+        `${left.length} jobs still running after the grace period; they are stopped and will run again`,
+      );
+    }
+    await this.teardown();
+    this.state = 'stopped';
+  }
+
+  private async teardown(): Promise<void> {
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    for (const plugin of this.plugins) await plugin.stop();
+    // Destroying the pools ends unfinished jobs as interrupted: their outcome puts them back.
+    await Promise.all([...this.supervisors.values()].map((s) => s.stop()));
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.outcomes) {
+      const left = await this.outcomes.drain(Date.now() + 5000);
+      if (left > 0) this.log.error({ pending: left }, 'could not record every outcome before stopping; the lifeline will rescue those jobs');
+    }
+    await this.peer?.stop();
+    await this.notifier?.stop();
+    if (this.nodes && this.pool) await this.nodes.remove(this.pool, this.name).catch(() => undefined);
+    await this.pool?.end().catch(() => undefined);
+    this.telemetry.emit('node:down', { node: this.name, reason: 'stopped' });
+    await this.database?.embedded?.stop();
+    this.detachLogger?.();
+  }
+}
+

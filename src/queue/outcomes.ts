@@ -1,0 +1,128 @@
+// Records job outcomes in batches, one node-wide writer. At most one write is in flight; every
+// outcome that arrives meanwhile goes into the next one, so batches grow with load and add no
+// delay when idle (group commit). A write that fails is kept and retried: outcomes of jobs that
+// finished while the database was away are written when it returns, never lost, never re-run.
+// A job is reported finished only after its row says so.
+
+import type pg from 'pg';
+import type { JobQueries, OutcomeRow } from '../db/queries/jobs.js';
+import { cleanString } from '../jobs/json.js';
+
+export interface PendingOutcome {
+  row: OutcomeRow;
+  /** Called once the row is written (true) or was fenced out by a rescue or cancel (false). */
+  done: (written: boolean) => void;
+  /** Set when the original outcome was refused and an error is written instead. */
+  fallback?: boolean;
+}
+
+export interface OutcomeWriterOptions {
+  /** Called to run a database call (the breaker wraps it). */
+  call?: <T>(fn: () => Promise<T>) => Promise<T>;
+  onError?: (error: Error, pending: number) => void;
+  maxBatch?: number;
+}
+
+export class OutcomeWriter {
+  private queue: PendingOutcome[] = [];
+  private flushing: Promise<void> | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryDelay = 100;
+  private readonly call: <T>(fn: () => Promise<T>) => Promise<T>;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly queries: JobQueries,
+    private readonly options: OutcomeWriterOptions = {},
+  ) {
+    this.call = options.call ?? ((fn) => fn());
+  }
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  push(outcome: PendingOutcome): void {
+    this.queue.push(outcome);
+    if (!this.flushing && !this.retryTimer) this.flushing = this.flushLoop();
+  }
+
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.options.maxBatch ?? 1000);
+        try {
+          await this.write(batch);
+          this.retryDelay = 100;
+        } catch (error) {
+          this.queue.unshift(...batch);
+          this.options.onError?.(error as Error, this.queue.length);
+          this.scheduleRetry();
+          return;
+        }
+      }
+    } finally {
+      this.flushing = null;
+    }
+  }
+
+  private async write(batch: PendingOutcome[]): Promise<void> {
+    let written: Set<number>;
+    try {
+      written = await this.call(() => this.queries.recordOutcomes(this.pool, batch.map((p) => p.row)));
+    } catch (error) {
+      // A value the database refuses (it should not happen: outcomes are cleaned in the thread)
+      // must fail its own job only. Split the batch to find it; connection errors rethrow.
+      if (isDataError(error)) {
+        if (batch.length > 1) {
+          const middle = Math.ceil(batch.length / 2);
+          await this.write(batch.slice(0, middle));
+          await this.write(batch.slice(middle));
+          return;
+        }
+        const only = batch[0]!;
+        if (!only.fallback) {
+          const message = cleanString((error as Error).message);
+          const row: OutcomeRow = { ...only.row, state: 'retryable', result: null, refund: 0, delay: 1, error: `the outcome could not be stored: ${message}` };
+          return this.write([{ ...only, row, fallback: true }]);
+        }
+      }
+      throw error;
+    }
+    for (const pending of batch) pending.done(written.has(pending.row.id));
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.flushing) this.flushing = this.flushLoop();
+    }, this.retryDelay);
+    this.retryDelay = Math.min(this.retryDelay * 2, 2000);
+  }
+
+  /** Writes everything pending; retries until `deadline` (epoch ms). Returns what is left. */
+  async drain(deadline: number): Promise<number> {
+    while (this.queue.length > 0 || this.flushing || this.retryTimer) {
+      if (Date.now() > deadline) break;
+      if (this.flushing) {
+        await this.flushing;
+        continue;
+      }
+      if (this.retryTimer) {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = null;
+      }
+      this.flushing = this.flushLoop();
+      await this.flushing;
+      if (this.queue.length > 0) await new Promise((r) => setTimeout(r, Math.min(500, this.retryDelay)));
+    }
+    return this.queue.length;
+  }
+}
+
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  // 22xxx data exceptions (invalid text representation, untranslatable character, ...).
+  return typeof code === 'string' && code.startsWith('22');
+}

@@ -1,0 +1,311 @@
+// One per queue: fetches as many jobs as it has free slots, hands each to the queue's thread
+// pool, and turns what comes back into an outcome row for the node's OutcomeWriter. Wakes on
+// insert notifications and falls back to a jittered poll.
+
+import type pg from 'pg';
+import type { JobQueries, OutcomeRow } from '../db/queries/jobs.js';
+import type { Job, JobRecord, JobState } from '../jobs/types.js';
+import type { Telemetry } from '../telemetry/events.js';
+import { defaultBackoff } from '../worker/define.js';
+import type { RegisteredWorker } from '../worker/registry.js';
+import type { OutcomeWriter } from './outcomes.js';
+import type { RunResult, ThreadPool } from './threads.js';
+
+export interface ProducerDeps {
+  queue: string;
+  node: string;
+  pool: pg.Pool;
+  queries: JobQueries;
+  outcomes: OutcomeWriter;
+  workers: Map<string, RegisteredWorker>;
+  telemetry: Telemetry;
+  /** Runs a database call through the breaker. */
+  call: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** A token unique to this node process; attempt tokens are built from it. */
+  runId: string;
+  /** Reports a thread crash to the supervisor. */
+  onCrash: (error: string, jobIds: number[]) => void;
+}
+
+interface RunningJob {
+  record: JobRecord;
+  startedAt: number;
+}
+
+let fetchSequence = 0;
+
+export class Producer {
+  limit: number;
+  paused: boolean;
+  private threads: ThreadPool | null = null;
+  private readonly running = new Map<number, RunningJob>();
+  private unwritten = 0;
+  private fetching: Promise<void> | null = null;
+  private again = false;
+  private stopped = true;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly deps: ProducerDeps,
+    options: { limit: number; paused: boolean; pollInterval: number },
+  ) {
+    this.limit = options.limit;
+    this.paused = options.paused;
+    this.pollInterval = options.pollInterval;
+  }
+
+  private readonly pollInterval: number;
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  runningIds(): number[] {
+    return [...this.running.keys()];
+  }
+
+  attach(threads: ThreadPool | null): void {
+    this.threads = threads;
+    if (threads) this.wake();
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.schedulePoll();
+    this.wake();
+  }
+
+  /** Stops fetching; running jobs carry on (the node waits for them). */
+  stop(): void {
+    this.stopped = true;
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
+  }
+
+  private schedulePoll(): void {
+    if (this.stopped) return;
+    const jitter = this.pollInterval * 0.1 * Math.random();
+    this.pollTimer = setTimeout(() => {
+      this.wake();
+      this.schedulePoll();
+    }, this.pollInterval + jitter);
+    this.pollTimer.unref();
+  }
+
+  private canFetch(): boolean {
+    return !this.stopped && !this.paused && this.threads !== null && this.running.size < this.limit;
+  }
+
+  wake(): void {
+    if (!this.canFetch()) return;
+    if (this.fetching) {
+      this.again = true;
+      return;
+    }
+    this.fetching = this.fetchLoop().finally(() => {
+      this.fetching = null;
+    });
+  }
+
+  private async fetchLoop(): Promise<void> {
+    do {
+      this.again = false;
+      while (this.canFetch()) {
+        const want = this.limit - this.running.size;
+        let rows: JobRecord[];
+        try {
+          const token = `${this.deps.runId}.${++fetchSequence}`;
+          rows = await this.deps.call(() =>
+            this.deps.queries.fetch(this.deps.pool, this.deps.queue, want, this.deps.node, token),
+          );
+        } catch {
+          // The breaker logs and reports database trouble; the next poll tries again.
+          return;
+        }
+        for (const record of rows) this.dispatch(record);
+        if (rows.length < want) break;
+      }
+    } while (this.again && this.canFetch());
+  }
+
+  private dispatch(record: JobRecord): void {
+    const startedAt = Date.now();
+    this.running.set(record.id, { record, startedAt });
+    this.unwritten++;
+    const job: Job = {
+      id: record.id,
+      args: record.args,
+      attempt: record.attempt,
+      maxAttempts: record.maxAttempts,
+      queue: record.queue,
+      worker: record.worker,
+      tags: record.tags,
+      meta: record.meta,
+      insertedAt: record.insertedAt,
+      scheduledAt: record.scheduledAt,
+    };
+    const queueTimeMs = Math.max(0, (record.attemptedAt ?? new Date()).getTime() - record.scheduledAt.getTime());
+    this.deps.telemetry.emit('job:start', { ...this.base(record), queueTimeMs });
+
+    const registered = this.deps.workers.get(record.worker);
+    const threads = this.threads;
+    const run: Promise<RunResult> =
+      !registered || !threads
+        ? Promise.resolve({
+            kind: 'outcome',
+            outcome: {
+              kind: 'failed',
+              error: `unknown worker ${JSON.stringify(record.worker)}: no worker of that name is registered on node ${this.deps.node}`,
+              warning: null,
+            },
+          })
+        : threads.run(job, timeoutFor(registered, job));
+    void run
+      .catch((error: unknown): RunResult => ({ kind: 'crashed', error: String(error) }))
+      .then((result) => this.finish(record, job, registered, result, startedAt, queueTimeMs));
+  }
+
+  private finish(
+    record: JobRecord,
+    job: Job,
+    registered: RegisteredWorker | undefined,
+    result: RunResult,
+    startedAt: number,
+    queueTimeMs: number,
+  ): void {
+    this.running.delete(record.id);
+    const durationMs = Date.now() - startedAt;
+    const token = record.attemptedBy?.[1] ?? '';
+    const row = outcomeRow(record, job, registered, result, token);
+    if (result.kind === 'crashed') this.deps.onCrash(result.error, [record.id]);
+    const warning = result.kind === 'outcome' ? result.outcome.warning : null;
+    const isFailure =
+      result.kind === 'crashed' || result.kind === 'timeout' || (result.kind === 'outcome' && result.outcome.kind === 'failed');
+    if (warning) this.deps.telemetry.emit('job:warning', { ...this.base(record), warning });
+
+    this.deps.outcomes.push({
+      row,
+      done: (written) => {
+        this.unwritten--;
+        if (written) {
+          if (isFailure) {
+            this.deps.telemetry.emit('job:exception', {
+              ...this.base(record),
+              error: firstLine(row.error ?? ''),
+              stack: row.error ?? '',
+              willRetry: row.state === 'retryable',
+              state: row.state,
+            });
+          }
+          this.deps.telemetry.emit('job:stop', {
+            ...this.base(record),
+            state: row.state,
+            durationMs,
+            queueTimeMs,
+            result: row.result,
+          });
+        }
+        this.checkIdle();
+      },
+    });
+    this.wake();
+  }
+
+  private base(record: JobRecord): { id: number; worker: string; queue: string; attempt: number; node: string } {
+    return { id: record.id, worker: record.worker, queue: record.queue, attempt: record.attempt, node: this.deps.node };
+  }
+
+  /** Asks the thread pool to stop a running job (cancel from anywhere). */
+  cancelRunning(id: number, reason: string): boolean {
+    if (!this.running.has(id) || !this.threads) return false;
+    return this.threads.stop(id, 'cancel', reason);
+  }
+
+  private checkIdle(): void {
+    if (this.running.size === 0 && this.unwritten === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      waiters.forEach((resolve) => resolve());
+    }
+  }
+
+  /** Resolves when no job is running and every outcome is written. */
+  idle(): Promise<void> {
+    if (this.running.size === 0 && this.unwritten === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  runningJobs(): { id: number; worker: string; startedAt: number }[] {
+    return [...this.running.values()].map((r) => ({ id: r.record.id, worker: r.record.worker, startedAt: r.startedAt }));
+  }
+}
+
+function firstLine(text: string): string {
+  return text.split('\n', 1)[0] ?? '';
+}
+
+function timeoutFor(registered: RegisteredWorker, job: Job): number | null {
+  const timeout = registered.definition.timeout as number | ((job: Job) => number) | undefined;
+  if (timeout === undefined) return null;
+  try {
+    const ms = typeof timeout === 'function' ? timeout(job) : timeout;
+    return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? ms : null;
+  } catch {
+    return null;
+  }
+}
+
+function backoffFor(registered: RegisteredWorker | undefined, job: Job): number {
+  const custom = registered?.definition.backoff as ((job: Job) => number) | undefined;
+  if (custom) {
+    try {
+      const seconds = custom(job);
+      if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0) return seconds;
+    } catch {
+      // fall back to the default
+    }
+  }
+  return defaultBackoff(job.attempt);
+}
+
+/** The documented outcome rules, as one row for the writer. */
+export function outcomeRow(
+  record: JobRecord,
+  job: Job,
+  registered: RegisteredWorker | undefined,
+  result: RunResult,
+  token: string,
+): OutcomeRow {
+  const base = { id: record.id, token, delay: null, error: null, result: null, refund: 0 };
+  const failure = (error: string): OutcomeRow => {
+    const state: JobState = record.attempt >= record.maxAttempts ? 'discarded' : 'retryable';
+    return { ...base, state, error, delay: state === 'retryable' ? backoffFor(registered, job) : null };
+  };
+  switch (result.kind) {
+    case 'interrupted':
+      return { ...base, state: 'available', refund: 1 };
+    case 'crashed':
+      return failure(result.error);
+    case 'timeout':
+      return failure(`timeout: ${result.timeoutMs ? `job timed out after ${result.timeoutMs} ms` : 'job timed out'}`);
+    case 'cancelled':
+      return { ...base, state: 'cancelled', error: `cancelled: ${result.reason}` };
+    case 'outcome': {
+      const outcome = result.outcome;
+      switch (outcome.kind) {
+        case 'completed':
+          return { ...base, state: 'completed', result: outcome.result };
+        case 'failed':
+          return failure(outcome.error);
+        case 'cancelled':
+          return { ...base, state: 'cancelled', error: `cancelled: ${outcome.reason}` };
+        case 'discarded':
+          return { ...base, state: 'discarded', error: `discarded: ${outcome.reason}` };
+        case 'snoozed':
+          return { ...base, state: 'scheduled', delay: outcome.seconds, refund: 1 };
+      }
+    }
+  }
+}

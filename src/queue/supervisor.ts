@@ -1,0 +1,119 @@
+// One per queue: owns the queue's Producer and its thread pool as one unit. A thread that dies
+// is counted against a restart budget (N restarts in M seconds); past it the queue is marked
+// crashed: the pool is torn down, the producer stops fetching, and after a backoff a fresh pool
+// is started. Other queues and the node carry on throughout.
+
+import type { QueueConfig } from '../config/types.js';
+import type { Telemetry } from '../telemetry/events.js';
+import { Producer, type ProducerDeps } from './producer.js';
+import { ThreadPool } from './threads.js';
+
+export interface SupervisorOptions {
+  queue: string;
+  node: string;
+  config: QueueConfig;
+  workersDir: string;
+  cancelGracePeriod: number;
+  restartBudget: { restarts: number; seconds: number; backoff: number };
+  telemetry: Telemetry;
+  producer: Omit<ProducerDeps, 'queue' | 'onCrash'>;
+}
+
+export class QueueSupervisor {
+  readonly producer: Producer;
+  private threads: ThreadPool | null = null;
+  private crashTimes: number[] = [];
+  private restartTimer: NodeJS.Timeout | null = null;
+  private restarts = 0;
+  crashed = false;
+
+  constructor(private readonly options: SupervisorOptions) {
+    this.producer = new Producer(
+      { ...options.producer, queue: options.queue, onCrash: (error, jobs) => this.onCrash(error, jobs) },
+      { limit: options.config.limit, paused: options.config.paused, pollInterval: options.config.pollInterval },
+    );
+  }
+
+  get queue(): string {
+    return this.options.queue;
+  }
+
+  get threadCount(): number {
+    return this.options.config.threads;
+  }
+
+  start(): void {
+    this.threads = this.createPool();
+    this.producer.attach(this.threads);
+    this.producer.start();
+  }
+
+  private createPool(): ThreadPool {
+    const { config } = this.options;
+    return new ThreadPool({
+      queue: this.options.queue,
+      workersDir: this.options.workersDir,
+      threads: config.threads,
+      concurrency: config.concurrency,
+      memoryLimitMb: config.memoryLimitMb,
+      cancelGracePeriod: this.options.cancelGracePeriod,
+    });
+  }
+
+  private onCrash(error: string, jobs: number[]): void {
+    const { telemetry, queue, node, restartBudget } = this.options;
+    telemetry.emit('pool:crash', { queue, node, error, jobs });
+    const now = Date.now();
+    this.crashTimes = this.crashTimes.filter((t) => now - t < restartBudget.seconds * 1000);
+    this.crashTimes.push(now);
+    this.restarts++;
+    if (this.crashTimes.length <= restartBudget.restarts) {
+      // piscina has already replaced the dead thread: the pool restarted that thread.
+      telemetry.emit('pool:restart', { queue, node, restarts: this.restarts });
+      return;
+    }
+    if (this.crashed) return;
+    this.crashed = true;
+    this.crashTimes = [];
+    telemetry.emit('queue:crashed', { queue, node, restarts: this.restarts, retryInMs: restartBudget.backoff });
+    const old = this.threads;
+    this.threads = null;
+    this.producer.attach(null);
+    // Jobs still running on the old pool end as interrupted and go back without losing an attempt.
+    void old?.destroy();
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      this.crashed = false;
+      this.threads = this.createPool();
+      telemetry.emit('pool:restart', { queue, node, restarts: this.restarts });
+      this.producer.attach(this.threads);
+    }, restartBudget.backoff);
+    this.restartTimer.unref();
+  }
+
+  pause(): void {
+    this.producer.paused = true;
+  }
+
+  resume(): void {
+    this.producer.paused = false;
+    this.producer.wake();
+  }
+
+  scale(limit: number): void {
+    this.producer.limit = limit;
+    this.producer.wake();
+  }
+
+  stopFetching(): void {
+    this.producer.stop();
+  }
+
+  async stop(): Promise<void> {
+    this.producer.stop();
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const threads = this.threads;
+    this.threads = null;
+    await threads?.destroy();
+  }
+}

@@ -1,0 +1,49 @@
+// The default structured logger: pino, attached to the telemetry catalogue in one call. Job args
+// are never logged unless `logArgs` is set.
+
+import pino, { type Logger } from 'pino';
+import type { Telemetry } from './events.js';
+
+export function createLogger(level: string, name = 'quern'): Logger {
+  return pino({ name, level, base: { pid: process.pid } });
+}
+
+/** Logs one line per job outcome and every cluster event. Returns a function that detaches it. */
+export function attachLogger(telemetry: Telemetry, log: Logger): () => void {
+  const detach: (() => void)[] = [];
+  const on: Telemetry['on'] = (event, listener) => {
+    telemetry.on(event, listener);
+    detach.push(() => telemetry.off(event, listener));
+    return telemetry;
+  };
+  on('job:stop', (e) => {
+    const { result: _result, ...fields } = e;
+    log.info(fields, `job ${e.id} ${e.worker} ${e.state} in ${e.durationMs} ms`);
+  });
+  on('job:exception', (e) => {
+    log.warn(
+      { id: e.id, worker: e.worker, queue: e.queue, attempt: e.attempt, state: e.state, error: e.error },
+      `job ${e.id} ${e.worker} failed (attempt ${e.attempt})${e.willRetry ? ', will retry' : ', no attempts left'}`,
+    );
+  });
+  on('job:warning', (e) => log.warn({ id: e.id, worker: e.worker }, `job ${e.id} ${e.worker}: ${e.warning}`));
+  on('queue:pause', (e) => log.info(e, `queue ${e.queue} paused`));
+  on('queue:resume', (e) => log.info(e, `queue ${e.queue} resumed`));
+  on('queue:scale', (e) => log.info(e, `queue ${e.queue} scaled to ${e.limit}`));
+  on('queue:start', (e) => log.info(e, `queue ${e.queue} started with limit ${e.limit}`));
+  on('queue:stop', (e) => log.info(e, `queue ${e.queue} stopped`));
+  on('queue:crashed', (e) => log.error(e, `queue ${e.queue} crashed ${e.restarts} times; retrying in ${e.retryInMs} ms`));
+  on('circuit:trip', (e) => log.error(e, `circuit ${e.name} tripped: ${e.error}`));
+  on('circuit:open', (e) => log.warn(e, `circuit ${e.name} open`));
+  on('circuit:close', (e) => log.info(e, `circuit ${e.name} closed: database answering again`));
+  on('leader:elected', (e) => log.info(e, `${e.node} is the leader`));
+  on('leader:lost', (e) => log.warn(e, `${e.node} lost leadership: ${e.reason}`));
+  on('plugin:exception', (e) => log.error(e, `plugin ${e.plugin} failed: ${e.error}`));
+  on('pool:crash', (e) => log.error(e, `worker thread of queue ${e.queue} died: ${e.error}`));
+  on('pool:restart', (e) => log.warn(e, `pool of queue ${e.queue} restarted`));
+  on('node:up', (e) => log.info(e, `node ${e.node} up`));
+  on('node:down', (e) => log.info(e, `node ${e.node} down`));
+  on('notifier:reconnect', (e) => log.warn(e, 'notification connection lost; reconnecting'));
+  on('telemetry:error', (e) => log.error({ event: e.event, error: e.error.message }, `a listener of ${e.event} threw`));
+  return () => detach.forEach((fn) => fn());
+}

@@ -1,0 +1,52 @@
+// A worker definition: the name a job row refers to, its defaults, and perform. Modules in the
+// workers folder export one (default export, or an export named `worker`).
+
+import type { InsertOptions, Job, PerformResult } from '../jobs/types.js';
+
+export interface UniqueOptions {
+  /** Seconds, or 'infinity' for as long as jobs are retained. */
+  period: number | 'infinity';
+  fields?: ('args' | 'queue' | 'worker')[];
+  keys?: string[];
+  states?: string[];
+  replace?: ('args' | 'scheduledAt' | 'priority' | 'maxAttempts' | 'tags' | 'meta' | 'queue')[];
+}
+
+export interface WorkerDefinition<Args = Record<string, unknown>> {
+  name: string;
+  queue?: string;
+  maxAttempts?: number;
+  priority?: number;
+  tags?: string[];
+  /** Milliseconds a job may run; a number, or a function of the job. */
+  timeout?: number | ((job: Job<Args>) => number);
+  /** Seconds to wait before the next attempt after a failure. */
+  backoff?: (job: Job<Args>) => number;
+  unique?: UniqueOptions;
+  /** Checks args at insert, before anything is written: return or throw an error message. */
+  validate?: (args: unknown) => string | null | undefined | void;
+  perform(job: Job<Args>, signal: AbortSignal): PerformResult | Promise<PerformResult>;
+}
+
+/**
+ * Declares a worker with typed args: `perform` sees `Args`, and inserting through the returned
+ * definition checks args at compile time.
+ */
+export function defineWorker<Args extends object = Record<string, unknown>>(
+  definition: WorkerDefinition<Args>,
+): WorkerDefinition<Args> {
+  return definition;
+}
+
+/** The insert shape accepted by `insert`: by worker name, or by definition for typed args. */
+export type InsertJob<Args = Record<string, unknown>> = InsertOptions & {
+  worker: string | WorkerDefinition<Args>;
+  args?: Args;
+  unique?: UniqueOptions;
+};
+
+/** Default backoff, Oban's shape: 15 + attempt^4 seconds, with up to 10% jitter. */
+export function defaultBackoff(attempt: number, random: () => number = Math.random): number {
+  const base = 15 + Math.pow(attempt, 4);
+  return base + base * 0.1 * random();
+}

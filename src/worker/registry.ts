@@ -1,0 +1,103 @@
+// Loads the worker definitions of one folder, once per thread (and once on the main thread for
+// defaults, timeouts and backoff). A job names a worker; only names registered here can run,
+// so a job row can never make us load a file.
+
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
+import type { WorkerDefinition } from './define.js';
+
+export class WorkerLoadError extends Error {
+  override name = 'WorkerLoadError';
+  constructor(
+    message: string,
+    readonly file: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface RegisteredWorker {
+  definition: WorkerDefinition<never>;
+  file: string;
+}
+
+const WORKER_NAME = /^[A-Za-z0-9_.:-]{1,255}$/;
+
+/** A `.ts` worker runs from its compiled copy under dist/ (tsconfig rootDir is the project). */
+function compiledPath(file: string): string | null {
+  let dir = path.dirname(file);
+  while (dir !== path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'tsconfig.json'))) {
+      return path.join(dir, 'dist', path.relative(dir, file)).replace(/\.ts$/, '.js');
+    }
+    dir = path.dirname(dir);
+  }
+  return null;
+}
+
+export function workerFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  if (dir.split(path.sep).includes('dist')) {
+    return readdirSync(dir)
+      .filter((f) => /\.(m?js)$/.test(f))
+      .sort()
+      .map((f) => path.join(dir, f));
+  }
+  return readdirSync(dir)
+    .filter((f) => /\.(m?js|ts)$/.test(f) && !f.endsWith('.d.ts'))
+    .sort()
+    .map((f) => path.join(dir, f));
+}
+
+export function validateDefinition(value: unknown, file: string): WorkerDefinition<never> {
+  const fail = (why: string): never => {
+    throw new WorkerLoadError(`${file}: ${why}`, file);
+  };
+  if (value === null || typeof value !== 'object') fail('does not export a worker definition (default export or `worker`)');
+  const def = value as Record<string, unknown>;
+  if (typeof def.name !== 'string' || !WORKER_NAME.test(def.name)) fail('worker `name` must be 1-255 characters of A-Z a-z 0-9 _ . : -');
+  if (typeof def.perform !== 'function') fail(`worker "${String(def.name)}" has no perform function`);
+  if (def.queue !== undefined && (typeof def.queue !== 'string' || !isPlainIdentifier(def.queue, MAX_QUEUE_LENGTH))) {
+    fail(`worker "${String(def.name)}": queue must be a plain lower-case identifier`);
+  }
+  if (def.priority !== undefined && !(Number.isInteger(def.priority) && (def.priority as number) >= 0 && (def.priority as number) <= 3)) {
+    fail(`worker "${String(def.name)}": priority must be an integer from 0 to 3`);
+  }
+  if (def.maxAttempts !== undefined && !(Number.isInteger(def.maxAttempts) && (def.maxAttempts as number) >= 1)) {
+    fail(`worker "${String(def.name)}": maxAttempts must be an integer of at least 1`);
+  }
+  for (const key of ['timeout', 'backoff', 'validate'] as const) {
+    const option = def[key];
+    if (option !== undefined && typeof option !== 'function' && !(key === 'timeout' && typeof option === 'number')) {
+      fail(`worker "${String(def.name)}": ${key} must be a function`);
+    }
+  }
+  return def as unknown as WorkerDefinition<never>;
+}
+
+export async function loadWorkers(dir: string): Promise<Map<string, RegisteredWorker>> {
+  const workers = new Map<string, RegisteredWorker>();
+  for (const file of workerFiles(dir)) {
+    let target = file;
+    if (file.endsWith('.ts')) {
+      const compiled = compiledPath(file);
+      if (!compiled || !existsSync(compiled)) {
+        throw new WorkerLoadError(`${file}: not compiled (expected ${compiled ?? 'a dist/ copy'}); run npm run build`, file);
+      }
+      target = compiled;
+    }
+    let module: Record<string, unknown>;
+    try {
+      module = (await import(pathToFileURL(target).href)) as Record<string, unknown>;
+    } catch (error) {
+      throw new WorkerLoadError(`${file}: cannot be loaded: ${(error as Error).message}`, file);
+    }
+    const definition = validateDefinition(module.default ?? module.worker, file);
+    const existing = workers.get(definition.name);
+    if (existing) throw new WorkerLoadError(`${file}: worker "${definition.name}" is already defined in ${existing.file}`, file);
+    workers.set(definition.name, { definition, file: target });
+  }
+  return workers;
+}
