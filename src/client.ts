@@ -54,7 +54,9 @@ export class Quern {
   constructor(options: QuernOptions = {}) {
     const schema = options.schema ?? DEFAULT_SCHEMA;
     if (!isPlainIdentifier(schema, MAX_SCHEMA_LENGTH)) {
-      throw new ConfigError(`schema: ${JSON.stringify(schema)} must be a plain lower-case identifier of at most ${MAX_SCHEMA_LENGTH} bytes`);
+      throw new ConfigError(
+        `schema: ${JSON.stringify(schema)} must be a plain lower-case identifier of at most ${MAX_SCHEMA_LENGTH} bytes`,
+      );
     }
     this.schema = schema;
     if (options.pool) {
@@ -62,7 +64,8 @@ export class Quern {
       this.ownsPool = false;
     } else {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
-      if (!connectionString) throw new ConfigError('connectionString: required (or set DATABASE_URL, or pass a pool)');
+      if (!connectionString)
+        throw new ConfigError('connectionString: required (or set DATABASE_URL, or pass a pool)');
       this.pool = new pg.Pool({ connectionString, max: 10 });
       this.pool.on('error', () => undefined);
       this.ownsPool = true;
@@ -92,23 +95,36 @@ export class Quern {
   private async prepare(jobs: unknown[]): Promise<NormalizedInsert[]> {
     await this.workersLoaded;
     return jobs.map((job, index) =>
-      normalizeInsert(job, (name) => this.definitions.get(name), jobs.length === 1 ? 'job' : `jobs[${index}]`),
+      normalizeInsert(
+        job,
+        (name) => this.definitions.get(name),
+        jobs.length === 1 ? 'job' : `jobs[${index}]`,
+      ),
     );
   }
 
-  async insert<Args = Record<string, unknown>>(job: InsertJob<Args>, options: CallOptions = {}): Promise<InsertResult> {
+  async insert<Args = Record<string, unknown>>(
+    job: InsertJob<Args>,
+    options: CallOptions = {},
+  ): Promise<InsertResult> {
     const [result] = await this.insertMany([job], options);
     return result!;
   }
 
   /** Inserts every job in one statement (and one notification), or none if any is invalid. */
-  async insertMany<Args = Record<string, unknown>>(jobs: InsertJob<Args>[], options: CallOptions = {}): Promise<InsertResult[]> {
+  async insertMany<Args = Record<string, unknown>>(
+    jobs: InsertJob<Args>[],
+    options: CallOptions = {},
+  ): Promise<InsertResult[]> {
     if (!Array.isArray(jobs)) throw new InsertError('jobs: expected an array of jobs', 'jobs');
     const normalized = await this.prepare(jobs);
     if (normalized.some((n) => n.unique)) {
       throw new InsertError('unique: unique jobs are not supported yet', 'unique');
     }
-    const rows = await this.jobs.insert(options.client ?? this.pool, normalized.map((n) => n.row));
+    const rows = await this.jobs.insert(
+      options.client ?? this.pool,
+      normalized.map((n) => n.row),
+    );
     return rows.map((row) => ({ ...row, conflict: false }));
   }
 
@@ -116,7 +132,9 @@ export class Quern {
     return this.jobs.get(options.client ?? this.pool, checkId(id));
   }
 
-  listJobs(filter: { state?: string; queue?: string; worker?: string; limit?: number } = {}): Promise<JobRecord[]> {
+  listJobs(
+    filter: { state?: string; queue?: string; worker?: string; limit?: number } = {},
+  ): Promise<JobRecord[]> {
     return this.jobs.list(this.pool, { ...filter, limit: filter.limit ?? 50 });
   }
 
@@ -126,35 +144,71 @@ export class Quern {
    */
   async cancel(id: number): Promise<ChangeResult> {
     const { before, after, attemptedBy } = await this.jobs.cancel(this.pool, checkId(id));
-    if (before === null) return { id, before, after, changed: false, message: `job ${id} does not exist` };
+    if (before === null)
+      return { id, before, after, changed: false, message: `job ${id} does not exist` };
     if (before === 'executing') {
-      await sendControl(this.pool, this.schema, { action: 'cancel', id, node: attemptedBy?.[0] ?? null });
-      return { id, before, after: 'executing', changed: true, message: `job ${id} is running on ${attemptedBy?.[0] ?? 'a node'}; it was asked to stop` };
+      await sendControl(this.pool, this.schema, {
+        action: 'cancel',
+        id,
+        node: attemptedBy?.[0] ?? null,
+      });
+      return {
+        id,
+        before,
+        after: 'executing',
+        changed: true,
+        message: `job ${id} is running on ${attemptedBy?.[0] ?? 'a node'}; it was asked to stop`,
+      };
     }
-    if (after === 'cancelled' && before !== 'cancelled') return { id, before, after, changed: true, message: `job ${id} cancelled` };
-    return { id, before, after, changed: false, message: `job ${id} is ${before}; nothing changed` };
+    if (after === 'cancelled' && before !== 'cancelled')
+      return { id, before, after, changed: true, message: `job ${id} cancelled` };
+    return {
+      id,
+      before,
+      after,
+      changed: false,
+      message: `job ${id} is ${before}; nothing changed`,
+    };
   }
 
   /** Makes a discarded, cancelled, retryable or scheduled job available now. */
   async retry(id: number): Promise<ChangeResult> {
     const { before, after } = await this.jobs.retry(this.pool, checkId(id));
-    if (before === null) return { id, before, after, changed: false, message: `job ${id} does not exist` };
-    if (after === 'available' && before !== 'available') return { id, before, after, changed: true, message: `job ${id} is available again` };
-    return { id, before, after, changed: false, message: `job ${id} is ${before}; nothing changed` };
+    if (before === null)
+      return { id, before, after, changed: false, message: `job ${id} does not exist` };
+    if (after === 'available' && before !== 'available')
+      return { id, before, after, changed: true, message: `job ${id} is available again` };
+    return {
+      id,
+      before,
+      after,
+      changed: false,
+      message: `job ${id} is ${before}; nothing changed`,
+    };
   }
 
   /** Pauses, resumes, scales, starts or stops a queue on one node (`node`) or on all. */
-  async controlQueue(action: QueueAction, queue: string, options: { node?: string; limit?: number } = {}): Promise<void> {
-    if (!isPlainIdentifier(queue, MAX_QUEUE_LENGTH)) throw new ConfigError(`queue: ${JSON.stringify(queue)} is not a plain queue name`);
-    if ((action === 'scale' || options.limit !== undefined) && !(Number.isInteger(options.limit) && options.limit! >= 1)) {
-      throw new ConfigError(`limit: must be an integer of at least 1, got ${JSON.stringify(options.limit)}`);
+  async controlQueue(
+    action: QueueAction,
+    queue: string,
+    options: { node?: string; limit?: number } = {},
+  ): Promise<void> {
+    if (!isPlainIdentifier(queue, MAX_QUEUE_LENGTH))
+      throw new ConfigError(`queue: ${JSON.stringify(queue)} is not a plain queue name`);
+    if (
+      (action === 'scale' || options.limit !== undefined) &&
+      !(Number.isInteger(options.limit) && options.limit! >= 1)
+    ) {
+      throw new ConfigError(
+        `limit: must be an integer of at least 1, got ${JSON.stringify(options.limit)}`,
+      );
     }
     const node = options.node ?? '*';
     await this.nodes.saveSetting(this.pool, {
       node,
       queue,
       paused: action === 'pause' ? true : action === 'resume' ? false : null,
-      limit: action === 'scale' || action === 'start' ? options.limit ?? null : null,
+      limit: action === 'scale' || action === 'start' ? (options.limit ?? null) : null,
       running: action === 'start' ? true : action === 'stop' ? false : null,
     });
     await sendControl(this.pool, this.schema, {
@@ -192,8 +246,10 @@ export class Quern {
 
 function checkId(id: unknown): number {
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) {
-    throw new InsertError(`id: expected a positive integer job id, got ${JSON.stringify(id)}`, 'id');
+    throw new InsertError(
+      `id: expected a positive integer job id, got ${JSON.stringify(id)}`,
+      'id',
+    );
   }
   return id;
 }
-

@@ -1,9 +1,28 @@
 // The public library API.
 
-export { Quern, type QuernOptions, type InsertResult, type CallOptions, type ChangeResult } from './client.js';
+export {
+  Quern,
+  type QuernOptions,
+  type InsertResult,
+  type CallOptions,
+  type ChangeResult,
+} from './client.js';
 export { QuernNode, type NodeOptions } from './node/node.js';
-export { defineWorker, defaultBackoff, type WorkerDefinition, type InsertJob, type UniqueOptions } from './worker/define.js';
-export type { Job, JobRecord, JobState, JobError, InsertOptions, PerformResult } from './jobs/types.js';
+export {
+  defineWorker,
+  defaultBackoff,
+  type WorkerDefinition,
+  type InsertJob,
+  type UniqueOptions,
+} from './worker/define.js';
+export type {
+  Job,
+  JobRecord,
+  JobState,
+  JobError,
+  InsertOptions,
+  PerformResult,
+} from './jobs/types.js';
 export { InsertError } from './jobs/insert.js';
 export { ConfigError } from './config/validate.js';
 export { loadConfig, readConfigFile } from './config/load.js';

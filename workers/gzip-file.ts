@@ -13,7 +13,9 @@ export default defineWorker<{ path: string; out?: string }>({
   maxAttempts: 3,
   timeout: 120_000,
   validate: (args) =>
-    typeof (args as { path?: unknown }).path === 'string' ? null : 'args.path must be a file path string',
+    typeof (args as { path?: unknown }).path === 'string'
+      ? null
+      : 'args.path must be a file path string',
   async perform(job, signal) {
     const source = job.args.path;
     const outDir = path.resolve(job.args.out ?? '.data/gzip');

@@ -11,7 +11,9 @@ export default defineWorker<{ path: string }>({
   maxAttempts: 3,
   timeout: 60_000,
   validate: (args) =>
-    typeof (args as { path?: unknown }).path === 'string' ? null : 'args.path must be a file path string',
+    typeof (args as { path?: unknown }).path === 'string'
+      ? null
+      : 'args.path must be a file path string',
   async perform(job, signal) {
     const { path } = job.args;
     const info = await stat(path);

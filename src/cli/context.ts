@@ -42,7 +42,10 @@ export interface Connected {
   close(): Promise<void>;
 }
 
-export async function connectClient(config: NodeConfig, options: { migrate?: boolean } = {}): Promise<Connected> {
+export async function connectClient(
+  config: NodeConfig,
+  options: { migrate?: boolean } = {},
+): Promise<Connected> {
   const log = pino({ level: 'silent' });
   let embedded: EmbeddedDatabase | null = null;
   let url = config.database.url ?? runningEmbeddedUrl(config.database.dataDir);
@@ -52,7 +55,11 @@ export async function connectClient(config: NodeConfig, options: { migrate?: boo
     embedded = await startEmbedded(config.database.dataDir);
     url = embedded.url;
   }
-  const client = new Quern({ connectionString: url, schema: config.schema, workers: config.workers });
+  const client = new Quern({
+    connectionString: url,
+    schema: config.schema,
+    workers: config.workers,
+  });
   if (options.migrate !== false) await client.migrate();
   return {
     client,
@@ -70,7 +77,17 @@ export function print(line = ''): void {
 
 /** Renders rows as an aligned text table. */
 export function table(headers: string[], rows: (string | number | null | undefined)[][]): string {
-  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '' : String(c))))];
+  const cells = [
+    headers,
+    ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '' : String(c)))),
+  ];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => (c ?? '').padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

@@ -22,7 +22,8 @@ export const enqueueDir: Command = {
     if (!dir || extra.length > 0) throw new UsageError('enqueue-dir needs one DIR');
     const worker = (values.worker as string | undefined) ?? 'hash-file';
     const batchSize = Number(values.batch ?? 1000);
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError('--batch: expected a positive integer');
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new UsageError('--batch: expected a positive integer');
     const root = path.resolve(dir);
     const connected = await connectClient(configFromFlags(values.config as string | undefined));
     const started = Date.now();
@@ -42,7 +43,9 @@ export const enqueueDir: Command = {
       }
       await flush();
       process.stderr.write('\n');
-      print(`inserted ${total} ${worker} jobs for files under ${root} in ${Date.now() - started} ms`);
+      print(
+        `inserted ${total} ${worker} jobs for files under ${root} in ${Date.now() - started} ms`,
+      );
     } finally {
       await connected.close();
     }

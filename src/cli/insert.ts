@@ -8,7 +8,8 @@ import type { Command } from './main.js';
 
 function integerFlag(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !/^-?\d+$/.test(value)) throw new UsageError(`${flag}: expected an integer, got ${String(value)}`);
+  if (typeof value !== 'string' || !/^-?\d+$/.test(value))
+    throw new UsageError(`${flag}: expected an integer, got ${JSON.stringify(value)}`);
   return Number(value);
 }
 

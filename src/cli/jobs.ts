@@ -11,15 +11,22 @@ function ago(date: Date | null): string {
 }
 
 export const jobs: Command = {
-  options: { state: { type: 'string' }, queue: { type: 'string' }, worker: { type: 'string' }, limit: { type: 'string' } },
+  options: {
+    state: { type: 'string' },
+    queue: { type: 'string' },
+    worker: { type: 'string' },
+    limit: { type: 'string' },
+  },
   async run({ values, positionals }) {
-    if (positionals.length > 0) throw new UsageError(`jobs takes no arguments, got ${positionals.join(' ')}`);
+    if (positionals.length > 0)
+      throw new UsageError(`jobs takes no arguments, got ${positionals.join(' ')}`);
     const state = values.state as string | undefined;
     if (state !== undefined && !(JOB_STATES as readonly string[]).includes(state)) {
       throw new UsageError(`--state: expected one of ${JOB_STATES.join(', ')}, got ${state}`);
     }
     const limitText = (values.limit as string | undefined) ?? '50';
-    if (!/^\d+$/.test(limitText) || Number(limitText) < 1) throw new UsageError(`--limit: expected a positive integer, got ${limitText}`);
+    if (!/^\d+$/.test(limitText) || Number(limitText) < 1)
+      throw new UsageError(`--limit: expected a positive integer, got ${limitText}`);
     const connected = await connectClient(configFromFlags(values.config as string | undefined));
     try {
       const rows = await connected.client.listJobs({
@@ -55,8 +62,10 @@ export const job: Command = {
   options: {},
   async run({ positionals, values }) {
     const [action, idText, ...extra] = positionals;
-    if (!action || !['show', 'cancel', 'retry'].includes(action)) throw new UsageError('job needs an action: show, cancel or retry');
-    if (!idText || !/^\d+$/.test(idText) || extra.length > 0) throw new UsageError(`job ${action} needs one numeric job ID`);
+    if (!action || !['show', 'cancel', 'retry'].includes(action))
+      throw new UsageError('job needs an action: show, cancel or retry');
+    if (!idText || !/^\d+$/.test(idText) || extra.length > 0)
+      throw new UsageError(`job ${action} needs one numeric job ID`);
     const id = Number(idText);
     const connected = await connectClient(configFromFlags(values.config as string | undefined));
     try {
@@ -69,7 +78,8 @@ export const job: Command = {
         print(JSON.stringify(found, null, 2));
         return 0;
       }
-      const result = action === 'cancel' ? await connected.client.cancel(id) : await connected.client.retry(id);
+      const result =
+        action === 'cancel' ? await connected.client.cancel(id) : await connected.client.retry(id);
       print(result.message);
       return result.before === null ? 1 : 0;
     } finally {

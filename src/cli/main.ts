@@ -63,7 +63,10 @@ export async function main(argv: string[]): Promise<number> {
     } catch (error) {
       throw new UsageError((error as Error).message);
     }
-    return await command.run({ positionals: parsed.positionals, values: parsed.values as CommandContext['values'] });
+    return await command.run({
+      positionals: parsed.positionals,
+      values: parsed.values,
+    });
   } catch (error) {
     if (error instanceof UsageError) {
       process.stderr.write(`error: ${error.message}\n\n${USAGE}\n`);
@@ -79,7 +82,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`error: ${error.message}\n`);
       return 1;
     }
-    process.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     return 1;
   }
 }

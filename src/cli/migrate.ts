@@ -8,21 +8,29 @@ import type { Command } from './main.js';
 export const migrate: Command = {
   options: { down: { type: 'string' }, prefix: { type: 'string' } },
   async run({ values, positionals }) {
-    if (positionals.length > 0) throw new UsageError(`migrate takes no arguments, got ${positionals.join(' ')}`);
+    if (positionals.length > 0)
+      throw new UsageError(`migrate takes no arguments, got ${positionals.join(' ')}`);
     const config = configFromFlags(values.config as string | undefined);
     const schema = (values.prefix as string | undefined) ?? config.schema;
-    if (!isPlainIdentifier(schema, MAX_SCHEMA_LENGTH)) throw new UsageError(`--prefix: ${JSON.stringify(schema)} is not a plain schema name`);
+    if (!isPlainIdentifier(schema, MAX_SCHEMA_LENGTH))
+      throw new UsageError(`--prefix: ${JSON.stringify(schema)} is not a plain schema name`);
     let target: number | null = null;
     if (values.down !== undefined) {
       target = Number(values.down);
-      if (!/^\d+$/.test(values.down as string)) throw new UsageError(`--down: expected a version number, got ${String(values.down)}`);
+      if (!/^\d+$/.test(values.down as string))
+        throw new UsageError(`--down: expected a version number, got ${String(values.down)}`);
     }
     const connected = await connectClient({ ...config, schema }, { migrate: false });
     const client = await connected.client.pool.connect();
     try {
       const onStep = (m: { version: number; name: string }): void =>
-        print(`${target === null ? 'applying' : 'rolling back'} ${String(m.version).padStart(3, '0')}_${m.name}`);
-      const result = target === null ? await migrateUp(client, schema, { onStep }) : await migrateDown(client, schema, target, { onStep });
+        print(
+          `${target === null ? 'applying' : 'rolling back'} ${String(m.version).padStart(3, '0')}_${m.name}`,
+        );
+      const result =
+        target === null
+          ? await migrateUp(client, schema, { onStep })
+          : await migrateDown(client, schema, target, { onStep });
       print(`schema ${schema}: version ${result.from} -> ${result.to}`);
     } finally {
       client.release();

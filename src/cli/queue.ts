@@ -11,18 +11,24 @@ export const queue: Command = {
   options: { node: { type: 'string' }, limit: { type: 'string' } },
   async run({ positionals, values }) {
     const [action, name, ...extra] = positionals;
-    if (!action || !ACTIONS.includes(action as QueueAction)) throw new UsageError(`queue needs an action: ${ACTIONS.join(', ')}`);
+    if (!action || !ACTIONS.includes(action as QueueAction))
+      throw new UsageError(`queue needs an action: ${ACTIONS.join(', ')}`);
     if (!name || extra.length > 0) throw new UsageError(`queue ${action} needs one QUEUE name`);
     let limit: number | undefined;
     if (values.limit !== undefined) {
-      if (!/^\d+$/.test(String(values.limit)) || Number(values.limit) < 1) throw new UsageError('--limit: expected a positive integer');
+      if (!/^\d+$/.test(String(values.limit)) || Number(values.limit) < 1)
+        throw new UsageError('--limit: expected a positive integer');
       limit = Number(values.limit);
     }
-    if (action === 'scale' && limit === undefined) throw new UsageError('queue scale needs --limit N');
+    if (action === 'scale' && limit === undefined)
+      throw new UsageError('queue scale needs --limit N');
     const connected = await connectClient(configFromFlags(values.config as string | undefined));
     try {
       const node = values.node as string | undefined;
-      await connected.client.controlQueue(action as QueueAction, name, { ...(node ? { node } : {}), ...(limit !== undefined ? { limit } : {}) });
+      await connected.client.controlQueue(action as QueueAction, name, {
+        ...(node ? { node } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+      });
       print(`queue ${name}: ${action} sent to ${node ?? 'all nodes'}`);
     } finally {
       await connected.close();

@@ -2,10 +2,10 @@
 // gracefully (exit 0); a second one exits at once.
 
 import { QuernNode } from '../node/node.js';
+import { standardPlugins } from '../plugins/standard.js';
 import { createLogger } from '../telemetry/logger.js';
 import { configFromFlags } from './context.js';
 import type { Command } from './main.js';
-import { standardPlugins } from '../plugins/standard.js';
 
 export const start: Command = {
   options: {},
@@ -15,32 +15,24 @@ export const start: Command = {
     const node = new QuernNode(config, { log, plugins: standardPlugins });
 
     let signals = 0;
-    let stopped: Promise<void> | null = null;
+    let requestStop: (signal: string) => void = () => undefined;
+    const stopRequested = new Promise<string>((resolve) => (requestStop = resolve));
     const onSignal = (signal: NodeJS.Signals): void => {
       signals++;
       if (signals > 1) {
         log.warn({ signal }, 'second signal: exiting at once');
-        log.flush?.();
         process.exit(130);
       }
       log.info({ signal }, 'signal received: stopping gracefully');
-      stopped = node.stop(signal);
+      requestStop(signal);
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
 
-    await node.start();
-    if (!stopped) {
-      await new Promise<void>((resolve) => {
-        const check = setInterval(() => {
-          if (stopped) {
-            clearInterval(check);
-            resolve();
-          }
-        }, 50);
-      });
-    }
-    await stopped;
+    const started = node.start();
+    const first = await Promise.race([started.then(() => null), stopRequested]);
+    if (first !== null) await started.catch(() => undefined);
+    await node.stop(first ?? (await stopRequested));
     log.info('node stopped');
     return 0;
   },

@@ -9,11 +9,30 @@ export async function renderStatus(client: Quern): Promise<string> {
   const counts = await client.jobs.countsByQueueAndState(client.pool);
   const leader = nodes.find((n) => n.leader && n.ageMs < 10000)?.name ?? '(none)';
   const nodeRows = nodes.flatMap((n) =>
-    Object.entries(n.queues).map(([queue, q]) => [n.name, queue, q.limit, q.threads, q.running, q.paused ? 'paused' : 'running', `${Math.round(n.ageMs / 1000)}s ago`]),
+    Object.entries(n.queues).map(([queue, q]) => [
+      n.name,
+      queue,
+      q.limit,
+      q.threads,
+      q.running,
+      q.paused ? 'paused' : 'running',
+      `${Math.round(n.ageMs / 1000)}s ago`,
+    ]),
   );
-  const states = ['available', 'scheduled', 'executing', 'retryable', 'completed', 'discarded', 'cancelled'];
+  const states = [
+    'available',
+    'scheduled',
+    'executing',
+    'retryable',
+    'completed',
+    'discarded',
+    'cancelled',
+  ];
   const queues = [...new Set(counts.map((c) => c.queue))];
-  const countRows = queues.map((queue) => [queue, ...states.map((s) => counts.find((c) => c.queue === queue && c.state === s)?.count ?? 0)]);
+  const countRows = queues.map((queue) => [
+    queue,
+    ...states.map((s) => counts.find((c) => c.queue === queue && c.state === s)?.count ?? 0),
+  ]);
   return [
     `leader: ${leader}`,
     `nodes: ${nodes.length}`,
@@ -27,7 +46,8 @@ export async function renderStatus(client: Quern): Promise<string> {
 export const status: Command = {
   options: { watch: { type: 'boolean' } },
   async run({ values, positionals }) {
-    if (positionals.length > 0) throw new UsageError(`status takes no arguments, got ${positionals.join(' ')}`);
+    if (positionals.length > 0)
+      throw new UsageError(`status takes no arguments, got ${positionals.join(' ')}`);
     const connected = await connectClient(configFromFlags(values.config as string | undefined));
     try {
       if (!values.watch) {
@@ -38,7 +58,9 @@ export const status: Command = {
       process.once('SIGINT', () => (stop = true));
       while (!stop) {
         const text = await renderStatus(connected.client);
-        process.stdout.write('\x1b[2J\x1b[H' + text + `\n\n${new Date().toISOString()}  (Ctrl-C to quit)\n`);
+        process.stdout.write(
+          '\x1b[2J\x1b[H' + text + `\n\n${new Date().toISOString()}  (Ctrl-C to quit)\n`,
+        );
         await new Promise((r) => setTimeout(r, 1000));
       }
     } finally {

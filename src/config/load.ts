@@ -71,15 +71,19 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
   const database = input.database === undefined ? {} : expectObject(input.database, 'database');
   rejectUnknownKeys(database, ['url', 'poolSize', 'dataDir'], 'database');
   const envUrl = env.DATABASE_URL && env.DATABASE_URL.length > 0 ? env.DATABASE_URL : null;
-  const url = envUrl ?? (database.url === undefined ? null : expectString(database.url, 'database.url'));
+  const url =
+    envUrl ?? (database.url === undefined ? null : expectString(database.url, 'database.url'));
   const poolSize =
-    database.poolSize === undefined ? 10 : expectInteger(database.poolSize, 'database.poolSize', { min: 2 });
+    database.poolSize === undefined
+      ? 10
+      : expectInteger(database.poolSize, 'database.poolSize', { min: 2 });
   const dataDir = path.resolve(
     baseDir,
     database.dataDir === undefined ? '.data' : expectString(database.dataDir, 'database.dataDir'),
   );
 
-  const queuesInput = input.queues === undefined ? { default: 10 } : expectObject(input.queues, 'queues');
+  const queuesInput =
+    input.queues === undefined ? { default: 10 } : expectObject(input.queues, 'queues');
   const queues: Record<string, QueueConfig> = {};
   for (const [name, value] of Object.entries(queuesInput)) queues[name] = queueConfig(name, value);
 
@@ -90,14 +94,19 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
         ? `${hostname()}-${process.pid}`
         : expectString(input.node, 'node');
 
-  const logLevel = env.LOG_LEVEL && env.LOG_LEVEL.length > 0 ? env.LOG_LEVEL : input.logLevel ?? 'info';
+  const logLevel =
+    env.LOG_LEVEL && env.LOG_LEVEL.length > 0 ? env.LOG_LEVEL : (input.logLevel ?? 'info');
   if (typeof logLevel !== 'string' || !LOG_LEVELS.includes(logLevel)) {
-    throw new ConfigError(`logLevel: expected one of ${LOG_LEVELS.join(', ')}, got ${describe(logLevel)}`);
+    throw new ConfigError(
+      `logLevel: expected one of ${LOG_LEVELS.join(', ')}, got ${describe(logLevel)}`,
+    );
   }
 
   const testing = input.testing ?? 'disabled';
   if (testing !== 'disabled' && testing !== 'inline' && testing !== 'manual') {
-    throw new ConfigError(`testing: expected "disabled", "inline" or "manual", got ${describe(testing)}`);
+    throw new ConfigError(
+      `testing: expected "disabled", "inline" or "manual", got ${describe(testing)}`,
+    );
   }
 
   const positiveMs = (key: (typeof TOP_KEYS)[number], fallback: number): number =>
@@ -106,7 +115,10 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
 
   return {
     node: nodeName,
-    workers: path.resolve(baseDir, input.workers === undefined ? 'workers' : expectString(input.workers, 'workers')),
+    workers: path.resolve(
+      baseDir,
+      input.workers === undefined ? 'workers' : expectString(input.workers, 'workers'),
+    ),
     schema,
     database: { url, poolSize, dataDir },
     queues,
@@ -135,7 +147,9 @@ export function queueConfig(name: string, value: unknown): QueueConfig {
   rejectUnknownKeys(options, QUEUE_KEYS, where);
   const limit = expectInteger(options.limit, `${where}.limit`, { min: 1, max: 10000 });
   const threads =
-    options.threads === undefined ? Math.min(2, limit) : expectInteger(options.threads, `${where}.threads`, { min: 1, max: 256 });
+    options.threads === undefined
+      ? Math.min(2, limit)
+      : expectInteger(options.threads, `${where}.threads`, { min: 1, max: 256 });
   const concurrency =
     options.concurrency === undefined
       ? Math.ceil(limit / threads)
@@ -145,7 +159,9 @@ export function queueConfig(name: string, value: unknown): QueueConfig {
     threads,
     concurrency,
     pollInterval:
-      options.pollInterval === undefined ? 1000 : expectInteger(options.pollInterval, `${where}.pollInterval`, { min: 10 }),
+      options.pollInterval === undefined
+        ? 1000
+        : expectInteger(options.pollInterval, `${where}.pollInterval`, { min: 10 }),
     paused: options.paused === undefined ? false : expectBoolean(options.paused, `${where}.paused`),
     memoryLimitMb:
       options.memoryLimitMb === undefined
@@ -158,9 +174,18 @@ function restartBudgetConfig(value: unknown): NodeConfig['restartBudget'] {
   const input = value === undefined ? {} : expectObject(value, 'restartBudget');
   rejectUnknownKeys(input, ['restarts', 'seconds', 'backoff'], 'restartBudget');
   return {
-    restarts: input.restarts === undefined ? 5 : expectInteger(input.restarts, 'restartBudget.restarts', { min: 1 }),
-    seconds: input.seconds === undefined ? 60 : expectInteger(input.seconds, 'restartBudget.seconds', { min: 1 }),
-    backoff: input.backoff === undefined ? 30000 : expectInteger(input.backoff, 'restartBudget.backoff', { min: 1 }),
+    restarts:
+      input.restarts === undefined
+        ? 5
+        : expectInteger(input.restarts, 'restartBudget.restarts', { min: 1 }),
+    seconds:
+      input.seconds === undefined
+        ? 60
+        : expectInteger(input.seconds, 'restartBudget.seconds', { min: 1 }),
+    backoff:
+      input.backoff === undefined
+        ? 30000
+        : expectInteger(input.backoff, 'restartBudget.backoff', { min: 1 }),
   };
 }
 
@@ -168,9 +193,16 @@ function breakerConfig(value: unknown): NodeConfig['breaker'] {
   const input = value === undefined ? {} : expectObject(value, 'breaker');
   rejectUnknownKeys(input, ['failures', 'windowMs', 'openMs'], 'breaker');
   return {
-    failures: input.failures === undefined ? 5 : expectInteger(input.failures, 'breaker.failures', { min: 1 }),
-    windowMs: input.windowMs === undefined ? 10000 : expectInteger(input.windowMs, 'breaker.windowMs', { min: 1 }),
-    openMs: input.openMs === undefined ? 1000 : expectInteger(input.openMs, 'breaker.openMs', { min: 1 }),
+    failures:
+      input.failures === undefined
+        ? 5
+        : expectInteger(input.failures, 'breaker.failures', { min: 1 }),
+    windowMs:
+      input.windowMs === undefined
+        ? 10000
+        : expectInteger(input.windowMs, 'breaker.windowMs', { min: 1 }),
+    openMs:
+      input.openMs === undefined ? 1000 : expectInteger(input.openMs, 'breaker.openMs', { min: 1 }),
   };
 }
 
@@ -191,31 +223,58 @@ function pluginsConfig(value: unknown): PluginsConfig {
   const stager = input.stager === undefined ? {} : expectObject(input.stager, 'plugins.stager');
   rejectUnknownKeys(stager, ['interval'], 'plugins.stager');
 
-  const pruner = pluginToggle(input.pruner, 'plugins.pruner', ['enabled', 'maxAge', 'interval', 'limit']);
+  const pruner = pluginToggle(input.pruner, 'plugins.pruner', [
+    'enabled',
+    'maxAge',
+    'interval',
+    'limit',
+  ]);
   const lifeline = pluginToggle(input.lifeline, 'plugins.lifeline', ['enabled', 'interval']);
   const cron = pluginToggle(input.cron, 'plugins.cron', ['enabled', 'timezone', 'crontab']);
   const crontab = cron.crontab === undefined ? [] : cron.crontab;
-  if (!Array.isArray(crontab)) throw new ConfigError(`plugins.cron.crontab: expected an array, got ${describe(crontab)}`);
+  if (!Array.isArray(crontab))
+    throw new ConfigError(`plugins.cron.crontab: expected an array, got ${describe(crontab)}`);
 
   return {
     stager: {
-      interval: stager.interval === undefined ? 1000 : expectInteger(stager.interval, 'plugins.stager.interval', { min: 10 }),
+      interval:
+        stager.interval === undefined
+          ? 1000
+          : expectInteger(stager.interval, 'plugins.stager.interval', { min: 10 }),
     },
     pruner: {
-      enabled: pruner.enabled === undefined ? true : expectBoolean(pruner.enabled, 'plugins.pruner.enabled'),
-      maxAge: pruner.maxAge === undefined ? 60 : expectInteger(pruner.maxAge, 'plugins.pruner.maxAge', { min: 0 }),
+      enabled:
+        pruner.enabled === undefined
+          ? true
+          : expectBoolean(pruner.enabled, 'plugins.pruner.enabled'),
+      maxAge:
+        pruner.maxAge === undefined
+          ? 60
+          : expectInteger(pruner.maxAge, 'plugins.pruner.maxAge', { min: 0 }),
       interval:
-        pruner.interval === undefined ? 30000 : expectInteger(pruner.interval, 'plugins.pruner.interval', { min: 10 }),
-      limit: pruner.limit === undefined ? 10000 : expectInteger(pruner.limit, 'plugins.pruner.limit', { min: 1 }),
+        pruner.interval === undefined
+          ? 30000
+          : expectInteger(pruner.interval, 'plugins.pruner.interval', { min: 10 }),
+      limit:
+        pruner.limit === undefined
+          ? 10000
+          : expectInteger(pruner.limit, 'plugins.pruner.limit', { min: 1 }),
     },
     lifeline: {
-      enabled: lifeline.enabled === undefined ? true : expectBoolean(lifeline.enabled, 'plugins.lifeline.enabled'),
+      enabled:
+        lifeline.enabled === undefined
+          ? true
+          : expectBoolean(lifeline.enabled, 'plugins.lifeline.enabled'),
       interval:
-        lifeline.interval === undefined ? 5000 : expectInteger(lifeline.interval, 'plugins.lifeline.interval', { min: 10 }),
+        lifeline.interval === undefined
+          ? 5000
+          : expectInteger(lifeline.interval, 'plugins.lifeline.interval', { min: 10 }),
     },
     cron: {
-      enabled: cron.enabled === undefined ? true : expectBoolean(cron.enabled, 'plugins.cron.enabled'),
-      timezone: cron.timezone === undefined ? 'UTC' : expectString(cron.timezone, 'plugins.cron.timezone'),
+      enabled:
+        cron.enabled === undefined ? true : expectBoolean(cron.enabled, 'plugins.cron.enabled'),
+      timezone:
+        cron.timezone === undefined ? 'UTC' : expectString(cron.timezone, 'plugins.cron.timezone'),
       crontab: crontab.map((entry, index) => cronEntry(entry, `plugins.cron.crontab[${index}]`)),
     },
   };
@@ -232,7 +291,11 @@ function pluginToggle(value: unknown, where: string, keys: string[]): Record<str
 function cronEntry(value: unknown, where: string): CronEntryConfig {
   // Accept the compact form ["* * * * *", "worker", {args}] as well as an object.
   const input: Record<string, unknown> = Array.isArray(value)
-    ? { expression: value[0], worker: value[1], ...(value[2] === undefined ? {} : { args: value[2] }) }
+    ? {
+        expression: value[0],
+        worker: value[1],
+        ...(value[2] === undefined ? {} : { args: value[2] }),
+      }
     : expectObject(value, where);
   rejectUnknownKeys(
     input,
@@ -245,17 +308,22 @@ function cronEntry(value: unknown, where: string): CronEntryConfig {
     args: input.args === undefined ? {} : expectObject(input.args, `${where}.args`),
     queue: input.queue === undefined ? null : expectString(input.queue, `${where}.queue`),
     priority:
-      input.priority === undefined ? null : expectInteger(input.priority, `${where}.priority`, { min: 0, max: 3 }),
+      input.priority === undefined
+        ? null
+        : expectInteger(input.priority, `${where}.priority`, { min: 0, max: 3 }),
     maxAttempts:
-      input.maxAttempts === undefined ? null : expectInteger(input.maxAttempts, `${where}.maxAttempts`, { min: 1 }),
+      input.maxAttempts === undefined
+        ? null
+        : expectInteger(input.maxAttempts, `${where}.maxAttempts`, { min: 1 }),
     tags:
       input.tags === undefined
         ? null
         : Array.isArray(input.tags) && input.tags.every((t) => typeof t === 'string')
-          ? (input.tags as string[])
+          ? input.tags
           : (() => {
               throw new ConfigError(`${where}.tags: expected an array of strings`);
             })(),
-    timezone: input.timezone === undefined ? null : expectString(input.timezone, `${where}.timezone`),
+    timezone:
+      input.timezone === undefined ? null : expectString(input.timezone, `${where}.timezone`),
   };
 }

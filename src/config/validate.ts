@@ -98,7 +98,9 @@ export function expectObject(value: unknown, where: string): Record<string, unkn
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
   if (typeof value === 'object') return 'an object';
-  return `${typeof value} ${String(value)}`;
+  if (typeof value === 'function' || typeof value === 'symbol') return `a ${typeof value}`;
+  return `${typeof value} ${String(value as number | boolean | bigint | undefined)}`;
 }

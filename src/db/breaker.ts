@@ -27,11 +27,31 @@ export interface BreakerOptions {
 export function isConnectionError(error: unknown): boolean {
   const e = error as { code?: string; message?: string } | null;
   const code = e?.code ?? '';
-  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004', '53300'].includes(code)) {
+  if (
+    [
+      'ECONNREFUSED',
+      'ECONNRESET',
+      'ETIMEDOUT',
+      'EPIPE',
+      'ENOTFOUND',
+      'EHOSTUNREACH',
+      '57P01',
+      '57P02',
+      '57P03',
+      '08000',
+      '08003',
+      '08006',
+      '08001',
+      '08004',
+      '53300',
+    ].includes(code)
+  ) {
     return true;
   }
   const message = e?.message ?? '';
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|ECONNREFUSED|the database system is (starting up|shutting down)/i.test(message);
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|ECONNREFUSED|the database system is (starting up|shutting down)/i.test(
+    message,
+  );
 }
 
 export class Breaker {
@@ -87,7 +107,11 @@ export class Breaker {
     if (this.state === 'closed' && this.failureTimes.length >= this.options.failures) {
       this.state = 'open';
       this.openedAt = now;
-      this.options.telemetry?.emit('circuit:trip', { name: this.options.name, error: error.message, failures: this.failureTimes.length });
+      this.options.telemetry?.emit('circuit:trip', {
+        name: this.options.name,
+        error: error.message,
+        failures: this.failureTimes.length,
+      });
       this.options.telemetry?.emit('circuit:open', { name: this.options.name });
     }
   }

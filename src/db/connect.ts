@@ -8,7 +8,7 @@ import { startEmbedded, type EmbeddedDatabase } from './embedded.js';
 
 // Return bigint ids and counts as JavaScript numbers: ids stay far below 2^53 in practice, and
 // callers should not have to juggle strings. (int8 = 20)
-pg.types.setTypeParser(20, (value) => Number(value));
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
 export class DatabaseConfigError extends Error {
   override name = 'DatabaseConfigError';
@@ -55,7 +55,9 @@ export async function waitForDatabase(
       await client.end().catch(() => undefined);
       const final = isFinalConnectError(error);
       if (final) {
-        throw new DatabaseConfigError(`cannot use ${redactUrl(url)}: ${final} (${(error as Error).message})`);
+        throw new DatabaseConfigError(
+          `cannot use ${redactUrl(url)}: ${final} (${(error as Error).message})`,
+        );
       }
       if (attempt >= attempts || options.signal?.aborted) throw error;
       log.warn(

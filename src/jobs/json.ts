@@ -8,11 +8,18 @@ export class JsonValueError extends Error {
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const LONE_SURROGATE_GLOBAL = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const LONE_SURROGATE_GLOBAL =
+  /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 function checkString(value: string, where: string): void {
-  if (value.includes('\u0000')) throw new JsonValueError(`${where}: contains a NUL character (\\u0000), which PostgreSQL jsonb cannot store`);
-  if (LONE_SURROGATE.test(value)) throw new JsonValueError(`${where}: contains a lone UTF-16 surrogate, which PostgreSQL jsonb cannot store`);
+  if (value.includes('\u0000'))
+    throw new JsonValueError(
+      `${where}: contains a NUL character (\\u0000), which PostgreSQL jsonb cannot store`,
+    );
+  if (LONE_SURROGATE.test(value))
+    throw new JsonValueError(
+      `${where}: contains a lone UTF-16 surrogate, which PostgreSQL jsonb cannot store`,
+    );
 }
 
 /** Throws a JsonValueError naming the path of the first value jsonb cannot hold. */
@@ -22,12 +29,15 @@ export function assertJsonValue(value: unknown, where: string, seen = new Set<ob
       checkString(value, where);
       return;
     case 'number':
-      if (!Number.isFinite(value)) throw new JsonValueError(`${where}: ${value} is not a JSON number`);
+      if (!Number.isFinite(value))
+        throw new JsonValueError(`${where}: ${value} is not a JSON number`);
       return;
     case 'boolean':
       return;
     case 'bigint':
-      throw new JsonValueError(`${where}: a BigInt cannot be stored as JSON (convert it to a string)`);
+      throw new JsonValueError(
+        `${where}: a BigInt cannot be stored as JSON (convert it to a string)`,
+      );
     case 'function':
     case 'symbol':
       throw new JsonValueError(`${where}: a ${typeof value} cannot be stored as JSON`);
@@ -62,6 +72,7 @@ export function assertJsonValue(value: unknown, where: string, seen = new Set<ob
 
 /** Removes what jsonb cannot store from a string (used for errors and results of jobs). */
 export function cleanString(value: string): string {
+  // eslint-disable-next-line no-control-regex -- NUL is exactly what jsonb refuses
   return value.replace(/\u0000/g, '\uFFFD').replace(LONE_SURROGATE_GLOBAL, '\uFFFD');
 }
 
@@ -89,14 +100,20 @@ export function toStorableJson(value: unknown): { value: unknown; problem: strin
         const keys = Object.keys(item);
         if (keys.some((key) => cleanString(key) !== key)) {
           note('NUL characters or lone surrogates were replaced');
-          return Object.fromEntries(keys.map((key) => [cleanString(key), (item as Record<string, unknown>)[key]]));
+          return Object.fromEntries(
+            keys.map((key) => [cleanString(key), (item as Record<string, unknown>)[key]]),
+          );
         }
       }
       return item;
     });
-    if (text === undefined) return { value: null, problem: 'the value cannot be represented as JSON' };
+    if (text === undefined)
+      return { value: null, problem: 'the value cannot be represented as JSON' };
     return { value: JSON.parse(text) as unknown, problem };
   } catch (error) {
-    return { value: null, problem: `the value cannot be stored as JSON: ${(error as Error).message}` };
+    return {
+      value: null,
+      problem: `the value cannot be stored as JSON: ${(error as Error).message}`,
+    };
   }
 }

@@ -1,13 +1,7 @@
 // The job as stored, as inserted and as a worker's perform sees it.
 
 export type JobState =
-  | 'scheduled'
-  | 'available'
-  | 'executing'
-  | 'retryable'
-  | 'completed'
-  | 'discarded'
-  | 'cancelled';
+  'scheduled' | 'available' | 'executing' | 'retryable' | 'completed' | 'discarded' | 'cancelled';
 
 export const JOB_STATES: readonly JobState[] = [
   'scheduled',
@@ -85,7 +79,6 @@ export const INSERT_OPTION_KEYS = [
 
 /** What `perform` may return; anything else is treated as success with a warning. */
 export type PerformResult =
-  | void
   | undefined
   | 'ok'
   | { ok: unknown }

@@ -13,8 +13,15 @@ export type ControlMessage =
   | { action: QueueAction; queue: string; node: string | null; limit?: number }
   | { action: 'cancel'; id: number; node: string | null };
 
-export async function sendControl(db: Queryable, schema: string, message: ControlMessage): Promise<void> {
-  await db.query('SELECT pg_notify($1, $2)', [channelNames(schema).control, JSON.stringify(message)]);
+export async function sendControl(
+  db: Queryable,
+  schema: string,
+  message: ControlMessage,
+): Promise<void> {
+  await db.query('SELECT pg_notify($1, $2)', [
+    channelNames(schema).control,
+    JSON.stringify(message),
+  ]);
 }
 
 export class ControlChannel {
@@ -58,7 +65,8 @@ export class ControlChannel {
         }
         break;
       case 'stop':
-        if (supervisor && (await node.stopQueue(queue))) node.telemetry.emit('queue:stop', { queue, ...emitBase });
+        if (supervisor && (await node.stopQueue(queue)))
+          node.telemetry.emit('queue:stop', { queue, ...emitBase });
         break;
     }
     await node.heartbeat().catch(() => undefined);

@@ -78,10 +78,17 @@ export class QuernNode {
     this.detachLogger = attachLogger(this.telemetry, log);
     try {
       this.workers = await loadWorkers(config.workers);
-      log.info({ workers: [...this.workers.keys()], dir: config.workers }, `loaded ${this.workers.size} workers`);
+      log.info(
+        { workers: [...this.workers.keys()], dir: config.workers },
+        `loaded ${this.workers.size} workers`,
+      );
 
       this.database = await resolveDatabase(config.database.url, config.database.dataDir, log);
-      this.pool = createPool(this.database.url, config.database.poolSize, `quern-${config.node}`.slice(0, 63));
+      this.pool = createPool(
+        this.database.url,
+        config.database.poolSize,
+        `quern-${config.node}`.slice(0, 63),
+      );
       const client = await this.pool.connect();
       try {
         const result = await migrateUp(client, config.schema);
@@ -92,19 +99,34 @@ export class QuernNode {
 
       this.jobs = new JobQueries(config.schema);
       this.nodes = new NodeQueries(config.schema);
-      this.breaker = new Breaker({ name: 'database', ...config.breaker, telemetry: this.telemetry });
+      this.breaker = new Breaker({
+        name: 'database',
+        ...config.breaker,
+        telemetry: this.telemetry,
+      });
       const call = <T>(fn: () => Promise<T>): Promise<T> => this.breaker.call(fn);
       this.outcomes = new OutcomeWriter(this.pool, this.jobs, {
         call,
-        onError: (error, pending) => log.warn({ error: error.message, pending }, 'could not record job outcomes; holding them'),
+        onError: (error, pending) =>
+          log.warn(
+            { error: error.message, pending },
+            'could not record job outcomes; holding them',
+          ),
       });
       this.control = new ControlChannel(this);
 
       const notifier = new Notifier(this.database.url, config.schema);
       notifier.on('insert', (queues) => this.wake(queues));
-      notifier.on('control', (message) => void this.control.handle(message as unknown as ControlMessage));
-      notifier.on('error', (error) => log.warn({ error: error.message }, 'notification connection error'));
-      notifier.on('reconnect', (attempt) => this.telemetry.emit('notifier:reconnect', { node: this.name, attempt }));
+      notifier.on(
+        'control',
+        (message) => void this.control.handle(message as unknown as ControlMessage),
+      );
+      notifier.on('error', (error) =>
+        log.warn({ error: error.message }, 'notification connection error'),
+      );
+      notifier.on('reconnect', (attempt) =>
+        this.telemetry.emit('notifier:reconnect', { node: this.name, attempt }),
+      );
       notifier.on('connected', () => this.wake(['*']));
       this.notifier = notifier;
       await notifier.start();
@@ -122,7 +144,10 @@ export class QuernNode {
       // Queues started at runtime on this node (or all nodes) and not in the config.
       for (const setting of settings) {
         if (setting.running === true && !this.supervisors.has(setting.queue)) {
-          this.startQueue(setting.queue, { ...queueConfig(setting.queue, { limit: setting.limit ?? 10 }), paused: setting.paused ?? false });
+          this.startQueue(setting.queue, {
+            ...queueConfig(setting.queue, { limit: setting.limit ?? 10 }),
+            paused: setting.paused ?? false,
+          });
         }
       }
 
@@ -152,7 +177,12 @@ export class QuernNode {
       log.info(
         {
           node: this.name,
-          queues: Object.fromEntries([...this.supervisors].map(([q, s]) => [q, { limit: s.producer.limit, threads: s.threadCount, paused: s.producer.paused }])),
+          queues: Object.fromEntries(
+            [...this.supervisors].map(([q, s]) => [
+              q,
+              { limit: s.producer.limit, threads: s.threadCount, paused: s.producer.paused },
+            ]),
+          ),
         },
         `node ${this.name} started`,
       );
@@ -232,14 +262,27 @@ export class QuernNode {
     return Object.fromEntries(
       [...this.supervisors].map(([queue, s]) => [
         queue,
-        { limit: s.producer.limit, threads: s.threadCount, running: s.producer.runningCount, paused: s.producer.paused },
+        {
+          limit: s.producer.limit,
+          threads: s.threadCount,
+          running: s.producer.runningCount,
+          paused: s.producer.paused,
+        },
       ]),
     );
   }
 
   async heartbeat(): Promise<void> {
     if (!this.nodes) return;
-    await this.breaker.call(() => this.nodes.heartbeat(this.pool, this.name, this.queueHeartbeats(), this.isLeader, this.startedAt));
+    await this.breaker.call(() =>
+      this.nodes.heartbeat(
+        this.pool,
+        this.name,
+        this.queueHeartbeats(),
+        this.isLeader,
+        this.startedAt,
+      ),
+    );
   }
 
   /** Stops a running job on this node (the cancel of a job that another node may have asked for). */
@@ -272,15 +315,27 @@ export class QuernNode {
     }
     this.state = 'stopping';
     const { log } = this;
-    log.info({ reason, gracePeriodMs: this.config.shutdownGracePeriod }, `node ${this.name} stopping`);
+    log.info(
+      { reason, gracePeriodMs: this.config.shutdownGracePeriod },
+      `node ${this.name} stopping`,
+    );
     const supervisors = [...this.supervisors.values()];
     supervisors.forEach((s) => s.stopFetching());
     const deadline = Date.now() + this.config.shutdownGracePeriod;
     const finished = await this.waitForQueues(supervisors, deadline);
     if (!finished) {
-      const left = supervisors.flatMap((s) => s.producer.runningJobs().map((j) => ({ queue: s.queue, ...j })));
+      const left = supervisors.flatMap((s) =>
+        s.producer.runningJobs().map((j) => ({ queue: s.queue, ...j })),
+      );
       log.warn(
-        { jobs: left.map((j) => ({ id: j.id, worker: j.worker, queue: j.queue, runningMs: Date.now() - j.startedAt })) },
+        {
+          jobs: left.map((j) => ({
+            id: j.id,
+            worker: j.worker,
+            queue: j.queue,
+            runningMs: Date.now() - j.startedAt,
+          })),
+        },
         `${left.length} jobs still running after the grace period; they are stopped and will run again`,
       );
     }
@@ -296,15 +351,19 @@ export class QuernNode {
     await new Promise((resolve) => setImmediate(resolve));
     if (this.outcomes) {
       const left = await this.outcomes.drain(Date.now() + 5000);
-      if (left > 0) this.log.error({ pending: left }, 'could not record every outcome before stopping; the lifeline will rescue those jobs');
+      if (left > 0)
+        this.log.error(
+          { pending: left },
+          'could not record every outcome before stopping; the lifeline will rescue those jobs',
+        );
     }
     await this.peer?.stop();
     await this.notifier?.stop();
-    if (this.nodes && this.pool) await this.nodes.remove(this.pool, this.name).catch(() => undefined);
+    if (this.nodes && this.pool)
+      await this.nodes.remove(this.pool, this.name).catch(() => undefined);
     await this.pool?.end().catch(() => undefined);
     this.telemetry.emit('node:down', { node: this.name, reason: 'stopped' });
     await this.database?.embedded?.stop();
     this.detachLogger?.();
   }
 }
-

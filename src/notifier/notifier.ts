@@ -13,7 +13,9 @@ type CreateSubscriber = (
   config: { connectionString: string; application_name: string },
   options: Record<string, unknown>,
 ) => Subscriber;
-const listenModule = pgListen as unknown as { default: CreateSubscriber | { default: CreateSubscriber } };
+const listenModule = pgListen as unknown as {
+  default: CreateSubscriber | { default: CreateSubscriber };
+};
 const createSubscriber: CreateSubscriber =
   typeof listenModule.default === 'function' ? listenModule.default : listenModule.default.default;
 
@@ -42,7 +44,12 @@ export class Notifier extends EventEmitter<NotifierEvents> {
     if (this.subscriber) return;
     const subscriber = createSubscriber(
       { connectionString: this.url, application_name: 'quern-notifier' },
-      { paranoidChecking: 2000, retryInterval: 250, retryTimeout: 0, parse: (text: string) => text },
+      {
+        paranoidChecking: 2000,
+        retryInterval: 250,
+        retryTimeout: 0,
+        parse: (text: string) => text,
+      },
     );
     subscriber.events.on('error', (error: Error) => this.emit('error', error));
     subscriber.events.on('reconnect', (attempt: number) => this.emit('reconnect', attempt));
@@ -54,7 +61,8 @@ export class Notifier extends EventEmitter<NotifierEvents> {
       if (!payload) return;
       try {
         const message = JSON.parse(payload) as unknown;
-        if (message && typeof message === 'object') this.emit('control', message as Record<string, unknown>);
+        if (message && typeof message === 'object')
+          this.emit('control', message as Record<string, unknown>);
       } catch {
         // A control payload we did not write; ignore it.
       }

@@ -47,9 +47,10 @@ export class Peer {
       if (this.leader) {
         await client.query('SELECT 1');
       } else {
-        const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [
-          `quern:leader:${this.options.schema}`,
-        ]);
+        const { rows } = await client.query<{ locked: boolean }>(
+          'SELECT pg_try_advisory_lock(hashtext($1)) AS locked',
+          [`quern:leader:${this.options.schema}`],
+        );
         if (rows[0]?.locked && !this.stopped) this.becomeLeader();
       }
     } catch (error) {
@@ -68,7 +69,9 @@ export class Peer {
       keepAlive: true,
       connectionTimeoutMillis: 5000,
     });
-    client.on('error', (error: Error) => this.dropConnection(`leadership connection lost: ${error.message}`, client));
+    client.on('error', (error: Error) =>
+      this.dropConnection(`leadership connection lost: ${error.message}`, client),
+    );
     client.on('end', () => this.dropConnection('leadership connection ended', client));
     this.client = client;
     try {
@@ -105,7 +108,10 @@ export class Peer {
     const wasLeader = this.leader;
     this.leader = false;
     if (wasLeader) {
-      this.options.telemetry.emit('leader:lost', { node: this.options.node, reason: 'node stopping' });
+      this.options.telemetry.emit('leader:lost', {
+        node: this.options.node,
+        reason: 'node stopping',
+      });
       this.options.onChange(false);
     }
     const client = this.client;

@@ -14,7 +14,9 @@ export interface PluginContext {
   isLeader: () => boolean;
 }
 
-export type PluginCounts = Partial<Record<'staged' | 'pruned' | 'rescued' | 'discarded' | 'inserted', number>>;
+export type PluginCounts = Partial<
+  Record<'staged' | 'pruned' | 'rescued' | 'discarded' | 'inserted', number>
+>;
 
 export abstract class PeriodicPlugin {
   abstract readonly name: string;
@@ -57,9 +59,18 @@ export abstract class PeriodicPlugin {
     telemetry.emit('plugin:start', { plugin: this.name, node });
     try {
       const counts = await this.run();
-      telemetry.emit('plugin:stop', { plugin: this.name, node, durationMs: Date.now() - started, ...counts });
+      telemetry.emit('plugin:stop', {
+        plugin: this.name,
+        node,
+        durationMs: Date.now() - started,
+        ...counts,
+      });
     } catch (error) {
-      telemetry.emit('plugin:exception', { plugin: this.name, node, error: (error as Error).message });
+      telemetry.emit('plugin:exception', {
+        plugin: this.name,
+        node,
+        error: (error as Error).message,
+      });
     }
   }
 

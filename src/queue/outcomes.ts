@@ -69,7 +69,12 @@ export class OutcomeWriter {
   private async write(batch: PendingOutcome[]): Promise<void> {
     let written: Set<number>;
     try {
-      written = await this.call(() => this.queries.recordOutcomes(this.pool, batch.map((p) => p.row)));
+      written = await this.call(() =>
+        this.queries.recordOutcomes(
+          this.pool,
+          batch.map((p) => p.row),
+        ),
+      );
     } catch (error) {
       // A value the database refuses (it should not happen: outcomes are cleaned in the thread)
       // must fail its own job only. Split the batch to find it; connection errors rethrow.
@@ -83,7 +88,14 @@ export class OutcomeWriter {
         const only = batch[0]!;
         if (!only.fallback) {
           const message = cleanString((error as Error).message);
-          const row: OutcomeRow = { ...only.row, state: 'retryable', result: null, refund: 0, delay: 1, error: `the outcome could not be stored: ${message}` };
+          const row: OutcomeRow = {
+            ...only.row,
+            state: 'retryable',
+            result: null,
+            refund: 0,
+            delay: 1,
+            error: `the outcome could not be stored: ${message}`,
+          };
           return this.write([{ ...only, row, fallback: true }]);
         }
       }
@@ -115,7 +127,8 @@ export class OutcomeWriter {
       }
       this.flushing = this.flushLoop();
       await this.flushing;
-      if (this.queue.length > 0) await new Promise((r) => setTimeout(r, Math.min(500, this.retryDelay)));
+      if (this.queue.length > 0)
+        await new Promise((r) => setTimeout(r, Math.min(500, this.retryDelay)));
     }
     return this.queue.length;
   }

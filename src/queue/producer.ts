@@ -146,7 +146,10 @@ export class Producer {
       insertedAt: record.insertedAt,
       scheduledAt: record.scheduledAt,
     };
-    const queueTimeMs = Math.max(0, (record.attemptedAt ?? new Date()).getTime() - record.scheduledAt.getTime());
+    const queueTimeMs = Math.max(
+      0,
+      (record.attemptedAt ?? new Date()).getTime() - record.scheduledAt.getTime(),
+    );
     this.deps.telemetry.emit('job:start', { ...this.base(record), queueTimeMs });
 
     const registered = this.deps.workers.get(record.worker);
@@ -182,7 +185,9 @@ export class Producer {
     if (result.kind === 'crashed') this.deps.onCrash(result.error, [record.id]);
     const warning = result.kind === 'outcome' ? result.outcome.warning : null;
     const isFailure =
-      result.kind === 'crashed' || result.kind === 'timeout' || (result.kind === 'outcome' && result.outcome.kind === 'failed');
+      result.kind === 'crashed' ||
+      result.kind === 'timeout' ||
+      (result.kind === 'outcome' && result.outcome.kind === 'failed');
     if (warning) this.deps.telemetry.emit('job:warning', { ...this.base(record), warning });
 
     this.deps.outcomes.push({
@@ -213,8 +218,20 @@ export class Producer {
     this.wake();
   }
 
-  private base(record: JobRecord): { id: number; worker: string; queue: string; attempt: number; node: string } {
-    return { id: record.id, worker: record.worker, queue: record.queue, attempt: record.attempt, node: this.deps.node };
+  private base(record: JobRecord): {
+    id: number;
+    worker: string;
+    queue: string;
+    attempt: number;
+    node: string;
+  } {
+    return {
+      id: record.id,
+      worker: record.worker,
+      queue: record.queue,
+      attempt: record.attempt,
+      node: this.deps.node,
+    };
   }
 
   /** Asks the thread pool to stop a running job (cancel from anywhere). */
@@ -238,7 +255,11 @@ export class Producer {
   }
 
   runningJobs(): { id: number; worker: string; startedAt: number }[] {
-    return [...this.running.values()].map((r) => ({ id: r.record.id, worker: r.record.worker, startedAt: r.startedAt }));
+    return [...this.running.values()].map((r) => ({
+      id: r.record.id,
+      worker: r.record.worker,
+      startedAt: r.startedAt,
+    }));
   }
 }
 
@@ -281,7 +302,12 @@ export function outcomeRow(
   const base = { id: record.id, token, delay: null, error: null, result: null, refund: 0 };
   const failure = (error: string): OutcomeRow => {
     const state: JobState = record.attempt >= record.maxAttempts ? 'discarded' : 'retryable';
-    return { ...base, state, error, delay: state === 'retryable' ? backoffFor(registered, job) : null };
+    return {
+      ...base,
+      state,
+      error,
+      delay: state === 'retryable' ? backoffFor(registered, job) : null,
+    };
   };
   switch (result.kind) {
     case 'interrupted':
@@ -289,7 +315,9 @@ export function outcomeRow(
     case 'crashed':
       return failure(result.error);
     case 'timeout':
-      return failure(`timeout: ${result.timeoutMs ? `job timed out after ${result.timeoutMs} ms` : 'job timed out'}`);
+      return failure(
+        `timeout: ${result.timeoutMs ? `job timed out after ${result.timeoutMs} ms` : 'job timed out'}`,
+      );
     case 'cancelled':
       return { ...base, state: 'cancelled', error: `cancelled: ${result.reason}` };
     case 'outcome': {

@@ -29,8 +29,16 @@ export class QueueSupervisor {
 
   constructor(private readonly options: SupervisorOptions) {
     this.producer = new Producer(
-      { ...options.producer, queue: options.queue, onCrash: (error, jobs) => this.onCrash(error, jobs) },
-      { limit: options.config.limit, paused: options.config.paused, pollInterval: options.config.pollInterval },
+      {
+        ...options.producer,
+        queue: options.queue,
+        onCrash: (error, jobs) => this.onCrash(error, jobs),
+      },
+      {
+        limit: options.config.limit,
+        paused: options.config.paused,
+        pollInterval: options.config.pollInterval,
+      },
     );
   }
 
@@ -75,7 +83,12 @@ export class QueueSupervisor {
     if (this.crashed) return;
     this.crashed = true;
     this.crashTimes = [];
-    telemetry.emit('queue:crashed', { queue, node, restarts: this.restarts, retryInMs: restartBudget.backoff });
+    telemetry.emit('queue:crashed', {
+      queue,
+      node,
+      restarts: this.restarts,
+      retryInMs: restartBudget.backoff,
+    });
     const old = this.threads;
     this.threads = null;
     this.producer.attach(null);

@@ -60,7 +60,9 @@ export class ThreadPool {
       concurrentTasksPerWorker: options.concurrency,
       idleTimeout: Infinity,
       workerData,
-      ...(options.memoryLimitMb ? { resourceLimits: { maxOldGenerationSizeMb: options.memoryLimitMb } } : {}),
+      ...(options.memoryLimitMb
+        ? { resourceLimits: { maxOldGenerationSizeMb: options.memoryLimitMb } }
+        : {}),
     });
     this.piscina.on('message', (message: unknown) => {
       const started = message as { started?: number; threadId?: number };
@@ -89,16 +91,26 @@ export class ThreadPool {
     };
     this.tasks.set(job.id, task);
     if (timeoutMs !== null && timeoutMs > 0) {
-      task.timeoutTimer = setTimeout(() => this.stop(job.id, 'timeout', `job timed out after ${timeoutMs} ms`), timeoutMs);
+      task.timeoutTimer = setTimeout(
+        () => this.stop(job.id, 'timeout', `job timed out after ${timeoutMs} ms`),
+        timeoutMs,
+      );
     }
     try {
-      const outcome = (await this.piscina.run({ job }, { signal: task.hardAbort.signal })) as ThreadOutcome;
-      if (task.stopping?.reason === 'cancel') return { kind: 'cancelled', reason: task.stopping.message };
-      if (task.stopping?.reason === 'timeout') return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome };
+      const outcome = (await this.piscina.run(
+        { job },
+        { signal: task.hardAbort.signal },
+      )) as ThreadOutcome;
+      if (task.stopping?.reason === 'cancel')
+        return { kind: 'cancelled', reason: task.stopping.message };
+      if (task.stopping?.reason === 'timeout')
+        return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome };
       return { kind: 'outcome', outcome };
     } catch (error) {
-      if (task.stopping?.reason === 'cancel') return { kind: 'cancelled', reason: task.stopping.message };
-      if (task.stopping?.reason === 'timeout') return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome: null };
+      if (task.stopping?.reason === 'cancel')
+        return { kind: 'cancelled', reason: task.stopping.message };
+      if (task.stopping?.reason === 'timeout')
+        return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome: null };
       if (task.interrupted || this.destroyed) return { kind: 'interrupted' };
       return { kind: 'crashed', error: `worker thread died: ${(error as Error).message}` };
     } finally {
@@ -123,7 +135,8 @@ export class ThreadPool {
     if (!this.tasks.has(task.job.id)) return;
     // Everything else on that thread dies with it: mark those jobs so they are run again.
     for (const other of this.tasks.values()) {
-      if (other !== task && other.threadId !== null && other.threadId === task.threadId) other.interrupted = true;
+      if (other !== task && other.threadId !== null && other.threadId === task.threadId)
+        other.interrupted = true;
     }
     task.hardAbort.abort(new Error(task.stopping?.message ?? 'stopped'));
   }

@@ -15,8 +15,18 @@ export interface JobEventBase {
 
 export interface TelemetryEvents {
   'job:start': JobEventBase & { queueTimeMs: number };
-  'job:stop': JobEventBase & { state: JobState; durationMs: number; queueTimeMs: number; result?: unknown };
-  'job:exception': JobEventBase & { error: string; stack: string; willRetry: boolean; state: JobState };
+  'job:stop': JobEventBase & {
+    state: JobState;
+    durationMs: number;
+    queueTimeMs: number;
+    result?: unknown;
+  };
+  'job:exception': JobEventBase & {
+    error: string;
+    stack: string;
+    willRetry: boolean;
+    state: JobState;
+  };
   'job:warning': JobEventBase & { warning: string };
   'job:cancel': { id: number; node: string; running: boolean };
   'queue:pause': { queue: string; node: string };
@@ -31,7 +41,16 @@ export interface TelemetryEvents {
   'leader:elected': { node: string };
   'leader:lost': { node: string; reason: string };
   'plugin:start': { plugin: string; node: string };
-  'plugin:stop': { plugin: string; node: string; durationMs: number; staged?: number; pruned?: number; rescued?: number; discarded?: number; inserted?: number };
+  'plugin:stop': {
+    plugin: string;
+    node: string;
+    durationMs: number;
+    staged?: number;
+    pruned?: number;
+    rescued?: number;
+    discarded?: number;
+    inserted?: number;
+  };
   'plugin:exception': { plugin: string; node: string; error: string };
   'pool:crash': { queue: string; node: string; error: string; jobs: number[] };
   'pool:restart': { queue: string; node: string; restarts: number };
@@ -70,7 +89,10 @@ export class Telemetry {
         (listener as Listener<K>)(payload);
       } catch (error) {
         if (event === 'telemetry:error') continue;
-        this.emit('telemetry:error', { event, error: error instanceof Error ? error : new Error(String(error)) });
+        this.emit('telemetry:error', {
+          event,
+          error: error instanceof Error ? error : new Error(String(error)),
+        });
       }
     }
   }

@@ -22,17 +22,28 @@ export function attachLogger(telemetry: Telemetry, log: Logger): () => void {
   });
   on('job:exception', (e) => {
     log.warn(
-      { id: e.id, worker: e.worker, queue: e.queue, attempt: e.attempt, state: e.state, error: e.error },
+      {
+        id: e.id,
+        worker: e.worker,
+        queue: e.queue,
+        attempt: e.attempt,
+        state: e.state,
+        error: e.error,
+      },
       `job ${e.id} ${e.worker} failed (attempt ${e.attempt})${e.willRetry ? ', will retry' : ', no attempts left'}`,
     );
   });
-  on('job:warning', (e) => log.warn({ id: e.id, worker: e.worker }, `job ${e.id} ${e.worker}: ${e.warning}`));
+  on('job:warning', (e) =>
+    log.warn({ id: e.id, worker: e.worker }, `job ${e.id} ${e.worker}: ${e.warning}`),
+  );
   on('queue:pause', (e) => log.info(e, `queue ${e.queue} paused`));
   on('queue:resume', (e) => log.info(e, `queue ${e.queue} resumed`));
   on('queue:scale', (e) => log.info(e, `queue ${e.queue} scaled to ${e.limit}`));
   on('queue:start', (e) => log.info(e, `queue ${e.queue} started with limit ${e.limit}`));
   on('queue:stop', (e) => log.info(e, `queue ${e.queue} stopped`));
-  on('queue:crashed', (e) => log.error(e, `queue ${e.queue} crashed ${e.restarts} times; retrying in ${e.retryInMs} ms`));
+  on('queue:crashed', (e) =>
+    log.error(e, `queue ${e.queue} crashed ${e.restarts} times; retrying in ${e.retryInMs} ms`),
+  );
   on('circuit:trip', (e) => log.error(e, `circuit ${e.name} tripped: ${e.error}`));
   on('circuit:open', (e) => log.warn(e, `circuit ${e.name} open`));
   on('circuit:close', (e) => log.info(e, `circuit ${e.name} closed: database answering again`));
@@ -44,6 +55,8 @@ export function attachLogger(telemetry: Telemetry, log: Logger): () => void {
   on('node:up', (e) => log.info(e, `node ${e.node} up`));
   on('node:down', (e) => log.info(e, `node ${e.node} down`));
   on('notifier:reconnect', (e) => log.warn(e, 'notification connection lost; reconnecting'));
-  on('telemetry:error', (e) => log.error({ event: e.event, error: e.error.message }, `a listener of ${e.event} threw`));
+  on('telemetry:error', (e) =>
+    log.error({ event: e.event, error: e.error.message }, `a listener of ${e.event} threw`),
+  );
   return () => detach.forEach((fn) => fn());
 }

@@ -13,11 +13,16 @@ export type ThreadOutcome =
 
 export function describeError(error: unknown): string {
   if (error instanceof Error) {
-    const text = error.stack && error.stack.includes(error.message) ? error.stack : `${error.name}: ${error.message}\n${error.stack ?? ''}`;
+    const text =
+      error.stack && error.stack.includes(error.message)
+        ? error.stack
+        : `${error.name}: ${error.message}\n${error.stack ?? ''}`;
     return cleanString(text).slice(0, 20000);
   }
   try {
-    return cleanString(typeof error === 'string' ? error : JSON.stringify(error) ?? String(error)).slice(0, 20000);
+    return cleanString(
+      typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error)),
+    ).slice(0, 20000);
   } catch {
     return cleanString(String(error)).slice(0, 20000);
   }
@@ -42,11 +47,18 @@ export function interpretReturn(value: unknown): ThreadOutcome {
     const record = value as Record<string, unknown>;
     if (single(record, 'ok')) {
       const stored = toStorableJson(record.ok);
-      return { kind: 'completed', result: stored.value, warning: stored.problem && `result: ${stored.problem}` };
+      return {
+        kind: 'completed',
+        result: stored.value,
+        warning: stored.problem && `result: ${stored.problem}`,
+      };
     }
-    if (single(record, 'error')) return { kind: 'failed', error: describeError(record.error), warning: null };
-    if (single(record, 'cancel')) return { kind: 'cancelled', reason: reasonText(record.cancel), warning: null };
-    if (single(record, 'discard')) return { kind: 'discarded', reason: reasonText(record.discard), warning: null };
+    if (single(record, 'error'))
+      return { kind: 'failed', error: describeError(record.error), warning: null };
+    if (single(record, 'cancel'))
+      return { kind: 'cancelled', reason: reasonText(record.cancel), warning: null };
+    if (single(record, 'discard'))
+      return { kind: 'discarded', reason: reasonText(record.discard), warning: null };
     if (single(record, 'snooze')) {
       const seconds = record.snooze;
       if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0) {
@@ -71,6 +83,7 @@ export function interpretReturn(value: unknown): ThreadOutcome {
 
 function describeShape(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'object' && value !== null) return `an object with keys ${Object.keys(value).slice(0, 5).join(', ') || '(none)'}`;
+  if (typeof value === 'object' && value !== null)
+    return `an object with keys ${Object.keys(value).slice(0, 5).join(', ') || '(none)'}`;
   return typeof value;
 }

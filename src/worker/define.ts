@@ -24,7 +24,7 @@ export interface WorkerDefinition<Args = Record<string, unknown>> {
   backoff?: (job: Job<Args>) => number;
   unique?: UniqueOptions;
   /** Checks args at insert, before anything is written: return or throw an error message. */
-  validate?: (args: unknown) => string | null | undefined | void;
+  validate?: (args: unknown) => string | null | undefined;
   perform(job: Job<Args>, signal: AbortSignal): PerformResult | Promise<PerformResult>;
 }
 

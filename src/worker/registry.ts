@@ -55,22 +55,42 @@ export function validateDefinition(value: unknown, file: string): WorkerDefiniti
   const fail = (why: string): never => {
     throw new WorkerLoadError(`${file}: ${why}`, file);
   };
-  if (value === null || typeof value !== 'object') fail('does not export a worker definition (default export or `worker`)');
+  if (value === null || typeof value !== 'object')
+    fail('does not export a worker definition (default export or `worker`)');
   const def = value as Record<string, unknown>;
-  if (typeof def.name !== 'string' || !WORKER_NAME.test(def.name)) fail('worker `name` must be 1-255 characters of A-Z a-z 0-9 _ . : -');
-  if (typeof def.perform !== 'function') fail(`worker "${String(def.name)}" has no perform function`);
-  if (def.queue !== undefined && (typeof def.queue !== 'string' || !isPlainIdentifier(def.queue, MAX_QUEUE_LENGTH))) {
+  if (typeof def.name !== 'string' || !WORKER_NAME.test(def.name))
+    fail('worker `name` must be 1-255 characters of A-Z a-z 0-9 _ . : -');
+  if (typeof def.perform !== 'function')
+    fail(`worker "${String(def.name)}" has no perform function`);
+  if (
+    def.queue !== undefined &&
+    (typeof def.queue !== 'string' || !isPlainIdentifier(def.queue, MAX_QUEUE_LENGTH))
+  ) {
     fail(`worker "${String(def.name)}": queue must be a plain lower-case identifier`);
   }
-  if (def.priority !== undefined && !(Number.isInteger(def.priority) && (def.priority as number) >= 0 && (def.priority as number) <= 3)) {
+  if (
+    def.priority !== undefined &&
+    !(
+      Number.isInteger(def.priority) &&
+      (def.priority as number) >= 0 &&
+      (def.priority as number) <= 3
+    )
+  ) {
     fail(`worker "${String(def.name)}": priority must be an integer from 0 to 3`);
   }
-  if (def.maxAttempts !== undefined && !(Number.isInteger(def.maxAttempts) && (def.maxAttempts as number) >= 1)) {
+  if (
+    def.maxAttempts !== undefined &&
+    !(Number.isInteger(def.maxAttempts) && (def.maxAttempts as number) >= 1)
+  ) {
     fail(`worker "${String(def.name)}": maxAttempts must be an integer of at least 1`);
   }
   for (const key of ['timeout', 'backoff', 'validate'] as const) {
     const option = def[key];
-    if (option !== undefined && typeof option !== 'function' && !(key === 'timeout' && typeof option === 'number')) {
+    if (
+      option !== undefined &&
+      typeof option !== 'function' &&
+      !(key === 'timeout' && typeof option === 'number')
+    ) {
       fail(`worker "${String(def.name)}": ${key} must be a function`);
     }
   }
@@ -84,7 +104,10 @@ export async function loadWorkers(dir: string): Promise<Map<string, RegisteredWo
     if (file.endsWith('.ts')) {
       const compiled = compiledPath(file);
       if (!compiled || !existsSync(compiled)) {
-        throw new WorkerLoadError(`${file}: not compiled (expected ${compiled ?? 'a dist/ copy'}); run npm run build`, file);
+        throw new WorkerLoadError(
+          `${file}: not compiled (expected ${compiled ?? 'a dist/ copy'}); run npm run build`,
+          file,
+        );
       }
       target = compiled;
     }
@@ -96,7 +119,11 @@ export async function loadWorkers(dir: string): Promise<Map<string, RegisteredWo
     }
     const definition = validateDefinition(module.default ?? module.worker, file);
     const existing = workers.get(definition.name);
-    if (existing) throw new WorkerLoadError(`${file}: worker "${definition.name}" is already defined in ${existing.file}`, file);
+    if (existing)
+      throw new WorkerLoadError(
+        `${file}: worker "${definition.name}" is already defined in ${existing.file}`,
+        file,
+      );
     workers.set(definition.name, { definition, file: target });
   }
   return workers;

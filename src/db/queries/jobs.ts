@@ -45,7 +45,11 @@ export class JobQueries {
     this.t = `${quoteIdentifier(schema)}.jobs`;
     this.channel = channelNames(schema).insert;
     const prefix = `quern_${schema}_`;
-    this.names = { fetch: `${prefix}fetch`, outcome: `${prefix}outcome`, insert: `${prefix}insert` };
+    this.names = {
+      fetch: `${prefix}fetch`,
+      outcome: `${prefix}outcome`,
+      insert: `${prefix}insert`,
+    };
   }
 
   /**
@@ -89,7 +93,13 @@ export class JobQueries {
    * SKIP LOCKED lets every node fetch at once without waiting on each other; the ORDER BY
    * matches the partial index jobs_fetch, so finished history is never scanned.
    */
-  async fetch(db: Queryable, queue: string, limit: number, node: string, token: string): Promise<JobRecord[]> {
+  async fetch(
+    db: Queryable,
+    queue: string,
+    limit: number,
+    node: string,
+    token: string,
+  ): Promise<JobRecord[]> {
     const { rows } = await db.query({
       name: this.names.fetch,
       text: `
@@ -107,7 +117,9 @@ export class JobQueries {
       RETURNING j.*`,
       values: [queue, limit, node, token],
     });
-    return rows.map(rowToJob).sort((a, b) => a.priority - b.priority || +a.scheduledAt - +b.scheduledAt || a.id - b.id);
+    return rows
+      .map(rowToJob)
+      .sort((a, b) => a.priority - b.priority || +a.scheduledAt - +b.scheduledAt || a.id - b.id);
   }
 
   /**
@@ -166,12 +178,17 @@ export class JobQueries {
 
   async get(db: Queryable, id: number): Promise<JobRecord | null> {
     const { rows } = await db.query(`SELECT * FROM ${this.t} WHERE id = $1`, [id]);
-    return rows[0] ? rowToJob(rows[0]) : null;
+    return rows[0] ? rowToJob(rows[0] as Record<string, unknown>) : null;
   }
 
   async list(
     db: Queryable,
-    filter: { state?: string | undefined; queue?: string | undefined; worker?: string | undefined; limit: number },
+    filter: {
+      state?: string | undefined;
+      queue?: string | undefined;
+      worker?: string | undefined;
+      limit: number;
+    },
   ): Promise<JobRecord[]> {
     const { rows } = await db.query(
       `SELECT * FROM ${this.t}
@@ -182,7 +199,9 @@ export class JobQueries {
     return rows.map(rowToJob);
   }
 
-  async countsByQueueAndState(db: Queryable): Promise<{ queue: string; state: JobState; count: number }[]> {
+  async countsByQueueAndState(
+    db: Queryable,
+  ): Promise<{ queue: string; state: JobState; count: number }[]> {
     const { rows } = await db.query<{ queue: string; state: JobState; count: number }>(
       `SELECT queue, state, count(*)::int AS count FROM ${this.t} GROUP BY queue, state ORDER BY queue, state`,
     );
@@ -190,8 +209,15 @@ export class JobQueries {
   }
 
   /** Cancels a job that is not running; a running one is only marked for the node to stop. */
-  async cancel(db: Queryable, id: number): Promise<{ before: JobState | null; after: JobState | null; attemptedBy: string[] | null }> {
-    const { rows } = await db.query<{ before: JobState; after: JobState; attempted_by: string[] | null }>(
+  async cancel(
+    db: Queryable,
+    id: number,
+  ): Promise<{ before: JobState | null; after: JobState | null; attemptedBy: string[] | null }> {
+    const { rows } = await db.query<{
+      before: JobState;
+      after: JobState;
+      attempted_by: string[] | null;
+    }>(
       `WITH old AS (SELECT id, state, attempted_by FROM ${this.t} WHERE id = $1 FOR UPDATE),
        upd AS (
          UPDATE ${this.t} j SET state = 'cancelled', cancelled_at = now()
@@ -205,11 +231,16 @@ export class JobQueries {
       [id],
     );
     const row = rows[0];
-    return row ? { before: row.before, after: row.after, attemptedBy: row.attempted_by } : { before: null, after: null, attemptedBy: null };
+    return row
+      ? { before: row.before, after: row.after, attemptedBy: row.attempted_by }
+      : { before: null, after: null, attemptedBy: null };
   }
 
   /** Makes a discarded, cancelled, retryable or scheduled job available now. */
-  async retry(db: Queryable, id: number): Promise<{ before: JobState | null; after: JobState | null }> {
+  async retry(
+    db: Queryable,
+    id: number,
+  ): Promise<{ before: JobState | null; after: JobState | null }> {
     const { rows } = await db.query<{ before: JobState; after: JobState }>(
       `WITH old AS (SELECT id, state, queue FROM ${this.t} WHERE id = $1 FOR UPDATE),
        upd AS (

@@ -35,7 +35,13 @@ export class NodeQueries {
     this.settings = `${quoteIdentifier(schema)}.queue_settings`;
   }
 
-  async heartbeat(db: Queryable, name: string, queues: Record<string, QueueHeartbeat>, leader: boolean, startedAt: Date): Promise<void> {
+  async heartbeat(
+    db: Queryable,
+    name: string,
+    queues: Record<string, QueueHeartbeat>,
+    leader: boolean,
+    startedAt: Date,
+  ): Promise<void> {
     await db.query({
       name: `quern_${this.schema}_heartbeat`,
       text: `INSERT INTO ${this.nodes} (name, queues, leader, started_at, updated_at)
@@ -51,12 +57,26 @@ export class NodeQueries {
   }
 
   async list(db: Queryable): Promise<(NodeRow & { ageMs: number })[]> {
-    const { rows } = await db.query<{ name: string; queues: Record<string, QueueHeartbeat>; leader: boolean; started_at: Date; updated_at: Date; age_ms: number }>(
+    const { rows } = await db.query<{
+      name: string;
+      queues: Record<string, QueueHeartbeat>;
+      leader: boolean;
+      started_at: Date;
+      updated_at: Date;
+      age_ms: number;
+    }>(
       `SELECT name, queues, leader, started_at, updated_at,
               (extract(epoch FROM now() - updated_at) * 1000)::float8 AS age_ms
        FROM ${this.nodes} ORDER BY name`,
     );
-    return rows.map((r) => ({ name: r.name, queues: r.queues, leader: r.leader, startedAt: r.started_at, updatedAt: r.updated_at, ageMs: r.age_ms }));
+    return rows.map((r) => ({
+      name: r.name,
+      queues: r.queues,
+      leader: r.leader,
+      startedAt: r.started_at,
+      updatedAt: r.updated_at,
+      ageMs: r.age_ms,
+    }));
   }
 
   /** Records a runtime queue change for one node (or '*', all), so it survives restarts. */
@@ -79,14 +99,23 @@ export class NodeQueries {
         setting.running !== null ? 'running = NULL' : null,
       ].filter(Boolean);
       if (columns.length > 0) {
-        await db.query(`UPDATE ${this.settings} SET ${columns.join(', ')} WHERE queue = $1 AND node <> '*'`, [setting.queue]);
+        await db.query(
+          `UPDATE ${this.settings} SET ${columns.join(', ')} WHERE queue = $1 AND node <> '*'`,
+          [setting.queue],
+        );
       }
     }
   }
 
   /** Settings that apply to `node`: its own override the cluster-wide ones. */
   async settingsFor(db: Queryable, node: string): Promise<QueueSetting[]> {
-    const { rows } = await db.query<{ node: string; queue: string; paused: boolean | null; lim: number | null; running: boolean | null }>(
+    const { rows } = await db.query<{
+      node: string;
+      queue: string;
+      paused: boolean | null;
+      lim: number | null;
+      running: boolean | null;
+    }>(
       `SELECT node, queue, paused, lim, running FROM ${this.settings} WHERE node IN ('*', $1) ORDER BY (node = '*') DESC`,
       [node],
     );

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import type { QuernNode } from '../../src/node/node.js';
+import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
+import { startNode } from '../helpers/node.js';
+
+describe('job outcomes, run in worker threads', function () {
+  let db: TestSchema;
+  let node: QuernNode | undefined;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+    node = await startNode(db.schema, db.url);
+  });
+  afterEach(async function () {
+    await node?.stop();
+    await cleanup(this, db);
+  });
+
+  async function finalRow(id: number, states: string[]) {
+    return eventually(
+      async () => {
+        const [row] = await db.query('SELECT * FROM jobs WHERE id = $1', [id]);
+        return row && states.includes(row.state as string) ? row : null;
+      },
+      20000,
+      `job ${id} to reach ${states.join('/')}`,
+    );
+  }
+
+  it('runs perform in a worker thread with the job and an abort signal', async function () {
+    const job = await db.client.insert({
+      worker: 'inspect',
+      args: { a: 1 },
+      tags: ['t'],
+      meta: { m: 1 },
+    });
+    const row = await finalRow(job.id, ['completed']);
+    const seen = row.result as {
+      isMainThread: boolean;
+      hasSignal: boolean;
+      job: Record<string, unknown>;
+    };
+    assert.equal(seen.isMainThread, false);
+    assert.equal(seen.hasSignal, true);
+    assert.deepEqual(seen.job.args, { a: 1 });
+    assert.equal(seen.job.attempt, 1);
+    assert.equal(seen.job.maxAttempts, 20);
+    assert.equal(seen.job.queue, 'default');
+    assert.equal(seen.job.worker, 'inspect');
+    assert.deepEqual(seen.job.tags, ['t']);
+    assert.deepEqual(seen.job.meta, { m: 1 });
+    assert.equal(seen.job.id, job.id);
+    assert.ok(row.completed_at instanceof Date);
+    assert.deepEqual(row.attempted_by && (row.attempted_by as string[])[0], node!.name);
+  });
+
+  const completions: [string, Record<string, unknown>, unknown][] = [
+    ['nothing', { undefined: true }, null],
+    ["'ok'", { return: 'ok' }, null],
+    ['{ ok: value }', { return: { ok: { v: [1, 2] } } }, { v: [1, 2] }],
+  ];
+  for (const [what, args, result] of completions) {
+    it(`returning ${what} completes the job`, async function () {
+      const job = await db.client.insert({ worker: 'returns', args });
+      const row = await finalRow(job.id, ['completed']);
+      assert.deepEqual(row.result, result);
+      assert.deepEqual(row.errors, []);
+    });
+  }
+
+  it('a thrown error makes the job retryable with an error entry, then discarded when attempts run out', async function () {
+    const job = await db.client.insert({
+      worker: 'returns',
+      args: { throw: 'boom' },
+      maxAttempts: 3,
+    });
+    const retryable = await finalRow(job.id, ['retryable', 'available', 'executing', 'discarded']);
+    assert.notEqual(retryable.state, 'completed');
+    // backoff is 0.2 s for this worker: the stager brings it back until maxAttempts (3) is used up.
+    const discarded = await finalRow(job.id, ['discarded']);
+    const errors = discarded.errors as { at: string; attempt: number; error: string }[];
+    assert.deepEqual(
+      errors.map((e) => e.attempt),
+      [1, 2, 3],
+    );
+    assert.match(errors[0]!.error, /Error: boom/);
+    assert.match(errors[0]!.error, /returns\.js/, 'the stack is stored');
+    assert.ok(discarded.discarded_at instanceof Date);
+    assert.equal(discarded.attempt, 3);
+  });
+
+  it('returning { error } is a failure like a throw', async function () {
+    const job = await db.client.insert({
+      worker: 'returns',
+      args: { return: { error: 'nope' } },
+      maxAttempts: 1,
+    });
+    const row = await finalRow(job.id, ['discarded']);
+    assert.match((row.errors as { error: string }[])[0]!.error, /nope/);
+  });
+
+  it('{ cancel } cancels and { discard } discards, with the reason recorded', async function () {
+    const a = await db.client.insert({
+      worker: 'returns',
+      args: { return: { cancel: 'not needed' } },
+    });
+    const b = await db.client.insert({
+      worker: 'returns',
+      args: { return: { discard: 'bad data' } },
+    });
+    const cancelled = await finalRow(a.id, ['cancelled']);
+    const discarded = await finalRow(b.id, ['discarded']);
+    assert.ok(cancelled.cancelled_at instanceof Date);
+    assert.match(JSON.stringify(cancelled.errors), /not needed/);
+    assert.match(JSON.stringify(discarded.errors), /bad data/);
+    assert.equal(discarded.attempt, 1);
+  });
+
+  it('{ snooze } schedules the job again without using up an attempt', async function () {
+    const job = await db.client.insert({ worker: 'returns', args: { return: { snooze: 3600 } } });
+    const row = await finalRow(job.id, ['scheduled']);
+    assert.equal(row.attempt, 0);
+    assert.ok((row.scheduled_at as Date).getTime() - Date.now() > 3500_000);
+  });
+
+  it('an unknown worker is an error on that job, retried, never a crash', async function () {
+    const job = await db.client.insert({ worker: 'no-such-worker', maxAttempts: 1 });
+    const [hostile] = await db.query<{ id: number }>(
+      `INSERT INTO jobs (worker, max_attempts) VALUES ('../../etc/passwd', 1) RETURNING id`,
+    );
+    const row = await finalRow(job.id, ['discarded']);
+    assert.match(JSON.stringify(row.errors), /unknown worker/);
+    const hostileRow = await finalRow(hostile!.id, ['discarded']);
+    assert.match(JSON.stringify(hostileRow.errors), /unknown worker/);
+    // the node still runs jobs
+    const after = await db.client.insert({ worker: 'ok', args: { value: 'still' } });
+    assert.equal((await finalRow(after.id, ['completed'])).result, 'still');
+  });
+
+  it('a per-worker timeout stops the job and records a timeout error', async function () {
+    const job = await db.client.insert({
+      worker: 'slow',
+      args: { ms: 60000, timeout: 200 },
+      maxAttempts: 1,
+    });
+    const row = await finalRow(job.id, ['discarded']);
+    assert.match(JSON.stringify(row.errors), /timed out after 200 ms/);
+  });
+
+  it('an unrecognised return value completes the job with a warning', async function () {
+    const warnings: string[] = [];
+    node!.telemetry.on('job:warning', (e) => warnings.push(e.warning));
+    const job = await db.client.insert({ worker: 'returns', args: { return: { weird: 1 } } });
+    const row = await finalRow(job.id, ['completed']);
+    assert.deepEqual(row.result, { weird: 1 });
+    await eventually(() => Promise.resolve(warnings.length > 0));
+    assert.match(warnings[0]!, /not a documented outcome/);
+  });
+});
