@@ -102,5 +102,6 @@ export function describe(value: unknown): string {
     return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
   if (typeof value === 'object') return 'an object';
   if (typeof value === 'function' || typeof value === 'symbol') return `a ${typeof value}`;
-  return `${typeof value} ${String(value as number | boolean | bigint | undefined)}`;
+  if (typeof value === 'bigint') return `bigint ${value.toString()}`;
+  return `${typeof value} ${JSON.stringify(value) ?? 'undefined'}`;
 }
