@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS jobs_unique;
+ALTER TABLE jobs DROP COLUMN IF EXISTS unique_key;
