@@ -2,6 +2,9 @@
 // runs which job (threads report it when a job starts), and stops jobs: the cooperative abort
 // signal first, then, after a grace period, the thread is terminated. Jobs that shared a
 // terminated thread are reported as `interrupted`, so they go back without losing an attempt.
+// Tasks are given to piscina without an AbortSignal on purpose: piscina runs an abortable task
+// alone on its thread, which would silently turn `concurrency` into 1. We terminate the thread
+// ourselves instead.
 
 import { Piscina } from 'piscina';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +30,8 @@ export type RunResult =
 interface RunningTask {
   job: Job;
   threadId: number | null;
-  hardAbort: AbortController;
+  /** Terminate the thread as soon as it reports running this job (stopped before it began). */
+  terminateOnStart: boolean;
   stopping: { reason: 'timeout' | 'cancel'; message: string } | null;
   interrupted: boolean;
   graceTimer: NodeJS.Timeout | null;
@@ -68,7 +72,10 @@ export class ThreadPool {
       const started = message as { started?: number; threadId?: number };
       if (typeof started.started === 'number') {
         const task = this.tasks.get(started.started);
-        if (task) task.threadId = started.threadId ?? null;
+        if (task) {
+          task.threadId = started.threadId ?? null;
+          if (task.terminateOnStart) this.terminate(task);
+        }
       }
     });
     // Errors of idle threads (no task to reject) surface here; the pool replaces the thread.
@@ -83,7 +90,7 @@ export class ThreadPool {
     const task: RunningTask = {
       job,
       threadId: null,
-      hardAbort: new AbortController(),
+      terminateOnStart: false,
       stopping: null,
       interrupted: false,
       graceTimer: null,
@@ -97,10 +104,7 @@ export class ThreadPool {
       );
     }
     try {
-      const outcome = (await this.piscina.run(
-        { job },
-        { signal: task.hardAbort.signal },
-      )) as ThreadOutcome;
+      const outcome = (await this.piscina.run({ job })) as ThreadOutcome;
       if (task.stopping?.reason === 'cancel')
         return { kind: 'cancelled', reason: task.stopping.message };
       if (task.stopping?.reason === 'timeout')
@@ -138,7 +142,17 @@ export class ThreadPool {
       if (other !== task && other.threadId !== null && other.threadId === task.threadId)
         other.interrupted = true;
     }
-    task.hardAbort.abort(new Error(task.stopping?.message ?? 'stopped'));
+    const thread =
+      task.threadId === null
+        ? undefined
+        : this.piscina.threads.find((worker) => worker.threadId === task.threadId);
+    if (!thread) {
+      // Not on a thread yet: the cancel message found nothing to abort there; stop it on arrival.
+      task.terminateOnStart = true;
+      return;
+    }
+    // piscina rejects the thread's tasks and starts a replacement thread.
+    void thread.terminate();
   }
 
   runningJobIds(): number[] {

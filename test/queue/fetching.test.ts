@@ -1,0 +1,215 @@
+// What a queue fetches and when: priority, then scheduled time, then id; never more than its free
+// slots; scheduled jobs at their time; woken by an insert's notification, with polling as the
+// fallback; only the queues the node is configured for.
+
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import type { QuernNode } from '../../src/node/node.js';
+import { channelNames } from '../../src/db/identifiers.js';
+import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
+import { startNode } from '../helpers/node.js';
+
+interface RunRow {
+  id: number;
+  state: string;
+}
+
+describe('fetching jobs', function () {
+  let db: TestSchema;
+  let node: QuernNode | undefined;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+    node = undefined;
+  });
+  afterEach(async function () {
+    await node?.stop();
+    await cleanup(this, db);
+  });
+
+  async function allIn(state: string, count: number): Promise<RunRow[]> {
+    return eventually(
+      async () => {
+        const rows = await db.query<RunRow>('SELECT id, state FROM jobs ORDER BY id');
+        return rows.length === count && rows.every((r) => r.state === state) ? rows : null;
+      },
+      20000,
+      `${count} jobs ${state}`,
+    );
+  }
+
+  it('runs jobs by priority, then scheduled time, then id', async function () {
+    const minute = 60_000;
+    const base = Date.now() - 10 * minute;
+    // Inserted in an order that differs from the expected run order on every key.
+    const specs = [
+      { label: 'p2', priority: 2, at: base },
+      { label: 'p0-late-id-a', priority: 0, at: base + 2 * minute },
+      { label: 'p0-late-id-b', priority: 0, at: base + 2 * minute },
+      { label: 'p1', priority: 1, at: base },
+      { label: 'p0-early', priority: 0, at: base + minute },
+      { label: 'p3', priority: 3, at: base - minute },
+    ];
+    const inserted = await db.client.insertMany(
+      specs.map((s) => ({
+        worker: 'record',
+        args: { label: s.label },
+        priority: s.priority,
+        scheduledAt: new Date(s.at),
+      })),
+    );
+    // Same scheduled time and priority: the lower id runs first.
+    assert.ok(inserted[1]!.id < inserted[2]!.id);
+    node = await startNode(db.schema, db.url, { queues: { default: { limit: 1, threads: 1 } } });
+    const rows = await allIn('completed', specs.length);
+    const order = await db.query<{ label: string }>(
+      `SELECT args->>'label' AS label FROM jobs ORDER BY attempted_at, (result->>'startedAt')::bigint`,
+    );
+    assert.deepEqual(
+      order.map((r) => r.label),
+      ['p0-early', 'p0-late-id-a', 'p0-late-id-b', 'p1', 'p2', 'p3'],
+    );
+    assert.equal(rows.length, 6);
+  });
+
+  it('fetches only as many jobs as the queue has free slots', async function () {
+    await db.client.insertMany(
+      Array.from({ length: 9 }, () => ({ worker: 'span', args: { ms: 300 } })),
+    );
+    node = await startNode(db.schema, db.url, {
+      queues: { default: { limit: 3, threads: 1, concurrency: 3, pollInterval: 50 } },
+    });
+    // While the first three run, the other six are still available, not claimed.
+    const early = await eventually(
+      async () => {
+        const counts = await db.query<{ state: string; n: number }>(
+          'SELECT state::text, count(*)::int AS n FROM jobs GROUP BY state',
+        );
+        const executing = counts.find((c) => c.state === 'executing')?.n ?? 0;
+        return executing > 0 ? counts : null;
+      },
+      20000,
+      'jobs executing',
+    );
+    assert.ok((early.find((c) => c.state === 'executing')?.n ?? 0) <= 3, JSON.stringify(early));
+    await allIn('completed', 9);
+    // From the rows alone: each job's perform ran from result.start to result.end; at no instant
+    // were more than three running, and the queue did use its three slots.
+    const spans = await db.query<{ start: string; end: string }>(
+      `SELECT result->>'start' AS start, result->>'end' AS end FROM jobs`,
+    );
+    const edges = spans.flatMap((r) => [
+      { t: Number(r.start), d: 1 },
+      { t: Number(r.end), d: -1 },
+    ]);
+    edges.sort((a, b) => a.t - b.t || a.d - b.d);
+    let claimed = 0;
+    let most = 0;
+    for (const edge of edges) {
+      claimed += edge.d;
+      most = Math.max(most, claimed);
+    }
+    assert.equal(most, 3, 'three at a time, never more');
+  });
+
+  it('runs a scheduled job at its time, to the second', async function () {
+    node = await startNode(db.schema, db.url, {
+      queues: { default: { limit: 5, pollInterval: 60000 } },
+    });
+    const job = await db.client.insert({ worker: 'ok', args: { value: 'later' }, scheduleIn: 1.5 });
+    assert.equal(job.state, 'scheduled');
+    const started = await node.telemetry.waitFor('job:start', (e) => e.id === job.id, 10000);
+    const startedAt = Date.now();
+    const [row] = await db.query<{ scheduled_at: Date; attempted_at: Date }>(
+      'SELECT scheduled_at, attempted_at FROM jobs WHERE id = $1',
+      [job.id],
+    );
+    const late = row!.attempted_at.getTime() - row!.scheduled_at.getTime();
+    assert.ok(late >= 0, `ran ${-late} ms before its time`);
+    assert.ok(late < 1500, `ran ${late} ms after its time`);
+    assert.ok(startedAt - job.scheduledAt.getTime() < 2000);
+    assert.equal(started.attempt, 1);
+    await allIn('completed', 1);
+  });
+
+  it('an insert wakes the queue at once through its notification', async function () {
+    // A one-minute poll: only the notification can start this job quickly.
+    node = await startNode(db.schema, db.url, {
+      queues: { default: { limit: 5, pollInterval: 60000 } },
+    });
+    const waiting = node.telemetry.waitFor('job:start', () => true, 10000);
+    const before = Date.now();
+    const job = await db.client.insert({ worker: 'ok', args: { value: 1 } });
+    const started = await waiting;
+    assert.equal(started.id, job.id);
+    const elapsed = Date.now() - before;
+    assert.ok(elapsed < 1000, `started ${elapsed} ms after the insert`);
+  });
+
+  it('a job inserted without a notification still runs, by the fallback poll', async function () {
+    node = await startNode(db.schema, db.url, {
+      queues: { default: { limit: 5, pollInterval: 300 } },
+    });
+    // A plain INSERT sends no NOTIFY.
+    const [row] = await db.query<{ id: number }>(
+      `INSERT INTO jobs (worker, queue, args) VALUES ('ok', 'default', '{"value": "polled"}') RETURNING id`,
+    );
+    const started = await node.telemetry.waitFor('job:start', (e) => e.id === row!.id, 10000);
+    assert.equal(started.queue, 'default');
+    const [done] = await allIn('completed', 1);
+    assert.equal(done!.id, row!.id);
+  });
+
+  it('runs only the configured queues and leaves jobs of other queues untouched', async function () {
+    const other = await db.client.insert({ worker: 'ok', queue: 'elsewhere', args: {} });
+    node = await startNode(db.schema, db.url, {
+      queues: { default: { limit: 5, pollInterval: 100 } },
+    });
+    const first = await db.client.insert({ worker: 'ok', args: {} });
+    await eventually(async () => {
+      const [r] = await db.query<{ state: string }>('SELECT state FROM jobs WHERE id = $1', [
+        first.id,
+      ]);
+      return r?.state === 'completed';
+    });
+    // Give the node several polls and another wake-up with the foreign job waiting.
+    const second = await db.client.insert({ worker: 'ok', args: {} });
+    await node.telemetry.waitFor('job:stop', (e) => e.id === second.id, 10000);
+    assert.deepEqual([...node.supervisors.keys()], ['default']);
+    const [row] = await db.query<{ state: string; attempt: number; attempted_by: unknown }>(
+      'SELECT state, attempt, attempted_by FROM jobs WHERE id = $1',
+      [other.id],
+    );
+    assert.deepEqual(row, { state: 'available', attempt: 0, attempted_by: null });
+  });
+
+  it('sends one notification per inserting statement, not per row', async function () {
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    try {
+      const channel = channelNames(db.schema).insert;
+      const payloads: string[] = [];
+      let sentinel: () => void = () => undefined;
+      const sentinelSeen = new Promise<void>((resolve) => (sentinel = resolve));
+      listener.on('notification', (message) => {
+        if (message.channel !== channel) return;
+        if (message.payload === 'sentinel') sentinel();
+        else payloads.push(message.payload ?? '');
+      });
+      await listener.query(`LISTEN "${channel}"`);
+      await db.client.insertMany(
+        Array.from({ length: 1000 }, (_, i) => ({
+          worker: 'ok',
+          queue: i % 2 ? 'a' : 'b',
+          args: { i },
+        })),
+      );
+      // Notifications arrive in commit order: once this one is here, all earlier ones are too.
+      await db.pool.query('SELECT pg_notify($1, $2)', [channel, 'sentinel']);
+      await sentinelSeen;
+      assert.equal(payloads.length, 1, `got ${payloads.length} notifications`);
+      assert.deepEqual(payloads[0]!.split(',').sort(), ['a', 'b']);
+    } finally {
+      await listener.end();
+    }
+  });
+});
