@@ -9,11 +9,13 @@ import { isPlainIdentifier, MAX_QUEUE_LENGTH, MAX_SCHEMA_LENGTH } from './db/ide
 import { migrateUp } from './db/migrate.js';
 import { JobQueries, type Queryable } from './db/queries/jobs.js';
 import { NodeQueries } from './db/queries/nodes.js';
+import { StatsQueries } from './db/queries/stats.js';
 import { InsertError, normalizeInsert, type NormalizedInsert } from './jobs/insert.js';
 import type { JobRecord, JobState } from './jobs/types.js';
 import { sendControl, type QueueAction } from './node/control.js';
 import type { InsertJob, WorkerDefinition } from './worker/define.js';
 import { loadWorkers } from './worker/registry.js';
+import { collectStats, type Stats } from './telemetry/stats.js';
 
 export interface QuernOptions {
   /** A connection string; or pass `pool`. */
@@ -48,6 +50,7 @@ export class Quern {
   private readonly ownsPool: boolean;
   readonly jobs: JobQueries;
   readonly nodes: NodeQueries;
+  private readonly statsQueries: StatsQueries;
   private definitions = new Map<string, WorkerDefinition<never>>();
   private workersLoaded: Promise<void> | null = null;
 
@@ -72,6 +75,7 @@ export class Quern {
     }
     this.jobs = new JobQueries(schema);
     this.nodes = new NodeQueries(schema);
+    this.statsQueries = new StatsQueries(schema);
     if (Array.isArray(options.workers)) {
       for (const definition of options.workers) this.definitions.set(definition.name, definition);
     } else if (typeof options.workers === 'string') {
@@ -237,6 +241,14 @@ export class Quern {
 
   stopQueue(queue: string, options: { node?: string } = {}): Promise<void> {
     return this.controlQueue('stop', queue, options);
+  }
+
+  /**
+   * Historic metrics from the retained rows: counts by state per queue and per worker,
+   * completed and failed over the last minute and hour, p50/p95 queue and run times.
+   */
+  stats(): Promise<Stats> {
+    return collectStats(this.pool, this.statsQueries);
   }
 
   async close(): Promise<void> {

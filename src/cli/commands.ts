@@ -8,6 +8,7 @@ import { jobs, job } from './jobs.js';
 import { enqueueDir } from './enqueue-dir.js';
 import { queue } from './queue.js';
 import { status } from './status.js';
+import { stats } from './stats.js';
 
 export const COMMANDS: Record<string, Command> = {
   start,
@@ -18,4 +19,5 @@ export const COMMANDS: Record<string, Command> = {
   'enqueue-dir': enqueueDir,
   queue,
   status,
+  stats,
 };

@@ -22,7 +22,9 @@ Commands:
   job show|cancel|retry ID    one job
   queue pause|resume|stop QUEUE [--node NAME]
   queue scale|start QUEUE --limit N [--node NAME]
-  status [--watch]            nodes, queues, the leader and job counts
+  status [--watch]            nodes, queues, the leader and job counts (--watch: live, each second)
+  stats [--json]              per queue and worker: counts by state, completed and failed in
+                              the last minute and hour, p50/p95 queue and run times
 
 Options:
   --config PATH               configuration file (default ./cluster.config.json)

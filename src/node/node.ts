@@ -21,6 +21,7 @@ import { OutcomeWriter } from '../queue/outcomes.js';
 import { QueueSupervisor } from '../queue/supervisor.js';
 import { Telemetry } from '../telemetry/events.js';
 import { attachLogger, createLogger } from '../telemetry/logger.js';
+import { startMetricsServer, type MetricsServer } from '../telemetry/metrics.js';
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import { ControlChannel, type ControlMessage } from './control.js';
 
@@ -52,6 +53,8 @@ export class QuernNode {
   private plugins: PeriodicPlugin[] = [];
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private detachLogger: (() => void) | null = null;
+  /** The Prometheus exporter, when `metrics` is configured. */
+  metrics: MetricsServer | null = null;
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   private stopping: Promise<void> | null = null;
 
@@ -75,8 +78,10 @@ export class QuernNode {
     if (this.state !== 'new') return;
     this.state = 'starting';
     const { config, log } = this;
-    this.detachLogger = attachLogger(this.telemetry, log);
+    this.detachLogger = attachLogger(this.telemetry, log, { logArgs: config.logArgs });
     try {
+      // First, so the counters see every job this node runs.
+      if (config.metrics) this.metrics = await startMetricsServer(this, config.metrics);
       this.workers = await loadWorkers(config.workers);
       log.info(
         { workers: [...this.workers.keys()], dir: config.workers },
@@ -363,6 +368,7 @@ export class QuernNode {
       await this.nodes.remove(this.pool, this.name).catch(() => undefined);
     await this.pool?.end().catch(() => undefined);
     this.telemetry.emit('node:down', { node: this.name, reason: 'stopped' });
+    await this.metrics?.stop();
     await this.database?.embedded?.stop();
     this.detachLogger?.();
   }

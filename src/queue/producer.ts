@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import type { JobQueries, OutcomeRow } from '../db/queries/jobs.js';
 import type { Job, JobRecord, JobState } from '../jobs/types.js';
-import type { Telemetry } from '../telemetry/events.js';
+import type { JobEventBase, Telemetry } from '../telemetry/events.js';
 import { defaultBackoff } from '../worker/define.js';
 import type { RegisteredWorker } from '../worker/registry.js';
 import type { OutcomeWriter } from './outcomes.js';
@@ -218,19 +218,14 @@ export class Producer {
     this.wake();
   }
 
-  private base(record: JobRecord): {
-    id: number;
-    worker: string;
-    queue: string;
-    attempt: number;
-    node: string;
-  } {
+  private base(record: JobRecord): JobEventBase {
     return {
       id: record.id,
       worker: record.worker,
       queue: record.queue,
       attempt: record.attempt,
       node: this.deps.node,
+      args: record.args,
     };
   }
 

@@ -11,6 +11,8 @@ export interface JobEventBase {
   queue: string;
   attempt: number;
   node: string;
+  /** The job's args. The default logger leaves them out unless `logArgs` is set. */
+  args?: Record<string, unknown>;
 }
 
 export interface TelemetryEvents {

@@ -1,5 +1,6 @@
-// The default structured logger: pino, attached to the telemetry catalogue in one call. Job args
-// are never logged unless `logArgs` is set.
+// The default structured logger: pino, attached to the telemetry catalogue in one call
+// (`attachLogger(telemetry, createLogger('info'))`). Job args are never logged unless `logArgs`
+// is set: listeners get them in the payload, log lines do not.
 
 import pino, { type Logger } from 'pino';
 import type { Telemetry } from './events.js';
@@ -8,17 +9,35 @@ export function createLogger(level: string, name = 'quern'): Logger {
   return pino({ name, level, base: { pid: process.pid } });
 }
 
+export interface LoggerOptions {
+  /** Include job args in job log lines (default false: args often hold personal data). */
+  logArgs?: boolean;
+}
+
 /** Logs one line per job outcome and every cluster event. Returns a function that detaches it. */
-export function attachLogger(telemetry: Telemetry, log: Logger): () => void {
+export function attachLogger(
+  telemetry: Telemetry,
+  log: Logger,
+  options: LoggerOptions = {},
+): () => void {
   const detach: (() => void)[] = [];
+  const args = (e: { args?: Record<string, unknown> }): { args?: Record<string, unknown> } =>
+    options.logArgs && e.args !== undefined ? { args: e.args } : {};
   const on: Telemetry['on'] = (event, listener) => {
     telemetry.on(event, listener);
     detach.push(() => telemetry.off(event, listener));
     return telemetry;
   };
+  on('job:start', (e) => {
+    const { args: _args, ...fields } = e;
+    log.debug({ ...fields, ...args(e) }, `job ${e.id} ${e.worker} started`);
+  });
+  on('job:cancel', (e) =>
+    log.info(e, `job ${e.id} cancel requested${e.running ? '; stopping it' : ''}`),
+  );
   on('job:stop', (e) => {
-    const { result: _result, ...fields } = e;
-    log.info(fields, `job ${e.id} ${e.worker} ${e.state} in ${e.durationMs} ms`);
+    const { result: _result, args: _args, ...fields } = e;
+    log.info({ ...fields, ...args(e) }, `job ${e.id} ${e.worker} ${e.state} in ${e.durationMs} ms`);
   });
   on('job:exception', (e) => {
     log.warn(
@@ -29,6 +48,7 @@ export function attachLogger(telemetry: Telemetry, log: Logger): () => void {
         attempt: e.attempt,
         state: e.state,
         error: e.error,
+        ...args(e),
       },
       `job ${e.id} ${e.worker} failed (attempt ${e.attempt})${e.willRetry ? ', will retry' : ', no attempts left'}`,
     );
