@@ -1,8 +1,10 @@
-// `status [--watch]`: the nodes with their queues, the leader, and job counts by queue and state.
+// `status [--watch]`: the nodes with their queues, the leader, and job counts by queue and state;
+// with --watch, a live view redrawn each second (./watch.ts).
 
 import type { Quern } from '../client.js';
 import { configFromFlags, connectClient, print, table, UsageError } from './context.js';
 import type { Command } from './main.js';
+import { watchStatus } from './watch.js';
 
 export async function renderStatus(client: Quern): Promise<string> {
   const nodes = await client.nodes.list(client.pool);
@@ -54,15 +56,7 @@ export const status: Command = {
         print(await renderStatus(connected.client));
         return 0;
       }
-      let stop = false;
-      process.once('SIGINT', () => (stop = true));
-      while (!stop) {
-        const text = await renderStatus(connected.client);
-        process.stdout.write(
-          '\x1b[2J\x1b[H' + text + `\n\n${new Date().toISOString()}  (Ctrl-C to quit)\n`,
-        );
-        await new Promise((r) => setTimeout(r, 1000));
-      }
+      await watchStatus(connected.client);
     } finally {
       await connected.close();
     }

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
+import { CLUSTER_JS, ROOT, spawnCluster, writeConfig } from '../helpers/node.js';
+
+/** The frames of a --watch output: each starts with its header line. */
+function frames(output: string): { at: number; frame: number; text: string }[] {
+  return output
+    .split(/(?=quern t_\S+ {2}\d{4}-)/)
+    .map((text) => {
+      const match = /^quern \S+ {2}(\S+) {2}frame (\d+)/.exec(text);
+      return match ? { at: Date.parse(match[1]!), frame: Number(match[2]), text } : null;
+    })
+    .filter((f): f is { at: number; frame: number; text: string } => f !== null);
+}
+
+describe('status --watch', function () {
+  let db: TestSchema;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    await cleanup(this, db);
+  });
+
+  it('prints a fresh frame each second, showing new jobs, until SIGINT (piped)', async function () {
+    const config = writeConfig({ schema: db.schema, database: { url: db.url } });
+    const watch = spawnCluster(['status', '--watch', '--config', config]);
+    try {
+      await watch.waitForLog(/frame 1 /);
+      await db.client.insertMany([
+        { worker: 'ok', queue: 'watched' },
+        { worker: 'ok', queue: 'watched' },
+        { worker: 'ok', queue: 'watched' },
+      ]);
+      await eventually(
+        () => Promise.resolve(frames(watch.output()).some((f) => /^watched\s+3\s/m.test(f.text))),
+        10000,
+        'a frame with the three new jobs',
+      );
+      await watch.waitForLog(/frame 3 /);
+    } finally {
+      watch.child.kill('SIGINT');
+    }
+    assert.equal((await watch.exited).code, 0);
+    const seen = frames(watch.output());
+    assert.ok(seen.length >= 3, `at least three frames, got ${seen.length}`);
+    assert.deepEqual(
+      seen.map((f) => f.frame),
+      seen.map((_, i) => i + 1),
+    );
+    assert.ok(!/^watched/m.test(seen[0]!.text), 'the first frame came before the insert');
+    for (let i = 1; i < seen.length; i++) {
+      const gap = seen[i]!.at - seen[i - 1]!.at;
+      assert.ok(gap >= 500 && gap < 5000, `frames about a second apart, got ${gap} ms`);
+    }
+    assert.match(seen.at(-1)!.text, /QUEUE\s+AVAILABLE\s+SCHEDULED/);
+    assert.ok(!watch.output().includes('\x1b['), 'no terminal codes when piped');
+  });
+
+  it('redraws in place on a terminal and restores it on Ctrl-C', async function () {
+    if (!existsSync('/usr/bin/script')) this.skip();
+    const config = writeConfig({ schema: db.schema, database: { url: db.url } });
+    // script(1) runs the command on a pseudo-terminal, as a user's shell would.
+    const child = spawn(
+      '/usr/bin/script',
+      ['-qfec', `${process.execPath} ${CLUSTER_JS} status --watch --config ${config}`, '/dev/null'],
+      {
+        cwd: ROOT,
+        env: { ...process.env, DATABASE_URL: '', COLUMNS: '100', LINES: '40' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    try {
+      await eventually(() => Promise.resolve(/frame 2 /.test(output)), 15000, 'two frames');
+    } finally {
+      child.stdin.write('\x03'); // Ctrl-C through the terminal: SIGINT to the view
+    }
+    assert.equal(await exited, 0, output);
+    assert.ok(output.includes('\x1b[?1049h'), 'switches to the alternate screen');
+    assert.ok(output.includes('\x1b[H'), 'redraws from the top');
+    assert.ok(output.includes('\x1b[?25h\x1b[?1049l'), 'restores the cursor and the screen');
+  });
+});
