@@ -143,8 +143,8 @@ export class Quern {
   }
 
   /**
-   * Cancels a job: at once when it is not running; a running job gets its abort signal on
-   * whichever node runs it, and its thread is terminated after the cancel grace period.
+   * Cancels a job at once. A running job also gets its abort signal on whichever node runs it,
+   * and its thread is terminated after that node's cancel grace period if it does not stop.
    */
   async cancel(id: number): Promise<ChangeResult> {
     const { before, after, attemptedBy } = await this.jobs.cancel(this.pool, checkId(id));
@@ -159,9 +159,9 @@ export class Quern {
       return {
         id,
         before,
-        after: 'executing',
+        after,
         changed: true,
-        message: `job ${id} is running on ${attemptedBy?.[0] ?? 'a node'}; it was asked to stop`,
+        message: `job ${id} cancelled; node ${attemptedBy?.[0] ?? '?'} running it was told to stop it`,
       };
     }
     if (after === 'cancelled' && before !== 'cancelled')

@@ -6,6 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH, MAX_SCHEMA_LENGTH } from '../db/identifiers.js';
+import { checkTimezone, cronEntryIdentity, parseCronExpression } from '../plugins/cron-schedule.js';
 import type { CronEntryConfig, NodeConfig, PluginsConfig, QueueConfig } from './types.js';
 import {
   ConfigError,
@@ -270,13 +271,53 @@ function pluginsConfig(value: unknown): PluginsConfig {
           ? 5000
           : expectInteger(lifeline.interval, 'plugins.lifeline.interval', { min: 10 }),
     },
-    cron: {
-      enabled:
-        cron.enabled === undefined ? true : expectBoolean(cron.enabled, 'plugins.cron.enabled'),
-      timezone:
-        cron.timezone === undefined ? 'UTC' : expectString(cron.timezone, 'plugins.cron.timezone'),
-      crontab: crontab.map((entry, index) => cronEntry(entry, `plugins.cron.crontab[${index}]`)),
-    },
+    cron: cronConfig(cron, crontab),
+  };
+}
+
+function cronConfig(cron: Record<string, unknown>, crontab: unknown[]): PluginsConfig['cron'] {
+  const timezone =
+    cron.timezone === undefined ? 'UTC' : expectString(cron.timezone, 'plugins.cron.timezone');
+  try {
+    checkTimezone(timezone);
+  } catch (error) {
+    throw new ConfigError(`plugins.cron.timezone: ${(error as Error).message}`);
+  }
+  const entries = crontab.map((entry, index) => cronEntry(entry, `plugins.cron.crontab[${index}]`));
+  const seen = new Map<string, number>();
+  entries.forEach((entry, index) => {
+    const where = `plugins.cron.crontab[${index}]`;
+    const label = `${where} ("${entry.expression}", worker "${entry.worker}")`;
+    if (entry.timezone !== null) {
+      try {
+        checkTimezone(entry.timezone);
+      } catch (error) {
+        throw new ConfigError(`${label}.timezone: ${(error as Error).message}`);
+      }
+    }
+    try {
+      parseCronExpression(entry.expression, entry.timezone ?? timezone);
+    } catch (error) {
+      throw new ConfigError(`${label}.expression: ${(error as Error).message}`);
+    }
+    if (entry.queue !== null && !isPlainIdentifier(entry.queue, MAX_QUEUE_LENGTH))
+      throw new ConfigError(
+        `${label}.queue: ${JSON.stringify(entry.queue)} must be a plain lower-case identifier ([a-z_][a-z0-9_]*)`,
+      );
+    // Two identical entries would share their slots: one of them would never fire.
+    const identity = cronEntryIdentity(entry, timezone);
+    const earlier = seen.get(identity);
+    if (earlier !== undefined)
+      throw new ConfigError(
+        `${label}: the same entry as plugins.cron.crontab[${earlier}] (expression, worker, args and timezone)`,
+      );
+    seen.set(identity, index);
+  });
+  return {
+    enabled:
+      cron.enabled === undefined ? true : expectBoolean(cron.enabled, 'plugins.cron.enabled'),
+    timezone,
+    crontab: entries,
   };
 }
 

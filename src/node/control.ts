@@ -1,17 +1,27 @@
-// Messages between nodes, carried by NOTIFY on the schema's control channel: queue changes
-// (pause, resume, scale, start, stop) for one node or all, and the cancel of a running job.
-// Queue changes are also saved in queue_settings, so they outlive a restart.
+// Control of a node from anywhere in the cluster. Queue changes (pause, resume, scale, start,
+// stop; for one node or all) are saved in queue_settings first, then announced by NOTIFY on the
+// schema's control channel; a node that hears one re-reads its settings and applies what
+// changed. It also re-reads them every poll, because a notification sent while its listening
+// connection is down is lost, and at start, so a paused queue stays paused after a restart.
+// The cancel of a running job is a message too, backed by the same poll: a job this node runs
+// whose row is no longer executing under its attempt (cancelled, rescued) is stopped.
 
-import type { Queryable } from '../db/queries/jobs.js';
-import { channelNames } from '../db/identifiers.js';
-import type { QuernNode } from './node.js';
 import { queueConfig } from '../config/load.js';
+import type { QueueConfig } from '../config/types.js';
+import { channelNames } from '../db/identifiers.js';
+import type { Queryable } from '../db/queries/jobs.js';
+import { MaintenanceQueries } from '../db/queries/maintenance.js';
+import type { QueueSetting } from '../db/queries/nodes.js';
+import type { QuernNode } from './node.js';
 
 export type QueueAction = 'pause' | 'resume' | 'scale' | 'start' | 'stop';
 
 export type ControlMessage =
   | { action: QueueAction; queue: string; node: string | null; limit?: number }
   | { action: 'cancel'; id: number; node: string | null };
+
+/** The default limit of a queue started at runtime without one. */
+export const DEFAULT_STARTED_LIMIT = 10;
 
 export async function sendControl(
   db: Queryable,
@@ -24,51 +34,149 @@ export async function sendControl(
   ]);
 }
 
+/** What the configuration and the saved settings ask of one queue on this node. */
+interface Wanted {
+  config: QueueConfig;
+  paused: boolean;
+  limit: number;
+}
+
+export function wantedQueues(
+  configured: Record<string, QueueConfig>,
+  settings: QueueSetting[],
+): Map<string, Wanted> {
+  const wanted = new Map<string, Wanted>();
+  for (const [queue, config] of Object.entries(configured)) {
+    const setting = settings.find((s) => s.queue === queue);
+    if (setting?.running === false) continue;
+    wanted.set(queue, {
+      config,
+      paused: setting?.paused ?? config.paused,
+      limit: setting?.limit ?? config.limit,
+    });
+  }
+  for (const setting of settings) {
+    if (setting.running !== true || wanted.has(setting.queue)) continue;
+    const limit = setting.limit ?? DEFAULT_STARTED_LIMIT;
+    wanted.set(setting.queue, {
+      config: queueConfig(setting.queue, { limit }),
+      paused: setting.paused ?? false,
+      limit,
+    });
+  }
+  return wanted;
+}
+
 export class ControlChannel {
-  constructor(private readonly node: QuernNode) {}
+  /** What was last applied, per queue: only a change of the wanted state is acted on, so a
+   * queue paused for another reason (a breaker) is not resumed by the next poll. */
+  private applied: Map<string, Wanted> | null = null;
+  private applying: Promise<void> | null = null;
+  private again = false;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly maintenance: MaintenanceQueries;
+
+  constructor(
+    private readonly node: QuernNode,
+    private readonly pollInterval = Math.max(200, node.config.heartbeatInterval),
+  ) {
+    this.maintenance = new MaintenanceQueries(node.config.schema);
+  }
 
   async handle(message: ControlMessage): Promise<void> {
     const node = this.node;
     if (message.node && message.node !== node.name) return;
-    const emitBase = { node: node.name };
     if (message.action === 'cancel') {
       const running = node.cancelRunning(message.id, 'cancelled by request');
       node.telemetry.emit('job:cancel', { id: message.id, node: node.name, running });
       return;
     }
-    const { queue } = message;
-    const supervisor = node.supervisors.get(queue);
-    switch (message.action) {
-      case 'pause':
-        if (supervisor && !supervisor.producer.paused) {
-          supervisor.pause();
-          node.telemetry.emit('queue:pause', { queue, ...emitBase });
-        }
-        break;
-      case 'resume':
-        if (supervisor && supervisor.producer.paused) {
-          supervisor.resume();
-          node.telemetry.emit('queue:resume', { queue, ...emitBase });
-        }
-        break;
-      case 'scale':
-        if (supervisor && typeof message.limit === 'number') {
-          supervisor.scale(message.limit);
-          node.telemetry.emit('queue:scale', { queue, limit: message.limit, ...emitBase });
-        }
-        break;
-      case 'start':
-        if (!supervisor) {
-          const limit = message.limit ?? 10;
-          node.startQueue(queue, node.config.queues[queue] ?? queueConfig(queue, { limit }));
-          node.telemetry.emit('queue:start', { queue, limit, ...emitBase });
-        }
-        break;
-      case 'stop':
-        if (supervisor && (await node.stopQueue(queue)))
-          node.telemetry.emit('queue:stop', { queue, ...emitBase });
-        break;
+    await this.applySettings();
+  }
+
+  start(): void {
+    if (this.timer) return;
+    const tick = (): void => {
+      this.timer = setTimeout(() => {
+        void Promise.all([this.applySettings(), this.stopForeignJobs()])
+          .catch(() => undefined)
+          .finally(() => {
+            if (this.timer) tick();
+          });
+      }, this.pollInterval);
+      this.timer.unref();
+    };
+    tick();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Reads this node's settings and applies what changed; runs are serialised and coalesced. */
+  applySettings(): Promise<void> {
+    if (this.applying) {
+      this.again = true;
+      return this.applying;
     }
-    await node.heartbeat().catch(() => undefined);
+    this.applying = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.applyOnce();
+        } while (this.again);
+      } finally {
+        this.applying = null;
+      }
+    })();
+    return this.applying;
+  }
+
+  private async applyOnce(): Promise<void> {
+    const node = this.node;
+    const settings = await node.breaker.call(() => node.nodes.settingsFor(node.pool, node.name));
+    const wanted = wantedQueues(node.config.queues, settings);
+    const before = this.applied;
+    this.applied = wanted;
+    const emit = before !== null;
+    const base = { node: node.name };
+    for (const [queue, want] of wanted) {
+      const was = before?.get(queue);
+      const supervisor = node.supervisors.get(queue);
+      if (!was) {
+        if (supervisor) continue;
+        node.startQueue(queue, { ...want.config, paused: want.paused, limit: want.limit });
+        if (emit) node.telemetry.emit('queue:start', { queue, limit: want.limit, ...base });
+        continue;
+      }
+      if (!supervisor) continue;
+      if (want.paused !== was.paused) {
+        if (want.paused) supervisor.pause();
+        else supervisor.resume();
+        node.telemetry.emit(want.paused ? 'queue:pause' : 'queue:resume', { queue, ...base });
+      }
+      if (want.limit !== was.limit) {
+        supervisor.scale(want.limit);
+        node.telemetry.emit('queue:scale', { queue, limit: want.limit, ...base });
+      }
+    }
+    for (const queue of before?.keys() ?? []) {
+      if (wanted.has(queue)) continue;
+      if (await node.stopQueue(queue)) node.telemetry.emit('queue:stop', { queue, ...base });
+    }
+    if (emit) await node.heartbeat().catch(() => undefined);
+  }
+
+  /** Stops jobs this node runs whose row says they are no longer this attempt's. */
+  private async stopForeignJobs(): Promise<void> {
+    const node = this.node;
+    const attempts = [...node.supervisors.values()].flatMap((s) =>
+      s.producer.runningJobs().map((j) => ({ id: j.id, token: j.token })),
+    );
+    if (attempts.length === 0) return;
+    const foreign = await node.breaker.call(() => this.maintenance.notMine(node.pool, attempts));
+    for (const id of foreign)
+      node.cancelRunning(id, 'the job was cancelled, or rescued by another node, meanwhile');
   }
 }

@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { NodeConfig, QueueConfig } from '../config/types.js';
-import { queueConfig } from '../config/load.js';
 import { Breaker } from '../db/breaker.js';
 import { createPool, resolveDatabase, type DatabaseHandle } from '../db/connect.js';
 import { migrateUp } from '../db/migrate.js';
@@ -24,6 +23,7 @@ import { attachLogger, createLogger } from '../telemetry/logger.js';
 import { startMetricsServer, type MetricsServer } from '../telemetry/metrics.js';
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import { ControlChannel, type ControlMessage } from './control.js';
+import { joinCluster } from './membership.js';
 
 export type PluginFactory = (context: PluginContext, node: QuernNode) => PeriodicPlugin[];
 
@@ -120,6 +120,19 @@ export class QuernNode {
       });
       this.control = new ControlChannel(this);
 
+      // Plugins are built before anything runs: a bad crontab entry stops the node here.
+      const context: PluginContext = {
+        pool: this.pool,
+        node: this.name,
+        telemetry: this.telemetry,
+        call,
+        isLeader: () => this.isLeader,
+      };
+      this.plugins = [
+        new Stager(context, this.jobs, config.plugins.stager.interval),
+        ...(this.options.plugins ?? []).flatMap((factory) => factory(context, this)),
+      ];
+
       const notifier = new Notifier(this.database.url, config.schema);
       notifier.on('insert', (queues) => this.wake(queues));
       notifier.on(
@@ -136,37 +149,23 @@ export class QuernNode {
       this.notifier = notifier;
       await notifier.start();
 
-      const settings = await this.nodes.settingsFor(this.pool, this.name);
-      for (const [queue, queueConfig] of Object.entries(config.queues)) {
-        const setting = settings.find((s) => s.queue === queue);
-        if (setting?.running === false) continue;
-        this.startQueue(queue, {
-          ...queueConfig,
-          paused: setting?.paused ?? queueConfig.paused,
-          limit: setting?.limit ?? queueConfig.limit,
-        });
-      }
-      // Queues started at runtime on this node (or all nodes) and not in the config.
-      for (const setting of settings) {
-        if (setting.running === true && !this.supervisors.has(setting.queue)) {
-          this.startQueue(setting.queue, {
-            ...queueConfig(setting.queue, { limit: setting.limit ?? 10 }),
-            paused: setting.paused ?? false,
-          });
-        }
-      }
-
-      const context: PluginContext = {
+      // The first heartbeat comes before the first fetch, so the lifeline never sees a job of
+      // a node without a row; jobs a killed earlier process of this node left are rescued here.
+      const joined = await joinCluster({
         pool: this.pool,
-        node: this.name,
-        telemetry: this.telemetry,
-        call,
-        isLeader: () => this.isLeader,
-      };
-      this.plugins = [
-        new Stager(context, this.jobs, config.plugins.stager.interval),
-        ...(this.options.plugins ?? []).flatMap((factory) => factory(context, this)),
-      ];
+        schema: config.schema,
+        nodes: this.nodes,
+        name: this.name,
+        runId: this.runId,
+        startedAt: this.startedAt,
+        heartbeatTimeout: config.heartbeatTimeout,
+        queues: {},
+      });
+      if (joined.startedCluster) log.info('no other live node: this node starts the cluster');
+      if (joined.rescued.rescued + joined.rescued.discarded > 0)
+        log.warn(joined.rescued, 'rescued jobs an earlier process of this node left executing');
+      // Configured queues, with the changes saved at runtime (pause, scale, start, stop).
+      await this.control.applySettings();
       this.peer = new Peer({
         url: this.database.url,
         schema: config.schema,
@@ -178,6 +177,7 @@ export class QuernNode {
       await this.peer.start();
       await this.heartbeat();
       this.scheduleHeartbeat();
+      this.control.start();
       this.state = 'running';
       log.info(
         {
@@ -350,6 +350,7 @@ export class QuernNode {
 
   private async teardown(): Promise<void> {
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    this.control?.stop();
     for (const plugin of this.plugins) await plugin.stop();
     // Destroying the pools ends unfinished jobs as interrupted: their outcome puts them back.
     await Promise.all([...this.supervisors.values()].map((s) => s.stop()));

@@ -4,10 +4,27 @@
 // once, before any other node can take the lock. Only the leader runs leader-only plugins.
 //
 // States: follower --(lock taken)--> leader --(connection lost | stop)--> follower.
-// A leader also re-checks each interval that its connection still answers.
+// A leader also re-checks each interval that its connection still answers, and gives up as soon
+// as a check takes longer than CHECK_TIMEOUT_MS. The server is told to probe this connection
+// often (TCP keepalives), so it ends the session of a vanished host, and frees the lock, after
+// about SERVER_DETECTION_MS: later than the old leader gives up, so two never lead at once.
+//
+// Failover bound: when a leader's process dies, the server ends its session at once and the
+// next node's try (every `interval`) takes the lock; when its host or network vanishes, add
+// SERVER_DETECTION_MS.
 
 import pg from 'pg';
 import type { Telemetry } from '../telemetry/events.js';
+
+/** A leader whose connection does not answer a check within this gives up leading. */
+export const CHECK_TIMEOUT_MS = 1500;
+/** Roughly when the server notices a vanished client (keepalive idle + interval x count). */
+export const SERVER_DETECTION_MS = 5000;
+const SESSION_SETTINGS = [
+  'SET tcp_keepalives_idle = 2',
+  'SET tcp_keepalives_interval = 1',
+  'SET tcp_keepalives_count = 3',
+];
 
 export interface PeerOptions {
   url: string;
@@ -45,7 +62,7 @@ export class Peer {
     try {
       const client = await this.connection();
       if (this.leader) {
-        await client.query('SELECT 1');
+        await withTimeout(client.query('SELECT 1'), CHECK_TIMEOUT_MS);
       } else {
         const { rows } = await client.query<{ locked: boolean }>(
           'SELECT pg_try_advisory_lock(hashtext($1)) AS locked',
@@ -76,8 +93,11 @@ export class Peer {
     this.client = client;
     try {
       await client.connect();
+      // Over a Unix socket these are ignored, and there is no network to lose.
+      for (const setting of SESSION_SETTINGS) await client.query(setting);
     } catch (error) {
       if (this.client === client) this.client = null;
+      void client.end().catch(() => undefined);
       throw error;
     }
     return client;
@@ -119,4 +139,12 @@ export class Peer {
     // Ending the session releases the lock, so another node can lead at once.
     if (client) await client.end().catch(() => undefined);
   }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

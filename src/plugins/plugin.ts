@@ -31,6 +31,11 @@ export abstract class PeriodicPlugin {
 
   protected abstract run(): Promise<PluginCounts>;
 
+  /** How long to wait before the next run (a plugin may align its runs, as cron does). */
+  protected nextDelay(): number {
+    return this.interval;
+  }
+
   start(): void {
     if (this.active) return;
     this.active = true;
@@ -46,7 +51,7 @@ export abstract class PeriodicPlugin {
     this.running = this.runOnce().finally(() => {
       this.running = null;
       if (this.active) {
-        this.timer = setTimeout(() => this.trigger(), this.interval);
+        this.timer = setTimeout(() => this.trigger(), this.nextDelay());
         this.timer.unref();
       }
     });

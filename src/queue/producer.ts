@@ -249,11 +249,12 @@ export class Producer {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  runningJobs(): { id: number; worker: string; startedAt: number }[] {
+  runningJobs(): { id: number; worker: string; startedAt: number; token: string }[] {
     return [...this.running.values()].map((r) => ({
       id: r.record.id,
       worker: r.record.worker,
       startedAt: r.startedAt,
+      token: r.record.attemptedBy?.[1] ?? '',
     }));
   }
 }

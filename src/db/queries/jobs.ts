@@ -208,7 +208,11 @@ export class JobQueries {
     return rows;
   }
 
-  /** Cancels a job that is not running; a running one is only marked for the node to stop. */
+  /**
+   * Cancels a job. A running one is cancelled in its row at once, with an error entry naming
+   * its node; that node is then told to stop it, and its old runner cannot write an outcome
+   * over the cancel (the state is no longer executing).
+   */
   async cancel(
     db: Queryable,
     id: number,
@@ -220,8 +224,12 @@ export class JobQueries {
     }>(
       `WITH old AS (SELECT id, state, attempted_by FROM ${this.t} WHERE id = $1 FOR UPDATE),
        upd AS (
-         UPDATE ${this.t} j SET state = 'cancelled', cancelled_at = now()
-         FROM old WHERE j.id = old.id AND old.state IN ('available', 'scheduled', 'retryable')
+         UPDATE ${this.t} j SET state = 'cancelled', cancelled_at = now(),
+           errors = CASE WHEN old.state = 'executing' THEN j.errors || jsonb_build_array(jsonb_build_object(
+             'at', now(), 'attempt', j.attempt,
+             'error', 'cancelled: cancelled by request while running on node ' || COALESCE(j.attempted_by[1], '?')))
+             ELSE j.errors END
+         FROM old WHERE j.id = old.id AND old.state IN ('available', 'scheduled', 'retryable', 'executing')
          RETURNING j.id
        )
        SELECT old.state AS before,

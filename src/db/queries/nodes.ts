@@ -52,6 +52,26 @@ export class NodeQueries {
     });
   }
 
+  /**
+   * Serialises nodes joining the cluster until the end of the caller's transaction, so two
+   * nodes starting at once cannot both find the cluster empty.
+   */
+  async lockMembership(db: Queryable): Promise<void> {
+    await db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
+      `quern:membership:${this.schema}`,
+    ]);
+  }
+
+  /** How many nodes other than `name` heartbeat within `timeoutMs` (by the database's clock). */
+  async countLiveOthers(db: Queryable, name: string, timeoutMs: number): Promise<number> {
+    const { rows } = await db.query<{ count: number }>(
+      `SELECT count(*)::int AS count FROM ${this.nodes}
+       WHERE name <> $1 AND updated_at >= now() - make_interval(secs => $2 / 1000.0)`,
+      [name, timeoutMs],
+    );
+    return rows[0]?.count ?? 0;
+  }
+
   async remove(db: Queryable, name: string): Promise<void> {
     await db.query(`DELETE FROM ${this.nodes} WHERE name = $1`, [name]);
   }

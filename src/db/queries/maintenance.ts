@@ -1,0 +1,139 @@
+// Statements of the cluster's upkeep on the jobs table: pruning finished history, rescuing jobs
+// left executing by nodes that died, and checking that jobs a node runs are still its own. All
+// work in bounded batches and use the database's clock only, so node clocks never matter.
+
+import { channelNames, quoteIdentifier } from '../identifiers.js';
+import type { Queryable } from './jobs.js';
+
+export interface RescueCounts {
+  rescued: number;
+  discarded: number;
+}
+
+export class MaintenanceQueries {
+  private readonly t: string;
+  private readonly nodes: string;
+  private readonly state: string;
+  private readonly channel: string;
+
+  constructor(readonly schema: string) {
+    const s = quoteIdentifier(schema);
+    this.t = `${s}.jobs`;
+    this.nodes = `${s}.nodes`;
+    this.state = `${s}.job_state`;
+    this.channel = channelNames(schema).insert;
+  }
+
+  /**
+   * Deletes up to `limit` completed, cancelled and discarded jobs that finished more than
+   * `maxAge` seconds ago. One branch per state, so each reads its own finish-time index. Other
+   * states are never touched: the DELETE re-checks the state of a row changed meanwhile.
+   */
+  async prune(db: Queryable, maxAge: number, limit: number): Promise<number> {
+    const { rowCount } = await db.query(
+      `WITH cutoff AS (SELECT now() - make_interval(secs => $1) AS at),
+       doomed AS (
+         (SELECT id FROM ${this.t}, cutoff WHERE state = 'completed' AND completed_at < cutoff.at LIMIT $2)
+         UNION ALL
+         (SELECT id FROM ${this.t}, cutoff WHERE state = 'discarded' AND discarded_at < cutoff.at LIMIT $2)
+         UNION ALL
+         (SELECT id FROM ${this.t}, cutoff WHERE state = 'cancelled' AND cancelled_at < cutoff.at LIMIT $2)
+         LIMIT $2
+       )
+       DELETE FROM ${this.t} j USING doomed
+       WHERE j.id = doomed.id AND j.state IN ('completed', 'discarded', 'cancelled')`,
+      [maxAge, limit],
+    );
+    return rowCount ?? 0;
+  }
+
+  /**
+   * Rescues up to `limit` jobs left executing by a node whose heartbeat is older than
+   * `timeoutMs`, or that has no heartbeat row: back to available, or discarded when no attempt
+   * is left, with an error entry saying why. A job of a node that heartbeats is never touched.
+   * The job itself must also be older than the timeout (a safety margin for a node between its
+   * first fetch and its first heartbeat). Queues that got jobs back are woken on every node.
+   */
+  async rescueOrphans(db: Queryable, timeoutMs: number, limit: number): Promise<RescueCounts> {
+    return this.rescue(
+      db,
+      `j.attempted_at < now() - make_interval(secs => $1 / 1000.0)
+       AND NOT EXISTS (
+         SELECT 1 FROM ${this.nodes} n
+         WHERE n.name = j.attempted_by[1] AND n.updated_at >= now() - make_interval(secs => $1 / 1000.0))`,
+      `'rescued: node ' || j.attempted_by[1] || ' stopped sending heartbeats while the job was executing'`,
+      [timeoutMs, limit],
+    );
+  }
+
+  /**
+   * Rescues the jobs an earlier process of this node left executing (it was killed): this
+   * process, of the same name, has a new run id, so they cannot be its own.
+   */
+  async rescuePreviousRuns(db: Queryable, node: string, runId: string): Promise<RescueCounts> {
+    return this.rescue(
+      db,
+      `j.attempted_by[1] = $1 AND NOT starts_with(j.attempted_by[2], $3 || '.')`,
+      `'rescued: node ' || j.attempted_by[1] || ' restarted while the job was executing'`,
+      [node, 100000, runId],
+    );
+  }
+
+  private async rescue(
+    db: Queryable,
+    condition: string,
+    message: string,
+    values: unknown[],
+  ): Promise<RescueCounts> {
+    const { rows } = await db.query<{ state: string; count: number }>(
+      `WITH orphans AS (
+         SELECT j.id FROM ${this.t} j
+         WHERE j.state = 'executing' AND ${condition}
+         ORDER BY j.id LIMIT $2 FOR UPDATE SKIP LOCKED
+       ),
+       moved AS (
+         UPDATE ${this.t} j SET
+           state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded'::${this.state} ELSE 'available'::${this.state} END,
+           discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN now() ELSE j.discarded_at END,
+           errors = j.errors || jsonb_build_array(jsonb_build_object(
+             'at', now(), 'attempt', j.attempt,
+             'error', ${message} || CASE WHEN j.attempt >= j.max_attempts THEN '; no attempts left' ELSE '' END))
+         FROM orphans WHERE j.id = orphans.id
+         RETURNING j.queue, j.state
+       ),
+       counted AS (SELECT state::text AS state, count(*)::int AS count FROM moved GROUP BY state),
+       notified AS (
+         SELECT pg_notify('${this.channel}', CASE WHEN length(q.queues) > 4000 THEN '*' ELSE q.queues END)
+         FROM (SELECT string_agg(DISTINCT queue, ',') AS queues FROM moved WHERE state = 'available') q
+         WHERE q.queues IS NOT NULL
+       )
+       SELECT state, count, (SELECT count(*) FROM notified) AS notified FROM counted`,
+      values,
+    );
+    return {
+      rescued: rows.find((r) => r.state === 'available')?.count ?? 0,
+      discarded: rows.find((r) => r.state === 'discarded')?.count ?? 0,
+    };
+  }
+
+  /** Of the attempts given (job id and token), those whose row is no longer executing under that token. */
+  async notMine(db: Queryable, attempts: { id: number; token: string }[]): Promise<number[]> {
+    if (attempts.length === 0) return [];
+    const { rows } = await db.query<{ id: number }>(
+      `SELECT a.id FROM jsonb_to_recordset($1::jsonb) AS a(id bigint, token text)
+       LEFT JOIN ${this.t} j ON j.id = a.id
+       WHERE j.id IS NULL OR j.state <> 'executing' OR j.attempted_by[2] IS DISTINCT FROM a.token`,
+      [JSON.stringify(attempts)],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** Forgets nodes silent for longer than `seconds` (their jobs were rescued long before). */
+  async forgetDeadNodes(db: Queryable, seconds: number): Promise<number> {
+    const { rowCount } = await db.query(
+      `DELETE FROM ${this.nodes} WHERE updated_at < now() - make_interval(secs => $1)`,
+      [seconds],
+    );
+    return rowCount ?? 0;
+  }
+}
