@@ -181,7 +181,12 @@ export function isSlot(schedule: CronSchedule, instant: Date): boolean {
  * reordering the crontab or changing a job option (priority, queue) keeps an entry's history.
  */
 export function cronEntryIdentity(
-  entry: { expression: string; worker: string; args: Record<string, unknown>; timezone: string | null },
+  entry: {
+    expression: string;
+    worker: string;
+    args: Record<string, unknown>;
+    timezone: string | null;
+  },
   defaultTimezone: string,
 ): string {
   return JSON.stringify([

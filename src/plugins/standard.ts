@@ -12,11 +12,16 @@ const pruner: PluginFactory = (context, node) => {
   const config = node.config.plugins.pruner;
   if (!config.enabled) return [];
   return [
-    new Pruner(context, new MaintenanceQueries(node.config.schema), new CronQueries(node.config.schema), {
-      maxAge: config.maxAge,
-      limit: config.limit,
-      interval: config.interval,
-    }),
+    new Pruner(
+      context,
+      new MaintenanceQueries(node.config.schema),
+      new CronQueries(node.config.schema),
+      {
+        maxAge: config.maxAge,
+        limit: config.limit,
+        interval: config.interval,
+      },
+    ),
   ];
 };
 

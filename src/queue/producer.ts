@@ -194,7 +194,9 @@ export class Producer {
       row,
       done: (written) => {
         this.unwritten--;
-        if (written) {
+        // A job cancelled from elsewhere is cancelled in its row before its runner stops, so the
+        // runner's outcome is refused; the attempt still ended here, as cancelled.
+        if (written || result.kind === 'cancelled') {
           if (isFailure) {
             this.deps.telemetry.emit('job:exception', {
               ...this.base(record),
