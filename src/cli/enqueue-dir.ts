@@ -1,11 +1,16 @@
-// `enqueue-dir DIR [--worker W]`: the directory demo. Walks DIR and inserts one job per file
-// (hash-file by default), in batches of 1,000 with one statement each, printing progress.
+// `enqueue-dir DIR [--worker W] [--wait]`: the directory demo. Walks DIR and inserts one job per
+// file (hash-file by default), in batches of 1,000 with one statement each, showing progress;
+// with --wait it then follows the jobs until every one is finished.
 
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { configFromFlags, connectClient, print, UsageError } from './context.js';
 import type { Command } from './main.js';
 import type { InsertJob } from '../worker/define.js';
+import type { Quern } from '../client.js';
+import { StatsQueries } from '../db/queries/stats.js';
+import type { JobState } from '../jobs/types.js';
+import { count, Progress, rate, seconds } from './progress.js';
 
 async function* walk(dir: string): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -16,7 +21,7 @@ async function* walk(dir: string): AsyncGenerator<string> {
 }
 
 export const enqueueDir: Command = {
-  options: { worker: { type: 'string' }, batch: { type: 'string' } },
+  options: { worker: { type: 'string' }, batch: { type: 'string' }, wait: { type: 'boolean' } },
   async run({ positionals, values }) {
     const [dir, ...extra] = positionals;
     if (!dir || extra.length > 0) throw new UsageError('enqueue-dir needs one DIR');
@@ -27,28 +32,64 @@ export const enqueueDir: Command = {
     const root = path.resolve(dir);
     const connected = await connectClient(configFromFlags(values.config as string | undefined));
     const started = Date.now();
-    let total = 0;
+    const ids: number[] = [];
     try {
       let batch: InsertJob[] = [];
+      const progress = new Progress(
+        (ms) => `inserting: ${count(ids.length)} jobs in ${seconds(ms)} (${rate(ids.length, ms)})`,
+      );
       const flush = async (): Promise<void> => {
         if (batch.length === 0) return;
-        await connected.client.insertMany(batch);
-        total += batch.length;
+        const inserted = await connected.client.insertMany(batch);
+        for (const job of inserted) ids.push(job.id);
         batch = [];
-        process.stderr.write(`\rinserted ${total} jobs`);
+        progress.update();
       };
-      for await (const file of walk(root)) {
-        batch.push({ worker, args: { path: file } });
-        if (batch.length >= batchSize) await flush();
+      try {
+        for await (const file of walk(root)) {
+          batch.push({ worker, args: { path: file } });
+          if (batch.length >= batchSize) await flush();
+        }
+        await flush();
+      } finally {
+        progress.finish();
       }
-      await flush();
-      process.stderr.write('\n');
       print(
-        `inserted ${total} ${worker} jobs for files under ${root} in ${Date.now() - started} ms`,
+        `inserted ${ids.length} ${worker} jobs for files under ${root} in ${Date.now() - started} ms`,
       );
+      if (values.wait && ids.length > 0) return await follow(connected.client, ids);
     } finally {
       await connected.close();
     }
     return 0;
   },
 };
+
+const FINAL: JobState[] = ['completed', 'discarded', 'cancelled'];
+
+/** `--wait`: shows the batch being worked through until every job is finished; 1 if any failed. */
+async function follow(client: Quern, ids: number[]): Promise<number> {
+  const queries = new StatsQueries(client.schema);
+  let states: Partial<Record<JobState, number>> = {};
+  const finished = (): number => FINAL.reduce((sum, s) => sum + (states[s] ?? 0), 0);
+  const progress = new Progress((ms) => {
+    const done = finished();
+    const percent = Math.floor((done / ids.length) * 100);
+    const failed = (states.discarded ?? 0) + (states.retryable ?? 0);
+    return `working: ${count(done)}/${count(ids.length)} finished (${percent}%), ${count(states.executing ?? 0)} running, ${count(failed)} failed or retrying, ${rate(done, ms)}`;
+  });
+  try {
+    for (;;) {
+      states = await queries.statesOf(client.pool, ids);
+      progress.update(true);
+      if (finished() >= ids.length) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  } finally {
+    progress.finish();
+  }
+  print(
+    `finished: ${count(states.completed ?? 0)} completed, ${count(states.discarded ?? 0)} discarded, ${count(states.cancelled ?? 0)} cancelled`,
+  );
+  return (states.discarded ?? 0) > 0 ? 1 : 0;
+}

@@ -17,7 +17,8 @@ Commands:
   migrate [--down N]          apply migrations, or roll back to version N
   insert WORKER [ARGS_JSON]   insert a job and print its id
         [--queue Q] [--priority 0-3] [--schedule-in SECONDS] [--max-attempts N] [--tags a,b]
-  enqueue-dir DIR [--worker W]  insert one job per file under DIR (hash-file by default)
+  enqueue-dir DIR [--worker W] [--wait]  insert one job per file under DIR (hash-file by
+                              default); --wait: follow them until all are finished
   jobs [--state S] [--queue Q] [--worker W] [--limit N]   list jobs
   job show|cancel|retry ID    one job
   queue pause|resume|stop QUEUE [--node NAME]

@@ -4,6 +4,7 @@ import { migrateDown, migrateUp } from '../db/migrate.js';
 import { isPlainIdentifier, MAX_SCHEMA_LENGTH } from '../db/identifiers.js';
 import { configFromFlags, connectClient, print, UsageError } from './context.js';
 import type { Command } from './main.js';
+import { Progress, seconds } from './progress.js';
 
 export const migrate: Command = {
   options: { down: { type: 'string' }, prefix: { type: 'string' } },
@@ -23,14 +24,19 @@ export const migrate: Command = {
     const connected = await connectClient({ ...config, schema }, { migrate: false });
     const client = await connected.client.pool.connect();
     try {
-      const onStep = (m: { version: number; name: string }): void =>
-        print(
-          `${target === null ? 'applying' : 'rolling back'} ${String(m.version).padStart(3, '0')}_${m.name}`,
-        );
-      const result =
+      // A step that runs long (an index on a big table) shows its time going up on stderr.
+      let ticker: Progress | null = null;
+      const onStep = (m: { version: number; name: string }): void => {
+        ticker?.finish();
+        const label = `${target === null ? 'applying' : 'rolling back'} ${String(m.version).padStart(3, '0')}_${m.name}`;
+        print(label);
+        ticker = new Progress((ms) => (ms < 1000 ? '' : `${label}: ${seconds(ms)}`));
+      };
+      const result = await (
         target === null
-          ? await migrateUp(client, schema, { onStep })
-          : await migrateDown(client, schema, target, { onStep });
+          ? migrateUp(client, schema, { onStep })
+          : migrateDown(client, schema, target, { onStep })
+      ).finally(() => ticker?.finish());
       print(`schema ${schema}: version ${result.from} -> ${result.to}`);
     } finally {
       client.release();

@@ -57,6 +57,15 @@ export class StatsQueries {
     return rows;
   }
 
+  /** Counts by state of the given jobs (a CLI following the batch it inserted). */
+  async statesOf(db: Queryable, ids: number[]): Promise<Partial<Record<JobState, number>>> {
+    const { rows } = await db.query<{ state: JobState; count: number }>(
+      `SELECT state, count(*)::int AS count FROM ${this.t} WHERE id = ANY($1::bigint[]) GROUP BY state`,
+      [ids],
+    );
+    return Object.fromEntries(rows.map((r) => [r.state, r.count]));
+  }
+
   /**
    * Attempts that ended within the last hour, grouped per queue and per worker in one pass:
    * completed jobs (by completed_at), and failed ones: discarded (by discarded_at) or waiting to
