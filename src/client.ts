@@ -10,8 +10,11 @@ import { migrateUp } from './db/migrate.js';
 import { JobQueries, type Queryable } from './db/queries/jobs.js';
 import { NodeQueries } from './db/queries/nodes.js';
 import { StatsQueries } from './db/queries/stats.js';
+import { UniqueQueries } from './db/queries/unique.js';
 import { InsertError, normalizeInsert, type NormalizedInsert } from './jobs/insert.js';
-import type { JobRecord, JobState } from './jobs/types.js';
+import { insertUniqueBatch } from './jobs/insert-unique.js';
+import type { Job, JobRecord, JobState } from './jobs/types.js';
+import { runPerform, stateOf } from './testing/perform.js';
 import { sendControl, type QueueAction } from './node/control.js';
 import type { InsertJob, WorkerDefinition } from './worker/define.js';
 import { loadWorkers } from './worker/registry.js';
@@ -24,6 +27,11 @@ export interface QuernOptions {
   schema?: string;
   /** Worker definitions (or a folder of them) whose defaults apply to inserts by name. */
   workers?: WorkerDefinition<never>[] | string;
+  /**
+   * `inline`: insert runs each job at once in this thread and stores nothing (no database
+   * needed); `manual`: inserts are stored as usual, for quern/testing to assert on and drain.
+   */
+  testing?: 'disabled' | 'inline' | 'manual';
 }
 
 export interface InsertResult extends JobRecord {
@@ -51,6 +59,9 @@ export class Quern {
   readonly jobs: JobQueries;
   readonly nodes: NodeQueries;
   private readonly statsQueries: StatsQueries;
+  readonly unique: UniqueQueries;
+  readonly testing: 'disabled' | 'inline' | 'manual';
+  private inlineIds = 0;
   private definitions = new Map<string, WorkerDefinition<never>>();
   private workersLoaded: Promise<void> | null = null;
 
@@ -62,12 +73,19 @@ export class Quern {
       );
     }
     this.schema = schema;
+    const testing = options.testing ?? 'disabled';
+    if (testing !== 'disabled' && testing !== 'inline' && testing !== 'manual') {
+      throw new ConfigError(
+        `testing: expected "disabled", "inline" or "manual", got ${JSON.stringify(testing)}`,
+      );
+    }
+    this.testing = testing;
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
     } else {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
-      if (!connectionString)
+      if (!connectionString && testing !== 'inline')
         throw new ConfigError('connectionString: required (or set DATABASE_URL, or pass a pool)');
       this.pool = new pg.Pool({ connectionString, max: 10 });
       this.pool.on('error', () => undefined);
@@ -76,6 +94,7 @@ export class Quern {
     this.jobs = new JobQueries(schema);
     this.nodes = new NodeQueries(schema);
     this.statsQueries = new StatsQueries(schema);
+    this.unique = new UniqueQueries(schema);
     if (Array.isArray(options.workers)) {
       for (const definition of options.workers) this.definitions.set(definition.name, definition);
     } else if (typeof options.workers === 'string') {
@@ -122,14 +141,76 @@ export class Quern {
   ): Promise<InsertResult[]> {
     if (!Array.isArray(jobs)) throw new InsertError('jobs: expected an array of jobs', 'jobs');
     const normalized = await this.prepare(jobs);
+    if (this.testing === 'inline') return this.performInline(normalized);
     if (normalized.some((n) => n.unique)) {
-      throw new InsertError('unique: unique jobs are not supported yet', 'unique');
+      return insertUniqueBatch(this.pool, options.client, this.unique, normalized);
     }
     const rows = await this.jobs.insert(
       options.client ?? this.pool,
       normalized.map((n) => n.row),
     );
     return rows.map((row) => ({ ...row, conflict: false }));
+  }
+
+  /** The definition of a worker known to this client (passed in `workers`, or loaded from its folder). */
+  async workerDefinition(name: string): Promise<WorkerDefinition<never> | undefined> {
+    await this.workersLoaded;
+    return this.definitions.get(name);
+  }
+
+  /** testing: 'inline': each job runs now, in order, in this thread; nothing is stored. */
+  private async performInline(normalized: NormalizedInsert[]): Promise<InsertResult[]> {
+    const results: InsertResult[] = [];
+    for (const { row, definition } of normalized) {
+      if (!definition) {
+        throw new InsertError(
+          `worker: testing is "inline" but no worker "${row.worker}" is known to this client (pass the definition, or workers)`,
+          'worker',
+        );
+      }
+      const now = new Date();
+      const job: Job = {
+        id: ++this.inlineIds,
+        args: JSON.parse(JSON.stringify(row.args)) as Record<string, unknown>,
+        attempt: 1,
+        maxAttempts: row.max_attempts,
+        queue: row.queue,
+        worker: row.worker,
+        tags: row.tags,
+        meta: row.meta,
+        insertedAt: now,
+        scheduledAt: now,
+      };
+      const { outcome } = await runPerform(definition, job);
+      const state = stateOf(outcome, job);
+      const done = new Date();
+      results.push({
+        id: job.id,
+        state,
+        queue: job.queue,
+        worker: job.worker,
+        args: job.args,
+        meta: job.meta,
+        tags: job.tags,
+        errors:
+          outcome.kind === 'failed'
+            ? [{ at: done.toISOString(), attempt: 1, error: outcome.error }]
+            : [],
+        result: outcome.kind === 'completed' ? outcome.result : null,
+        attempt: 1,
+        maxAttempts: job.maxAttempts,
+        priority: row.priority,
+        insertedAt: now,
+        scheduledAt: outcome.kind === 'snoozed' ? new Date(+done + outcome.seconds * 1000) : now,
+        attemptedAt: now,
+        attemptedBy: ['inline', String(job.id)],
+        completedAt: state === 'completed' ? done : null,
+        cancelledAt: state === 'cancelled' ? done : null,
+        discardedAt: state === 'discarded' ? done : null,
+        conflict: false,
+      });
+    }
+    return results;
   }
 
   getJob(id: number, options: CallOptions = {}): Promise<JobRecord | null> {

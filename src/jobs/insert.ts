@@ -5,9 +5,10 @@
 import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
 import { isPlainObject, suggest } from '../config/validate.js';
 import type { InsertRow } from '../db/queries/jobs.js';
-import type { InsertJob, UniqueOptions, WorkerDefinition } from '../worker/define.js';
+import type { InsertJob, WorkerDefinition } from '../worker/define.js';
 import { assertJsonValue, JsonValueError } from './json.js';
 import { INSERT_OPTION_KEYS } from './types.js';
+import { uniqueSpec, UniqueOptionError, type UniqueSpec } from './unique.js';
 
 export class InsertError extends Error {
   override name = 'InsertError';
@@ -26,7 +27,7 @@ export type WorkerLookup = (name: string) => WorkerDefinition<never> | undefined
 
 export interface NormalizedInsert {
   row: InsertRow;
-  unique: UniqueOptions | null;
+  unique: UniqueSpec | null;
   definition: WorkerDefinition<never> | undefined;
 }
 
@@ -138,7 +139,18 @@ export function normalizeInsert(
     scheduleIn = seconds as number;
   }
 
-  const unique = (job.unique as UniqueOptions | undefined) ?? definition?.unique ?? null;
+  let unique: UniqueSpec | null;
+  try {
+    unique = uniqueSpec(job.unique === undefined ? definition?.unique : job.unique, {
+      worker,
+      queue: queue as string,
+      args: args as Record<string, unknown>,
+    });
+  } catch (error) {
+    if (error instanceof UniqueOptionError)
+      throw new InsertError(`${where}.${error.message}`, 'unique');
+    throw error;
+  }
   return {
     row: {
       queue: queue as string,

@@ -89,7 +89,7 @@ export type PerformResult =
 
 export function rowToJob(row: Record<string, unknown>): JobRecord {
   return {
-    id: row.id as number,
+    id: Number(row.id), // bigserial: pg returns int8 as a string
     state: row.state as JobState,
     queue: row.queue as string,
     worker: row.worker as string,

@@ -2,15 +2,9 @@
 // workers folder export one (default export, or an export named `worker`).
 
 import type { InsertOptions, Job, PerformResult } from '../jobs/types.js';
+import type { UniqueOptions } from '../jobs/unique.js';
 
-export interface UniqueOptions {
-  /** Seconds, or 'infinity' for as long as jobs are retained. */
-  period: number | 'infinity';
-  fields?: ('args' | 'queue' | 'worker')[];
-  keys?: string[];
-  states?: string[];
-  replace?: ('args' | 'scheduledAt' | 'priority' | 'maxAttempts' | 'tags' | 'meta' | 'queue')[];
-}
+export type { UniqueOptions };
 
 export interface WorkerDefinition<Args = Record<string, unknown>> {
   name: string;
@@ -22,7 +16,8 @@ export interface WorkerDefinition<Args = Record<string, unknown>> {
   timeout?: number | ((job: Job<Args>) => number);
   /** Seconds to wait before the next attempt after a failure. */
   backoff?: (job: Job<Args>) => number;
-  unique?: UniqueOptions;
+  /** Makes inserts of this worker unique (see the README, Unique jobs); an insert may override it. */
+  unique?: UniqueOptions<Args>;
   /** Checks args at insert, before anything is written: return or throw an error message. */
   validate?: (args: unknown) => string | null | undefined;
   perform(job: Job<Args>, signal: AbortSignal): PerformResult | Promise<PerformResult>;
@@ -41,8 +36,10 @@ export function defineWorker<Args extends object = Record<string, unknown>>(
 /** The insert shape accepted by `insert`: by worker name, or by definition for typed args. */
 export type InsertJob<Args = Record<string, unknown>> = InsertOptions & {
   worker: string | WorkerDefinition<Args>;
-  args?: Args;
-  unique?: UniqueOptions;
+  /** Checked against the definition's Args at compile time (inferred from `worker` only). */
+  args?: NoInfer<Args>;
+  /** Overrides the worker's unique options for this insert; `false` turns them off. */
+  unique?: UniqueOptions<NoInfer<Args>> | false;
 };
 
 /** Default backoff, Oban's shape: 15 + attempt^4 seconds, with up to 10% jitter. */
