@@ -152,8 +152,7 @@ export async function performJob<Args extends object>(
 ): Promise<PerformOutcome<Args>> {
   const definition = validateDefinition(worker, 'performJob(worker)');
   const given: unknown = options;
-  if (!isPlainObject(given))
-    throw new PerformJobError('performJob options: expected an object');
+  if (!isPlainObject(given)) throw new PerformJobError('performJob options: expected an object');
   for (const key of Object.keys(options)) {
     if (!ALL_KEYS.includes(key as (typeof ALL_KEYS)[number])) {
       throw new InsertError(
