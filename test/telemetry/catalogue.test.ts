@@ -177,6 +177,45 @@ describe('the telemetry catalogue, as emitted by a running node', function () {
     assert.deepEqual(events.of('node:down'), [{ node: node.name, reason: 'stopped' }]);
   });
 
+  it('plugin:stop carries the counts of the pruner, the lifeline and cron', async function () {
+    // A finished job past maxAge, and a job left executing by a node that no longer exists.
+    await db.query(`INSERT INTO jobs (state, worker, completed_at, scheduled_at)
+                    VALUES ('completed', 'ok', now() - interval '1 h', now() - interval '1 h')`);
+    await db.query(`INSERT INTO jobs (state, worker, attempt, attempted_at, attempted_by)
+                    VALUES ('executing', 'ok', 1, now() - interval '1 h', ARRAY['ghost', 'ghost.1'])`);
+    const telemetry = new Telemetry();
+    const stops = record(telemetry, ['plugin:stop']);
+    const counted = (plugin: string, key: 'pruned' | 'rescued' | 'inserted') =>
+      eventually(
+        () => Promise.resolve(stops.of('plugin:stop').find((e) => e.plugin === plugin && e[key])),
+        10000,
+        `${plugin} reporting ${key}`,
+      );
+    const node = await start(
+      {
+        queues: {},
+        plugins: {
+          pruner: { maxAge: 60, interval: 50 },
+          lifeline: { interval: 50 },
+          cron: { crontab: [{ expression: '@reboot', worker: 'ok' }] },
+        },
+      },
+      telemetry,
+    );
+    const [pruned, rescued, inserted] = await Promise.all([
+      counted('pruner', 'pruned'),
+      counted('lifeline', 'rescued'),
+      counted('cron', 'inserted'),
+    ]);
+    assert.equal(pruned.pruned, 1);
+    assert.equal(rescued.rescued, 1);
+    assert.equal(inserted.inserted, 1);
+    for (const e of [pruned, rescued, inserted]) {
+      assert.equal(e.node, node.name);
+      assert.ok(e.durationMs >= 0);
+    }
+  });
+
   it('pool:crash and pool:restart when a worker thread dies', async function () {
     const node = await start();
     const restarted = node.telemetry.waitFor('pool:restart');
