@@ -23,8 +23,6 @@ export interface ProducerDeps {
   call: <T>(fn: () => Promise<T>) => Promise<T>;
   /** A token unique to this node process; attempt tokens are built from it. */
   runId: string;
-  /** Reports a thread crash to the supervisor. */
-  onCrash: (error: string, jobIds: number[]) => void;
 }
 
 interface RunningJob {
@@ -182,7 +180,6 @@ export class Producer {
     const durationMs = Date.now() - startedAt;
     const token = record.attemptedBy?.[1] ?? '';
     const row = outcomeRow(record, job, registered, result, token);
-    if (result.kind === 'crashed') this.deps.onCrash(result.error, [record.id]);
     const warning = result.kind === 'outcome' ? result.outcome.warning : null;
     const isFailure =
       result.kind === 'crashed' ||

@@ -1,12 +1,13 @@
 // One per queue: owns the queue's Producer and its thread pool as one unit. A thread that dies
-// is counted against a restart budget (N restarts in M seconds); past it the queue is marked
-// crashed: the pool is torn down, the producer stops fetching, and after a backoff a fresh pool
-// is started. Other queues and the node carry on throughout.
+// on its own (not one we terminated for a timeout or cancel) is counted against a restart budget
+// (N restarts in M seconds); within it piscina's replacement thread is the restart. Past it the
+// queue is marked crashed: the pool is torn down, the producer stops fetching, and after a
+// backoff a fresh pool is started. Other queues and the node carry on throughout.
 
 import type { QueueConfig } from '../config/types.js';
 import type { Telemetry } from '../telemetry/events.js';
 import { Producer, type ProducerDeps } from './producer.js';
-import { ThreadPool } from './threads.js';
+import { ThreadPool, type ThreadDeath } from './threads.js';
 
 export interface SupervisorOptions {
   queue: string;
@@ -16,7 +17,7 @@ export interface SupervisorOptions {
   cancelGracePeriod: number;
   restartBudget: { restarts: number; seconds: number; backoff: number };
   telemetry: Telemetry;
-  producer: Omit<ProducerDeps, 'queue' | 'onCrash'>;
+  producer: Omit<ProducerDeps, 'queue'>;
 }
 
 export class QueueSupervisor {
@@ -29,11 +30,7 @@ export class QueueSupervisor {
 
   constructor(private readonly options: SupervisorOptions) {
     this.producer = new Producer(
-      {
-        ...options.producer,
-        queue: options.queue,
-        onCrash: (error, jobs) => this.onCrash(error, jobs),
-      },
+      { ...options.producer, queue: options.queue },
       {
         limit: options.config.limit,
         paused: options.config.paused,
@@ -58,19 +55,30 @@ export class QueueSupervisor {
 
   private createPool(): ThreadPool {
     const { config } = this.options;
-    return new ThreadPool({
+    const pool: ThreadPool = new ThreadPool({
       queue: this.options.queue,
       workersDir: this.options.workersDir,
       threads: config.threads,
       concurrency: config.concurrency,
       memoryLimitMb: config.memoryLimitMb,
       cancelGracePeriod: this.options.cancelGracePeriod,
+      // A death reported by a pool we already replaced is not this pool's.
+      onThreadDeath: (death) => {
+        if (this.threads === pool) this.onThreadDeath(death);
+      },
     });
+    return pool;
   }
 
-  private onCrash(error: string, jobs: number[]): void {
+  private onThreadDeath(death: ThreadDeath): void {
     const { telemetry, queue, node, restartBudget } = this.options;
-    telemetry.emit('pool:crash', { queue, node, error, jobs });
+    telemetry.emit('pool:crash', {
+      queue,
+      node,
+      error: death.error,
+      jobs: death.jobs,
+      culprit: death.culprit,
+    });
     const now = Date.now();
     this.crashTimes = this.crashTimes.filter((t) => now - t < restartBudget.seconds * 1000);
     this.crashTimes.push(now);

@@ -1,10 +1,13 @@
 // The bridge between a queue and its piscina pool. It runs one job per task, knows which thread
 // runs which job (threads report it when a job starts), and stops jobs: the cooperative abort
-// signal first, then, after a grace period, the thread is terminated. Jobs that shared a
-// terminated thread are reported as `interrupted`, so they go back without losing an attempt.
-// Tasks are given to piscina without an AbortSignal on purpose: piscina runs an abortable task
-// alone on its thread, which would silently turn `concurrency` into 1. We terminate the thread
-// ourselves instead.
+// signal first, then, after a grace period, the thread is terminated. When a thread dies, the
+// job that killed it (the thread names it when it can) is a failed attempt; the jobs that merely
+// shared the thread are reported `interrupted`, so they go back without losing an attempt.
+//
+// Why no piscina abort signal: piscina's balancer never puts a second task on a thread that runs
+// an abortable task, so passing a signal would silently turn `concurrency` into 1. We terminate
+// the thread ourselves (Worker.terminate on the one whose threadId ran the job); piscina then
+// rejects every task of that thread and starts a replacement.
 
 import { Piscina } from 'piscina';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +15,7 @@ import { BroadcastChannel } from 'node:worker_threads';
 import { randomUUID } from 'node:crypto';
 import type { Job } from '../jobs/types.js';
 import type { ThreadOutcome } from '../thread/outcome.js';
-import type { CancelMessage, ThreadData } from '../thread/runner.js';
+import type { CancelMessage, ThreadData, ThreadMessage } from '../thread/runner.js';
 
 const RUNNER = fileURLToPath(new URL('../thread/runner.js', import.meta.url));
 
@@ -24,18 +27,24 @@ export type RunResult =
   | { kind: 'timeout'; timeoutMs: number; outcome: ThreadOutcome | null }
   /** Stopped because it was cancelled. */
   | { kind: 'cancelled'; reason: string }
-  /** Another job's thread termination took this one down: run it again, attempt refunded. */
+  /** Another job's thread death took this one down: run it again, attempt refunded. */
   | { kind: 'interrupted' };
 
 interface RunningTask {
   job: Job;
   threadId: number | null;
-  /** Terminate the thread as soon as it reports running this job (stopped before it began). */
-  terminateOnStart: boolean;
   stopping: { reason: 'timeout' | 'cancel'; message: string } | null;
-  interrupted: boolean;
   graceTimer: NodeJS.Timeout | null;
   timeoutTimer: NodeJS.Timeout | null;
+}
+
+export interface ThreadDeath {
+  threadId: number;
+  error: string;
+  /** Jobs that were running on the thread. */
+  jobs: number[];
+  /** The job the thread named as the cause, when it could tell. */
+  culprit: number | null;
 }
 
 export interface ThreadPoolOptions {
@@ -45,12 +54,19 @@ export interface ThreadPoolOptions {
   concurrency: number;
   memoryLimitMb: number | null;
   cancelGracePeriod: number;
+  /** Called once per thread that died on its own (not for threads we terminated). */
+  onThreadDeath?: (death: ThreadDeath) => void;
 }
 
 export class ThreadPool {
   private readonly piscina: Piscina;
   private readonly cancelChannel: BroadcastChannel;
   private readonly tasks = new Map<number, RunningTask>();
+  /** Threads we terminated on purpose (a timeout or a cancel), with the job it was for. */
+  private readonly terminated = new Map<number, number>();
+  /** What a dying thread said about its death, by threadId. */
+  private readonly crashReports = new Map<number, { job: number | null; error: string }>();
+  private readonly deathsReported = new Set<number>();
   private destroyed = false;
 
   constructor(private readonly options: ThreadPoolOptions) {
@@ -68,31 +84,37 @@ export class ThreadPool {
         ? { resourceLimits: { maxOldGenerationSizeMb: options.memoryLimitMb } }
         : {}),
     });
-    this.piscina.on('message', (message: unknown) => {
-      const started = message as { started?: number; threadId?: number };
-      if (typeof started.started === 'number') {
-        const task = this.tasks.get(started.started);
-        if (task) {
-          task.threadId = started.threadId ?? null;
-          if (task.terminateOnStart) this.terminate(task);
-        }
-      }
-    });
+    this.piscina.on('message', (message: ThreadMessage) => this.onMessage(message));
     // Errors of idle threads (no task to reject) surface here; the pool replaces the thread.
     this.piscina.on('error', () => undefined);
+  }
+
+  private onMessage(message: ThreadMessage): void {
+    if (message.type === 'started') {
+      const task = this.tasks.get(message.job);
+      if (!task) return;
+      task.threadId = message.threadId;
+      // A stop asked for before the job started: signal it now, and give it its grace period.
+      if (task.stopping) this.signalStop(task);
+    } else if (message.type === 'crash') {
+      this.crashReports.set(message.threadId, { job: message.job, error: message.error });
+    }
   }
 
   get size(): number {
     return this.tasks.size;
   }
 
+  /** Live threads of the pool (piscina replaces dead ones). */
+  get threadCount(): number {
+    return this.piscina.threads.length;
+  }
+
   async run(job: Job, timeoutMs: number | null): Promise<RunResult> {
     const task: RunningTask = {
       job,
       threadId: null,
-      terminateOnStart: false,
       stopping: null,
-      interrupted: false,
       graceTimer: null,
       timeoutTimer: null,
     };
@@ -111,12 +133,7 @@ export class ThreadPool {
         return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome };
       return { kind: 'outcome', outcome };
     } catch (error) {
-      if (task.stopping?.reason === 'cancel')
-        return { kind: 'cancelled', reason: task.stopping.message };
-      if (task.stopping?.reason === 'timeout')
-        return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome: null };
-      if (task.interrupted || this.destroyed) return { kind: 'interrupted' };
-      return { kind: 'crashed', error: `worker thread died: ${(error as Error).message}` };
+      return this.failed(task, error as Error, timeoutMs);
     } finally {
       if (task.timeoutTimer) clearTimeout(task.timeoutTimer);
       if (task.graceTimer) clearTimeout(task.graceTimer);
@@ -124,35 +141,59 @@ export class ThreadPool {
     }
   }
 
+  /** Why a task's promise was rejected: its thread died, or the pool is going away. */
+  private failed(task: RunningTask, error: Error, timeoutMs: number | null): RunResult {
+    if (task.stopping?.reason === 'cancel')
+      return { kind: 'cancelled', reason: task.stopping.message };
+    if (task.stopping?.reason === 'timeout')
+      return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome: null };
+    // perform never started (the task was queued on the thread): nothing ran, nothing is owed.
+    if (this.destroyed || task.threadId === null) return { kind: 'interrupted' };
+    const threadId = task.threadId;
+    if (this.terminated.has(threadId)) return { kind: 'interrupted' };
+    const report = this.crashReports.get(threadId);
+    const reason = report?.error ?? describeDeath(error, this.options.memoryLimitMb);
+    this.reportDeath(threadId, reason, report?.job ?? null);
+    // The thread named its culprit: only that job pays an attempt. When it could not tell (the
+    // memory limit, a native crash), every job on the thread does, so a killer job cannot go
+    // on being refunded forever.
+    if (report?.job != null && report.job !== task.job.id) return { kind: 'interrupted' };
+    return { kind: 'crashed', error: `worker thread died: ${reason}` };
+  }
+
+  private reportDeath(threadId: number, error: string, culprit: number | null): void {
+    if (this.deathsReported.has(threadId)) return;
+    this.deathsReported.add(threadId);
+    // Collected on the next tick: every task of the dead thread is rejected in the same turn.
+    const jobs = [...this.tasks.values()]
+      .filter((t) => t.threadId === threadId)
+      .map((t) => t.job.id);
+    setImmediate(() => this.options.onThreadDeath?.({ threadId, error, jobs, culprit }));
+  }
+
   /** Signals the job to stop; terminates its thread if it is still running after the grace period. */
   stop(jobId: number, reason: 'timeout' | 'cancel', message: string): boolean {
     const task = this.tasks.get(jobId);
     if (!task || task.stopping) return Boolean(task);
     task.stopping = { reason, message };
-    const cancel: CancelMessage = { jobId, reason: message };
-    this.cancelChannel.postMessage(cancel);
-    task.graceTimer = setTimeout(() => this.terminate(task), this.options.cancelGracePeriod);
+    if (task.threadId !== null) this.signalStop(task);
     return true;
   }
 
+  private signalStop(task: RunningTask): void {
+    const cancel: CancelMessage = { jobId: task.job.id, reason: task.stopping?.message ?? '' };
+    this.cancelChannel.postMessage(cancel);
+    if (task.graceTimer) clearTimeout(task.graceTimer);
+    task.graceTimer = setTimeout(() => this.terminate(task), this.options.cancelGracePeriod);
+  }
+
   private terminate(task: RunningTask): void {
-    if (!this.tasks.has(task.job.id)) return;
-    // Everything else on that thread dies with it: mark those jobs so they are run again.
-    for (const other of this.tasks.values()) {
-      if (other !== task && other.threadId !== null && other.threadId === task.threadId)
-        other.interrupted = true;
-    }
-    const thread =
-      task.threadId === null
-        ? undefined
-        : this.piscina.threads.find((worker) => worker.threadId === task.threadId);
-    if (!thread) {
-      // Not on a thread yet: the cancel message found nothing to abort there; stop it on arrival.
-      task.terminateOnStart = true;
-      return;
-    }
-    // piscina rejects the thread's tasks and starts a replacement thread.
-    void thread.terminate();
+    if (!this.tasks.has(task.job.id) || task.threadId === null) return;
+    const worker = this.piscina.threads.find((t) => t.threadId === task.threadId);
+    if (!worker) return;
+    // Everything else on that thread dies with it; `failed` reports those jobs as interrupted.
+    this.terminated.set(task.threadId, task.job.id);
+    void worker.terminate();
   }
 
   runningJobIds(): number[] {
@@ -165,4 +206,12 @@ export class ThreadPool {
     this.cancelChannel.close();
     await this.piscina.destroy();
   }
+}
+
+function describeDeath(error: Error, memoryLimitMb: number | null): string {
+  const code = (error as { code?: string }).code;
+  if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
+    return `${error.message} (memoryLimitMb ${memoryLimitMb ?? 'default'})`;
+  }
+  return error.message;
 }

@@ -54,7 +54,14 @@ export interface TelemetryEvents {
     inserted?: number;
   };
   'plugin:exception': { plugin: string; node: string; error: string };
-  'pool:crash': { queue: string; node: string; error: string; jobs: number[] };
+  /** A worker thread died; `culprit` is the job it died of when the thread could tell. */
+  'pool:crash': {
+    queue: string;
+    node: string;
+    error: string;
+    jobs: number[];
+    culprit: number | null;
+  };
   'pool:restart': { queue: string; node: string; restarts: number };
   'node:up': { node: string; queues: string[] };
   'node:down': { node: string; reason: string };

@@ -2,7 +2,10 @@
 // the configured folder once, runs one job per task, and reports the outcome as plain data.
 // Cancellation arrives on a BroadcastChannel shared by the pool's threads; the abort signal is
 // the cooperative step, the main thread terminates the thread if the job ignores it.
+// A thread about to die (process.exit in a job, an exception thrown outside perform) first names
+// the job it died of: each perform runs in an AsyncLocalStorage context holding its job id.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import type { Job } from '../jobs/types.js';
@@ -22,6 +25,11 @@ export interface CancelMessage {
   reason: string;
 }
 
+/** What a thread tells the main thread (through piscina's 'message' event). */
+export type ThreadMessage =
+  | { type: 'started'; job: number; threadId: number }
+  | { type: 'crash'; job: number | null; threadId: number; error: string };
+
 const data = workerData as ThreadData;
 let registry: Promise<Map<string, RegisteredWorker>> | null = null;
 const running = new Map<number, AbortController>();
@@ -33,6 +41,33 @@ cancels.onmessage = (event: unknown) => {
 };
 // The channel must not keep an idle thread alive.
 (cancels as unknown as { unref(): void }).unref();
+
+const currentJob = new AsyncLocalStorage<number>();
+const exit = process.exit.bind(process);
+
+function dying(error: string): void {
+  const message: ThreadMessage = {
+    type: 'crash',
+    job: currentJob.getStore() ?? null,
+    threadId,
+    error,
+  };
+  // Messages posted before the thread exits reach the main thread before its 'exit' event.
+  parentPort?.postMessage(message);
+}
+
+// process.exit in a worker thread ends the thread, not the process: say who called it first.
+process.exit = ((code?: number | string | null) => {
+  dying(`process.exit(${code ?? ''}) was called in the job's worker thread`);
+  return exit(code as number | undefined);
+}) as typeof process.exit;
+
+// An exception thrown outside perform (a timer, an event handler, an unhandled rejection) leaves
+// the thread in an unknown state: report it and let the thread die; the pool replaces it.
+process.on('uncaughtException', (error) => {
+  dying(`uncaught exception outside perform: ${describeError(error)}`);
+  exit(1);
+});
 
 export default async function run(task: ThreadTask): Promise<ThreadOutcome> {
   const { job } = task;
@@ -48,9 +83,12 @@ export default async function run(task: ThreadTask): Promise<ThreadOutcome> {
   }
   const controller = new AbortController();
   running.set(job.id, controller);
-  parentPort?.postMessage({ started: job.id, threadId });
+  const started: ThreadMessage = { type: 'started', job: job.id, threadId };
+  parentPort?.postMessage(started);
   try {
-    const value: unknown = await registered.definition.perform(job as never, controller.signal);
+    const value: unknown = await currentJob.run(job.id, () =>
+      registered.definition.perform(job as never, controller.signal),
+    );
     return interpretReturn(value);
   } catch (error) {
     return { kind: 'failed', error: describeError(error), warning: null };

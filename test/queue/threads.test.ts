@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import type { QuernNode } from '../../src/node/node.js';
+import type { TelemetryEvents } from '../../src/telemetry/events.js';
+import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
+import { startNode } from '../helpers/node.js';
+
+// Worker threads that die, jobs that must be stopped, and jobs that share their thread with them.
+// One thread running several jobs at once (threads: 1, concurrency: 4) is the hard case: killing
+// the thread kills every job on it, and only the one at fault may pay an attempt.
+describe('worker thread deaths, timeouts and cancellation', function () {
+  let db: TestSchema;
+  let node: QuernNode | undefined;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    await node?.stop();
+    node = undefined;
+    await cleanup(this, db);
+  });
+
+  const shared = (extra: Record<string, unknown> = {}) => ({
+    queues: { default: { limit: 4, threads: 1, concurrency: 4, ...extra } },
+    plugins: { stager: { interval: 50 } },
+  });
+
+  async function row(id: number, states: string[]) {
+    return eventually(
+      async () => {
+        const [r] = await db.query('SELECT * FROM jobs WHERE id = $1', [id]);
+        return r && states.includes(r.state as string) ? r : null;
+      },
+      20000,
+      `job ${id} to reach ${states.join('/')}`,
+    );
+  }
+
+  async function bystanders(count: number, ms: number) {
+    return db.client.insertMany(
+      Array.from({ length: count }, () => ({ worker: 'slow', args: { ms } })),
+    );
+  }
+
+  /** Bystanders started on the thread before the culprit is inserted. */
+  async function startedOnThread(ids: number[]) {
+    await eventually(async () => {
+      const rows = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM jobs WHERE id = ANY($1) AND state = 'executing'`,
+        [ids],
+      );
+      return rows[0]!.n === ids.length;
+    });
+    await new Promise((r) => setTimeout(r, 100)); // the rows say fetched; give perform a moment to start
+  }
+
+  async function expectRefunded(ids: number[]) {
+    for (const id of ids) {
+      const r = await row(id, ['completed']);
+      assert.equal(r.attempt, 1, `bystander ${id} kept its attempt`);
+      assert.deepEqual(r.errors, [], `bystander ${id} has no error`);
+    }
+  }
+
+  /** Counts job:start per job id: a bystander whose thread was killed starts twice. */
+  function countStarts(target: QuernNode): Map<number, number> {
+    const starts = new Map<number, number>();
+    target.telemetry.on('job:start', (e) => starts.set(e.id, (starts.get(e.id) ?? 0) + 1));
+    return starts;
+  }
+
+  const deaths: [string, Record<string, unknown>, RegExp][] = [
+    ['process.exit() in a job', { how: 'exit' }, /process\.exit\(3\) was called/],
+    [
+      'an exception thrown outside perform (a timer)',
+      { how: 'throw-later' },
+      /uncaught exception outside perform: Error: thrown from a timer by job/,
+    ],
+  ];
+  for (const [what, args, expected] of deaths) {
+    it(`${what}: that job fails with a clear error, its thread neighbours run again without losing an attempt`, async function () {
+      node = await startNode(db.schema, db.url, shared());
+      const crashes: TelemetryEvents['pool:crash'][] = [];
+      node.telemetry.on('pool:crash', (e) => crashes.push(e));
+      const others = await bystanders(3, 600);
+      await startedOnThread(others.map((j) => j.id));
+      const culprit = await db.client.insert({ worker: 'crash', args, maxAttempts: 1 });
+      const failed = await row(culprit.id, ['discarded']);
+      const errors = failed.errors as { attempt: number; error: string }[];
+      assert.equal(errors.length, 1);
+      assert.match(errors[0]!.error, /^worker thread died: /);
+      assert.match(errors[0]!.error, expected);
+      await expectRefunded(others.map((j) => j.id));
+      await eventually(() => Promise.resolve(crashes.length > 0));
+      assert.equal(crashes.length, 1, 'one thread died once');
+      assert.equal(crashes[0]!.culprit, culprit.id);
+      assert.deepEqual(
+        [...crashes[0]!.jobs].sort(),
+        [culprit.id, ...others.map((j) => j.id)].sort(),
+      );
+      // the pool replaced its thread and keeps running jobs
+      const after = await db.client.insert({ worker: 'ok', args: { value: 'after' } });
+      assert.equal((await row(after.id, ['completed'])).result, 'after');
+    });
+  }
+
+  it('a job past the memory limit kills its thread: a failed attempt naming the limit, retried by the normal rules', async function () {
+    node = await startNode(db.schema, db.url, shared({ memoryLimitMb: 32 }));
+    const job = await db.client.insert({
+      worker: 'crash',
+      args: { how: 'memory' },
+      maxAttempts: 2,
+    });
+    const done = await row(job.id, ['discarded']);
+    const errors = done.errors as { attempt: number; error: string }[];
+    assert.deepEqual(
+      errors.map((e) => e.attempt),
+      [1, 2],
+      'retried once, then discarded',
+    );
+    assert.match(errors[0]!.error, /worker thread died: .*memory limit.*memoryLimitMb 32/);
+    const after = await db.client.insert({ worker: 'ok', args: { value: 1 } });
+    await row(after.id, ['completed']);
+  });
+
+  it('an infinite loop past its timeout: signal, then the thread is terminated; neighbours keep their attempt', async function () {
+    node = await startNode(db.schema, db.url, shared());
+    const starts = countStarts(node);
+    const others = await bystanders(2, 1500);
+    await startedOnThread(others.map((j) => j.id));
+    const crashes: unknown[] = [];
+    node.telemetry.on('pool:crash', (e) => crashes.push(e));
+    const looping = await db.client.insert({
+      worker: 'stubborn',
+      args: { ms: 600000, timeout: 200 },
+      maxAttempts: 1,
+    });
+    const started = Date.now();
+    const failed = await row(looping.id, ['discarded']);
+    const elapsed = Date.now() - started;
+    assert.match(JSON.stringify(failed.errors), /timeout: job timed out after 200 ms/);
+    // timeout (200 ms) + cancelGracePeriod (500 ms in tests): not the 600 s the loop wanted
+    assert.ok(elapsed < 5000, `stopped after ${elapsed} ms`);
+    await expectRefunded(others.map((j) => j.id));
+    for (const other of others)
+      assert.equal(starts.get(other.id), 2, 'interrupted, then run again');
+    assert.equal(crashes.length, 0, 'a thread we terminated is not a crash');
+  });
+
+  it('a cancelled running job that ignores its signal is stopped by terminating its thread', async function () {
+    node = await startNode(db.schema, db.url, shared());
+    const starts = countStarts(node);
+    const others = await bystanders(2, 1500);
+    const looping = await db.client.insert({ worker: 'stubborn', args: { ms: 600000 } });
+    await startedOnThread([...others.map((j) => j.id), looping.id]);
+    await db.client.cancel(looping.id);
+    const cancelled = await row(looping.id, ['cancelled']);
+    assert.match(JSON.stringify(cancelled.errors), /cancelled/);
+    await expectRefunded(others.map((j) => j.id));
+    for (const other of others)
+      assert.equal(starts.get(other.id), 2, 'interrupted, then run again');
+  });
+
+  it('a cooperative job honours the signal within the grace period: the thread is left alone', async function () {
+    node = await startNode(db.schema, db.url, shared());
+    const starts = countStarts(node);
+    const others = await bystanders(2, 1500);
+    const job = await db.client.insert({
+      worker: 'slow',
+      args: { ms: 600000, timeout: 200 },
+      maxAttempts: 1,
+    });
+    await row(job.id, ['discarded']);
+    // the neighbours were never interrupted: they finished their first run
+    for (const other of others) {
+      const r = await row(other.id, ['completed']);
+      assert.equal(r.attempt, 1);
+      assert.equal(starts.get(other.id), 1, 'ran once, never interrupted');
+    }
+  });
+});
