@@ -57,10 +57,10 @@ function dying(error: string): void {
 }
 
 // process.exit in a worker thread ends the thread, not the process: say who called it first.
-process.exit = ((code?: number | string | null) => {
+process.exit = (code?: number | string | null) => {
   dying(`process.exit(${code ?? ''}) was called in the job's worker thread`);
   return exit(code);
-});
+};
 
 // An exception thrown outside perform (a timer, an event handler, an unhandled rejection) leaves
 // the thread in an unknown state: report it and let the thread die; the pool replaces it.
