@@ -152,13 +152,13 @@ export class ThreadPool {
     const threadId = task.threadId;
     if (this.terminated.has(threadId)) return { kind: 'interrupted' };
     const report = this.crashReports.get(threadId);
-    const reason = report?.error ?? describeDeath(error, this.options.memoryLimitMb);
+    const reason = `worker thread died: ${report?.error ?? describeDeath(error, this.options.memoryLimitMb)}`;
     this.reportDeath(threadId, reason, report?.job ?? null);
     // The thread named its culprit: only that job pays an attempt. When it could not tell (the
     // memory limit, a native crash), every job on the thread does, so a killer job cannot go
     // on being refunded forever.
     if (report?.job != null && report.job !== task.job.id) return { kind: 'interrupted' };
-    return { kind: 'crashed', error: `worker thread died: ${reason}` };
+    return { kind: 'crashed', error: reason };
   }
 
   private reportDeath(threadId: number, error: string, culprit: number | null): void {

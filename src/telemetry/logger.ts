@@ -70,7 +70,7 @@ export function attachLogger(
   on('leader:elected', (e) => log.info(e, `${e.node} is the leader`));
   on('leader:lost', (e) => log.warn(e, `${e.node} lost leadership: ${e.reason}`));
   on('plugin:exception', (e) => log.error(e, `plugin ${e.plugin} failed: ${e.error}`));
-  on('pool:crash', (e) => log.error(e, `worker thread of queue ${e.queue} died: ${e.error}`));
+  on('pool:crash', (e) => log.error(e, `queue ${e.queue}: ${e.error}`));
   on('pool:restart', (e) => log.warn(e, `pool of queue ${e.queue} restarted`));
   on('node:up', (e) => log.info(e, `node ${e.node} up`));
   on('node:down', (e) => log.info(e, `node ${e.node} down`));

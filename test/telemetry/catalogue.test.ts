@@ -137,9 +137,11 @@ describe('the telemetry catalogue, as emitted by a running node', function () {
     ]);
     const runner = started.node === 'node-a' ? a : b;
     const stopped = runner.telemetry.waitFor('job:stop', (e) => e.id === job.id);
+    // Listen before asking: the notification can arrive before cancel() returns.
+    const cancelSeen = runner.telemetry.waitFor('job:cancel');
     const result = await db.client.cancel(job.id);
     assert.equal(result.before, 'executing');
-    assert.deepEqual(await runner.telemetry.waitFor('job:cancel'), {
+    assert.deepEqual(await cancelSeen, {
       id: job.id,
       node: runner.name,
       running: true,
