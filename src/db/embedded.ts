@@ -40,6 +40,16 @@ function processAlive(pid: number): boolean {
   }
 }
 
+function parentPid(pid: number): number | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /^PPid:\s+(\d+)/m.exec(status);
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** A server left behind by a SIGKILLed node still holds postmaster.pid: stop it if it is ours. */
 async function recoverOrphan(dataDir: string, log: Logger | null): Promise<void> {
   const pidFile = path.join(dataDir, 'postmaster.pid');
@@ -53,6 +63,22 @@ async function recoverOrphan(dataDir: string, log: Logger | null): Promise<void>
     return;
   }
   if (!cmdline.includes(dataDir) || !cmdline.includes('postgres')) return;
+  // Orphaned means its node is gone: a server whose parent is still a live node process is
+  // another node's database, and stopping it would pull it from under that node's jobs.
+  const parent = parentPid(pid);
+  if (parent !== null && parent > 1 && processAlive(parent)) {
+    let parentCmd = '';
+    try {
+      parentCmd = readFileSync(`/proc/${parent}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      // gone meanwhile: treat as orphaned
+    }
+    if (/\bnode\b/.test(parentCmd)) {
+      throw new Error(
+        `the embedded PostgreSQL in ${dataDir} is in use by another process (pid ${parent}: ${parentCmd.trim().slice(0, 120)}); stop it first, or give this node its own database.dataDir, or share that server with DATABASE_URL=$(cat ${path.join(dataDir, 'quern-url')})`,
+      );
+    }
+  }
   log?.warn({ pid, dataDir }, 'stopping an embedded PostgreSQL left running by an earlier node');
   process.kill(pid, 'SIGINT');
   const deadline = Date.now() + 15000;
@@ -60,9 +86,21 @@ async function recoverOrphan(dataDir: string, log: Logger | null): Promise<void>
   if (processAlive(pid)) process.kill(pid, 'SIGKILL');
 }
 
-/** Lets user postgres reach the data folder when we run as root (PostgreSQL refuses root). */
+/**
+ * Lets user postgres reach the data folder when we run as root (PostgreSQL refuses root): the
+ * folders above it get o+x. Not the data folder itself: PostgreSQL refuses to start unless that
+ * one is 0700 or 0750, so a stray o+x on it (left by an earlier version of this code) is removed.
+ */
 function makeReachable(dir: string): void {
-  let current = path.resolve(dir);
+  const dataDir = path.resolve(dir);
+  try {
+    const mode = statSync(dataDir).mode & 0o777;
+    if (existsSync(path.join(dataDir, 'PG_VERSION')) && (mode & 0o027) !== 0)
+      chmodSync(dataDir, mode & 0o750);
+  } catch {
+    // PostgreSQL's own message will say what is wrong.
+  }
+  let current = path.dirname(dataDir);
   while (current !== path.dirname(current)) {
     try {
       const mode = statSync(current).mode;
@@ -114,6 +152,7 @@ export async function startEmbedded(
   await recoverOrphan(dataDir, log);
 
   const port = options.port ?? (await freePort());
+  const serverLog: string[] = [];
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     user: USER,
@@ -123,7 +162,11 @@ export async function startEmbedded(
     createPostgresUser: isRoot,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
-    onLog: () => undefined,
+    // Kept so that a server that refuses to start can say why (it logs to stderr only).
+    onLog: (message: unknown) => {
+      serverLog.push(...String(message).split('\n').filter(Boolean));
+      serverLog.splice(0, Math.max(0, serverLog.length - 8));
+    },
     onError: (message: unknown) => log?.debug({ message: String(message) }, 'embedded postgres'),
   });
 
@@ -133,7 +176,7 @@ export async function startEmbedded(
     await server.start();
   } catch (error) {
     throw new Error(
-      `could not start the embedded PostgreSQL in ${dataDir}: ${error instanceof Error ? error.message : 'the server exited early (port taken or lock file held)'}`,
+      `could not start the embedded PostgreSQL in ${dataDir}: ${error instanceof Error ? error.message : 'the server exited early'}${serverLog.length > 0 ? `; it said:\n${serverLog.join('\n')}` : ''}`,
     );
   }
   const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
@@ -148,7 +191,12 @@ export async function startEmbedded(
       if (stopped) return;
       stopped = true;
       // stop() never resolves when the server is already gone: bound it.
-      await Promise.race([server.stop(), new Promise((r) => setTimeout(r, 10000))]);
+      // The timer is cleared so that it does not hold the process open for 10 s after a stop.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        server.stop(),
+        new Promise((resolve) => (timer = setTimeout(resolve, 10000))),
+      ]).finally(() => clearTimeout(timer));
     },
   };
 }

@@ -1,0 +1,184 @@
+// The command line, run as a user runs it (`node cluster.js ...` in a child process): help,
+// usage errors (exit 2), configuration errors (exit 1), insert, jobs, migrate up and down.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
+import { nodeConfig, runCli, writeConfig } from '../helpers/node.js';
+
+describe('the CLI', function () {
+  let db: TestSchema;
+  let config: string;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+    config = writeConfig(nodeConfig(db.schema, db.url));
+  });
+  afterEach(async function () {
+    await cleanup(this, db);
+  });
+
+  it('--help prints the usage and exits 0', async function () {
+    const { code, stdout } = await runCli(['--help']);
+    assert.equal(code, 0);
+    assert.match(stdout, /^Usage: node cluster\.js/);
+    for (const command of ['migrate', 'insert WORKER', 'jobs', '--config PATH'])
+      assert.ok(stdout.includes(command), `usage mentions ${command}`);
+    assert.equal((await runCli(['insert', '--help'])).code, 0);
+  });
+
+  const usageErrors: [string, string[], RegExp][] = [
+    ['an unknown command', ['frobnicate'], /unknown command "frobnicate"/],
+    ['an unknown flag', ['jobs', '--bogus'], /bogus/],
+    ['a flag without its value', ['jobs', '--state'], /state/],
+    ['a bad state', ['jobs', '--state', 'done'], /--state: expected one of/],
+    ['a priority out of range', ['insert', 'ok', '--priority', '7'], /priority/],
+    ['a priority that is not a number', ['insert', 'ok', '--priority', 'high'], /--priority/],
+    ['args that are not JSON', ['insert', 'ok', '{nope'], /ARGS_JSON is not valid JSON/],
+    ['a missing worker', ['insert'], /insert needs a WORKER/],
+    ['a bad --down', ['migrate', '--down', 'x'], /--down/],
+  ];
+  for (const [what, args, message] of usageErrors) {
+    it(`exits 2 with the usage for ${what}`, async function () {
+      const { code, stderr } = await runCli([...args, '--config', config]);
+      assert.equal(code, 2, stderr);
+      assert.match(stderr, message);
+      assert.match(stderr, /Usage: node cluster\.js/);
+    });
+  }
+
+  it('a usage error writes nothing', async function () {
+    await runCli(['insert', 'ok', '--priority', '7', '--config', config]);
+    const rows = await db.query('SELECT id FROM jobs');
+    assert.deepEqual(rows, []);
+  });
+
+  it('insert prints the new job id and stores every flag', async function () {
+    const { code, stdout, stderr } = await runCli([
+      'insert',
+      'ok',
+      '{"value":"hi"}',
+      '--queue',
+      'mailers',
+      '--priority',
+      '2',
+      '--schedule-in',
+      '60',
+      '--max-attempts',
+      '4',
+      '--tags',
+      'a,b',
+      '--config',
+      config,
+    ]);
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /^\d+\n$/);
+    const [row] = await db.query('SELECT * FROM jobs WHERE id = $1', [
+      Number(stdout),
+    ]);
+    assert.ok(row, 'the printed id is the row');
+    assert.equal(row.worker, 'ok');
+    assert.deepEqual(row.args, { value: 'hi' });
+    assert.equal(row.queue, 'mailers');
+    assert.equal(row.priority, 2);
+    assert.equal(row.max_attempts, 4);
+    assert.deepEqual(row.tags, ['a', 'b']);
+    assert.equal(row.state, 'scheduled');
+  });
+
+  it('jobs prints a table of the jobs, filtered', async function () {
+    const a = await db.client.insert({ worker: 'ok', args: {} });
+    await db.client.insert({ worker: 'slow', queue: 'other', args: {} });
+    const all = await runCli(['jobs', '--config', config]);
+    assert.equal(all.code, 0, all.stderr);
+    const lines = all.stdout.trimEnd().split('\n');
+    assert.match(lines[0]!, /^ID\s+STATE\s+QUEUE\s+WORKER\s+ATTEMPT\s+PRIORITY/);
+    assert.equal(lines.length, 4, all.stdout);
+    assert.equal(lines.at(-1), '2 jobs');
+    const filtered = await runCli([
+      'jobs',
+      '--worker',
+      'ok',
+      '--state',
+      'available',
+      '--config',
+      config,
+    ]);
+    assert.equal(filtered.code, 0);
+    const rows = filtered.stdout.trimEnd().split('\n').slice(1, -1);
+    assert.equal(rows.length, 1);
+    assert.match(rows[0]!, new RegExp(`^${a.id}\\s+available\\s+default\\s+ok\\s+0/20\\s+0`));
+  });
+
+  it('migrate applies every migration; --down 0 removes them; migrate again restores them', async function () {
+    const fresh = await createSchema(`${this.test!.title}-fresh`, { migrate: false });
+    try {
+      const freshConfig = writeConfig(nodeConfig(fresh.schema, fresh.url));
+      const versions = async () =>
+        (
+          await fresh.query<{ version: number }>('SELECT version FROM migrations ORDER BY version')
+        ).map((r) => r.version);
+      const up = await runCli(['migrate', '--config', freshConfig]);
+      assert.equal(up.code, 0, up.stderr);
+      assert.match(up.stdout, /applying 001_jobs/);
+      const all = await versions();
+      assert.ok(all.length >= 2);
+      assert.match(up.stdout, new RegExp(`version 0 -> ${all.length}`));
+      const again = await runCli(['migrate', '--config', freshConfig]);
+      assert.match(again.stdout, new RegExp(`version ${all.length} -> ${all.length}`));
+
+      const down = await runCli(['migrate', '--down', '0', '--config', freshConfig]);
+      assert.equal(down.code, 0, down.stderr);
+      assert.match(down.stdout, /rolling back 001_jobs/);
+      assert.deepEqual(await versions(), []);
+      const [table] = await fresh.query<{ jobs: string | null }>(
+        `SELECT to_regclass('jobs')::text AS jobs`,
+      );
+      assert.equal(table!.jobs, null, 'the jobs table is gone');
+
+      const restored = await runCli(['migrate', '--config', freshConfig]);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.deepEqual(await versions(), all);
+      await fresh.client.insert({ worker: 'ok', args: {} });
+    } finally {
+      await fresh.drop();
+    }
+  });
+
+  it('--config PATH is the configuration used (its schema receives the insert)', async function () {
+    const { code, stdout } = await runCli(['insert', 'ok', '--config', config]);
+    assert.equal(code, 0);
+    const rows = await db.query<{ id: number }>('SELECT id FROM jobs');
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      [Number(stdout)],
+    );
+  });
+
+  it('exits 1 naming the problem for configuration errors', async function () {
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-cli-'));
+    const badKey = path.join(dir, 'bad-key.json');
+    writeFileSync(badKey, JSON.stringify({ ...nodeConfig(db.schema, db.url), queus: {} }));
+    const badJson = path.join(dir, 'bad.json');
+    writeFileSync(badJson, '{ "queues": ');
+    const badValue = path.join(dir, 'bad-value.json');
+    writeFileSync(
+      badValue,
+      JSON.stringify({ ...nodeConfig(db.schema, db.url), queues: { default: { limit: 0 } } }),
+    );
+    const cases: [string[], RegExp][] = [
+      [['jobs', '--config', badKey], /queus/],
+      [['jobs', '--config', badJson], /not valid JSON/],
+      [['jobs', '--config', badValue], /queues\.default\.limit/],
+      [['jobs', '--config', path.join(dir, 'missing.json')], /config file not found/],
+      [['--config', badKey], /queus/],
+    ];
+    for (const [args, message] of cases) {
+      const { code, stderr } = await runCli(args);
+      assert.equal(code, 1, `${args.join(' ')}: ${stderr}`);
+      assert.match(stderr, message);
+      assert.doesNotMatch(stderr, /Usage:/);
+    }
+  });
+});

@@ -1,0 +1,176 @@
+// The zero-setup start and the smoke subset on the embedded PostgreSQL (the newest supported
+// version): with no DATABASE_URL and no database.url, `node cluster.js` starts its own server in
+// database.dataDir, prints its URL, runs a job inserted through the CLI and stops the server on
+// SIGTERM; migrations go down and up against it; a server orphaned by a SIGKILLed node is
+// recovered by the next start. This file uses no shared server at all.
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { eventually } from '../helpers/db.js';
+import {
+  FIXTURE_WORKERS,
+  runCli,
+  spawnCluster,
+  writeConfig,
+  type SpawnedNode,
+} from '../helpers/node.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function postmasterPid(dataDir: string): number | null {
+  const file = path.join(dataDir, 'postmaster.pid');
+  if (!existsSync(file)) return null;
+  return Number(readFileSync(file, 'utf8').split('\n')[0]);
+}
+
+describe('embedded PostgreSQL (no DATABASE_URL)', function () {
+  this.timeout(120000);
+  let dataDir: string;
+  let config: string;
+  const nodes: SpawnedNode[] = [];
+  const env = { DATABASE_URL: '', NODE_NAME: 'embedded-smoke' };
+
+  before(function () {
+    dataDir = mkdtempSync(path.join(tmpdir(), 'quern-embedded-'));
+    config = writeConfig({
+      schema: 'smoke',
+      database: { dataDir },
+      workers: FIXTURE_WORKERS,
+      queues: { default: 5 },
+      heartbeatInterval: 200,
+      shutdownGracePeriod: 5000,
+      logLevel: 'info',
+    });
+  });
+  after(async function () {
+    for (const node of nodes) {
+      if (node.child.exitCode === null && node.child.signalCode === null) {
+        node.child.kill('SIGKILL');
+        await node.exited;
+      }
+    }
+    // A server a failed test left running must not outlive the suite.
+    const pid = postmasterPid(dataDir);
+    if (pid && alive(pid)) process.kill(pid, 'SIGINT');
+    await eventually(() => Promise.resolve(!pid || !alive(pid)), 15000, 'the server to stop');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  function start(): SpawnedNode {
+    const node = spawnCluster(['--config', config], env);
+    nodes.push(node);
+    return node;
+  }
+
+  async function withDatabase<T>(url: string, body: (c: pg.Client) => Promise<T>): Promise<T> {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return await body(client);
+    } finally {
+      await client.end();
+    }
+  }
+
+  async function insertAndWait(url: string, value: string): Promise<Record<string, unknown>> {
+    const inserted = await runCli(
+      ['insert', 'ok', JSON.stringify({ value }), '--config', config],
+      env,
+    );
+    assert.equal(inserted.code, 0, inserted.stderr);
+    const id = Number(inserted.stdout);
+    return eventually(
+      () =>
+        withDatabase(url, async (c) => {
+          const { rows } = await c.query('SELECT * FROM smoke.jobs WHERE id = $1', [id]);
+          const row = rows[0] as Record<string, unknown> | undefined;
+          return row?.state === 'completed' ? row : null;
+        }),
+      30000,
+      `job ${id} to complete`,
+    );
+  }
+
+  let url = '';
+
+  it('starts an embedded server, prints its URL and runs a job inserted through the CLI', async function () {
+    const node = start();
+    const line = await node.waitForLog(/embedded PostgreSQL ready/, 60000);
+    url = (JSON.parse(line) as { url: string }).url;
+    assert.match(url, /^postgres:\/\/[^@]+@127\.0\.0\.1:\d+\/postgres$/);
+    assert.equal(readFileSync(path.join(dataDir, 'quern-url'), 'utf8').trim(), url);
+    await node.waitForLog(/node .* started/);
+    const version = await withDatabase(url, async (c) => {
+      const { rows } = await c.query<{ server_version_num: string }>('SHOW server_version_num');
+      return Number(rows[0]!.server_version_num);
+    });
+    assert.ok(version >= 180000, `embedded server is PostgreSQL 18+, got ${version}`);
+
+    const row = await insertAndWait(url, 'embedded');
+    assert.equal(row.result, 'embedded');
+    assert.deepEqual((row.attempted_by as string[])[0], 'embedded-smoke');
+
+    const pid = postmasterPid(dataDir)!;
+    assert.ok(alive(pid));
+    node.child.kill('SIGTERM');
+    assert.deepEqual(await node.exited, { code: 0, signal: null }, node.output().slice(-2000));
+    assert.equal(alive(pid), false, 'the embedded server was stopped with the node');
+    assert.equal(postmasterPid(dataDir), null);
+  });
+
+  it('migrates down and up against the embedded server (a CLI with no node running)', async function () {
+    const down = await runCli(['migrate', '--down', '1', '--config', config], env);
+    assert.equal(down.code, 0, down.stderr);
+    assert.match(down.stdout, /schema smoke: version \d+ -> 1/);
+    const up = await runCli(['migrate', '--config', config], env);
+    assert.equal(up.code, 0, up.stderr);
+    assert.match(up.stdout, /schema smoke: version 1 -> \d+/);
+    // The CLI's temporary server is gone again.
+    assert.equal(postmasterPid(dataDir), null);
+  });
+
+  it('recovers the server left running by a SIGKILLed node', async function () {
+    const killed = start();
+    await killed.waitForLog(/node .* started/, 60000);
+    const orphan = postmasterPid(dataDir)!;
+    // While its node lives, the server is not an orphan: a second node refuses to touch it.
+    const second = start();
+    const refused = await second.exited;
+    assert.equal(refused.code, 1, second.output().slice(-2000));
+    assert.match(second.output(), /is in use by another process/);
+    assert.ok(alive(orphan));
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    assert.ok(alive(orphan), 'the server outlives a SIGKILLed node');
+
+    const node = start();
+    await node.waitForLog(/left running by an earlier node/, 60000);
+    const line = await node.waitForLog(/embedded PostgreSQL ready/, 60000);
+    url = (JSON.parse(line) as { url: string }).url;
+    await node.waitForLog(/node .* started/);
+    await eventually(() => Promise.resolve(!alive(orphan)), 15000, 'the orphan to stop');
+    // The jobs of the earlier runs are still there, and new ones run.
+    const row = await insertAndWait(url, 'after recovery');
+    assert.equal(row.result, 'after recovery');
+    const count = await withDatabase(url, async (c) => {
+      const { rows } = await c.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM smoke.jobs WHERE state = 'completed'`,
+      );
+      return rows[0]!.n;
+    });
+    assert.equal(count, 2);
+    node.child.kill('SIGTERM');
+    assert.equal((await node.exited).code, 0, node.output().slice(-2000));
+    assert.equal(postmasterPid(dataDir), null);
+  });
+});
