@@ -193,7 +193,7 @@ export class QuernNode {
       );
       this.telemetry.emit('node:up', { node: this.name, queues: [...this.supervisors.keys()] });
     } catch (error) {
-      await this.teardown().catch(() => undefined);
+      await this.teardown(`start failed: ${(error as Error).message}`).catch(() => undefined);
       this.state = 'stopped';
       throw error;
     }
@@ -344,11 +344,11 @@ export class QuernNode {
         `${left.length} jobs still running after the grace period; they are stopped and will run again`,
       );
     }
-    await this.teardown();
+    await this.teardown(reason);
     this.state = 'stopped';
   }
 
-  private async teardown(): Promise<void> {
+  private async teardown(reason: string): Promise<void> {
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     this.control?.stop();
     for (const plugin of this.plugins) await plugin.stop();
@@ -368,7 +368,7 @@ export class QuernNode {
     if (this.nodes && this.pool)
       await this.nodes.remove(this.pool, this.name).catch(() => undefined);
     await this.pool?.end().catch(() => undefined);
-    this.telemetry.emit('node:down', { node: this.name, reason: 'stopped' });
+    this.telemetry.emit('node:down', { node: this.name, reason });
     await this.metrics?.stop();
     await this.database?.embedded?.stop();
     this.detachLogger?.();

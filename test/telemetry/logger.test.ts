@@ -117,6 +117,7 @@ describe('the default logger', function () {
       } finally {
         child.child.kill('SIGTERM');
         assert.equal((await child.exited).code, 0);
+        assert.match(child.output(), /"reason":"SIGTERM".*"msg":"node log-\w+ down"/);
       }
     }
   });

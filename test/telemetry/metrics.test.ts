@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { ConfigError } from '../../src/config/validate.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
-import { startNode } from '../helpers/node.js';
+import { FIXTURE_WORKERS, spawnCluster, startNode, writeConfig } from '../helpers/node.js';
 
 /** The value of one series in a Prometheus text exposition, or undefined when absent. */
 function sample(
@@ -120,6 +120,31 @@ describe('Prometheus metrics', function () {
     assert.ok(sample(text, 'process_resident_memory_bytes') !== undefined);
 
     assert.equal((await scrape('/other')).status, 404);
+  });
+
+  it('are served by cluster.js when configured', async function () {
+    const config = writeConfig({
+      schema: db.schema,
+      database: { url: db.url },
+      workers: FIXTURE_WORKERS,
+      node: 'spawned-metrics',
+      metrics: { port: 0 },
+    });
+    const child = spawnCluster(['--config', config]);
+    try {
+      const line = await child.waitForLog(/metrics on http:\/\/127\.0\.0\.1:\d+\/metrics/);
+      const url = /(http:\/\/\S+\/metrics)/.exec(line)![1]!;
+      await child.waitForLog(/node spawned-metrics started/);
+      const job = await db.client.insert({ worker: 'ok' });
+      await child.waitForLog(new RegExp(`job ${job.id} ok completed`));
+      const text = await (await fetch(url)).text();
+      const labels = { node: 'spawned-metrics', queue: 'default', worker: 'ok' };
+      assert.equal(sample(text, 'quern_jobs_total', { ...labels, state: 'completed' }), 1);
+      assert.equal(sample(text, 'quern_leader'), 1);
+    } finally {
+      child.child.kill('SIGTERM');
+    }
+    assert.equal((await child.exited).code, 0);
   });
 
   it('refuse to start on a port in use, naming the key', async function () {
