@@ -74,9 +74,7 @@ describe('the CLI', function () {
     ]);
     assert.equal(code, 0, stderr);
     assert.match(stdout, /^\d+\n$/);
-    const [row] = await db.query('SELECT * FROM jobs WHERE id = $1', [
-      Number(stdout),
-    ]);
+    const [row] = await db.query('SELECT * FROM jobs WHERE id = $1', [Number(stdout)]);
     assert.ok(row, 'the printed id is the row');
     assert.equal(row.worker, 'ok');
     assert.deepEqual(row.args, { value: 'hi' });
