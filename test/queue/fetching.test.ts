@@ -109,6 +109,37 @@ describe('fetching jobs', function () {
       most = Math.max(most, claimed);
     }
     assert.equal(most, 3, 'three at a time, never more');
+    const threads = await db.query<{ n: number }>(
+      `SELECT count(DISTINCT result->>'threadId')::int AS n FROM jobs`,
+    );
+    assert.equal(threads[0]!.n, 1, 'one thread ran three async jobs at once (concurrency 3)');
+  });
+
+  it('sizes the pool from the config: threads, and jobs per thread', async function () {
+    await db.client.insertMany(
+      Array.from({ length: 8 }, () => ({ worker: 'span', args: { ms: 300 } })),
+    );
+    node = await startNode(db.schema, db.url, {
+      queues: { default: { limit: 4, threads: 2, concurrency: 2 } },
+    });
+    await allIn('completed', 8);
+    const rows = await db.query<{ start: string; end: string; thread: string }>(
+      `SELECT result->>'start' AS start, result->>'end' AS end, result->>'threadId' AS thread FROM jobs`,
+    );
+    assert.equal(new Set(rows.map((r) => r.thread)).size, 2, 'two threads');
+    // Each thread ran two at once, never more.
+    for (const thread of new Set(rows.map((r) => r.thread))) {
+      const mine = rows.filter((r) => r.thread === thread);
+      const edges = mine.flatMap((r) => [
+        { t: Number(r.start), d: 1 },
+        { t: Number(r.end), d: -1 },
+      ]);
+      edges.sort((a, b) => a.t - b.t || a.d - b.d);
+      let now = 0;
+      let most = 0;
+      for (const edge of edges) most = Math.max(most, (now += edge.d));
+      assert.equal(most, 2, `thread ${thread} ran ${most} at once`);
+    }
   });
 
   it('runs a scheduled job at its time, to the second', async function () {
