@@ -66,8 +66,10 @@ export class Breaker {
   }
 
   async call<T>(fn: () => Promise<T>): Promise<T> {
+    // While a probe is out, every other call fails fast too: one call tests the database.
+    if (this.state === 'half-open' && this.probing) throw new BreakerOpenError(this.options.name);
     if (this.state === 'open') {
-      if (this.now() - this.openedAt < this.options.openMs || this.probing) {
+      if (this.now() - this.openedAt < this.options.openMs) {
         throw new BreakerOpenError(this.options.name);
       }
       this.state = 'half-open';

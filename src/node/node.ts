@@ -109,6 +109,8 @@ export class QuernNode {
         ...config.breaker,
         telemetry: this.telemetry,
       });
+      // Fetches refused while the breaker was open wait for no poll: the database is back.
+      this.telemetry.on('circuit:close', () => this.wake(['*']));
       const call = <T>(fn: () => Promise<T>): Promise<T> => this.breaker.call(fn);
       this.outcomes = new OutcomeWriter(this.pool, this.jobs, {
         call,
