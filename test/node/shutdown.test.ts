@@ -43,17 +43,19 @@ describe('shutdown of a cluster.js process', function () {
     return found!;
   }
 
-  it('SIGTERM lets a running job finish, records it and exits 0', async function () {
-    const node = await start({ shutdownGracePeriod: 10000 });
-    const job = await db.client.insert({ worker: 'slow', args: { ms: 1500 } });
-    await executing(job.id);
-    node.child.kill('SIGTERM');
-    const exit = await node.exited;
-    assert.deepEqual(exit, { code: 0, signal: null }, node.output().slice(-2000));
-    assert.deepEqual(await row(job.id), { state: 'completed', attempt: 1, result: 'slept' });
-    assert.match(node.output(), /stopping gracefully/);
-    assert.match(node.output(), /node stopped/);
-  });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`${signal} lets a running job finish, records it and exits 0`, async function () {
+      const node = await start({ shutdownGracePeriod: 10000 });
+      const job = await db.client.insert({ worker: 'slow', args: { ms: 1500 } });
+      await executing(job.id);
+      node.child.kill(signal);
+      const exit = await node.exited;
+      assert.deepEqual(exit, { code: 0, signal: null }, node.output().slice(-2000));
+      assert.deepEqual(await row(job.id), { state: 'completed', attempt: 1, result: 'slept' });
+      assert.match(node.output(), /stopping gracefully/);
+      assert.match(node.output(), /node stopped/);
+    });
+  }
 
   it('stops fetching on SIGTERM: a job inserted while draining is left for another node', async function () {
     const node = await start({ shutdownGracePeriod: 10000 });
