@@ -79,6 +79,9 @@ export const INSERT_OPTION_KEYS = [
 
 /** What `perform` may return; anything else is treated as success with a warning. */
 export type PerformResult =
+  // void: an async perform that returns nothing is typed Promise<void>.
+  // eslint-disable-next-line @typescript-eslint/no-invalid-void-type
+  | void
   | undefined
   | 'ok'
   | { ok: unknown }

@@ -130,10 +130,13 @@ export class QuernNode {
         call,
         isLeader: () => this.isLeader,
       };
-      this.plugins = [
+      const plugins = [
         new Stager(context, this.jobs, config.plugins.stager.interval),
         ...(this.options.plugins ?? []).flatMap((factory) => factory(context, this)),
       ];
+      // testing 'inline' or 'manual': nothing is fetched or scheduled; the suite drives jobs
+      // with quern/testing (drainQueue). Plugins are still built, so config errors still show.
+      this.plugins = config.testing === 'disabled' ? plugins : [];
 
       const notifier = new Notifier(this.database.url, config.schema);
       notifier.on('insert', (queues) => this.wake(queues));
@@ -167,6 +170,8 @@ export class QuernNode {
       if (joined.rescued.rescued + joined.rescued.discarded > 0)
         log.warn(joined.rescued, 'rescued jobs an earlier process of this node left executing');
       // Configured queues, with the changes saved at runtime (pause, scale, start, stop).
+      if (config.testing !== 'disabled')
+        log.info({ testing: config.testing }, 'testing mode: no queue runs on this node');
       await this.control.applySettings();
       this.peer = new Peer({
         url: this.database.url,
@@ -201,9 +206,10 @@ export class QuernNode {
     }
   }
 
-  startQueue(queue: string, queueConfig: QueueConfig): QueueSupervisor {
+  startQueue(queue: string, queueConfig: QueueConfig): QueueSupervisor | null {
     const existing = this.supervisors.get(queue);
     if (existing) return existing;
+    if (this.config.testing !== 'disabled') return null; // the suite drains queues itself
     const supervisor = new QueueSupervisor({
       queue,
       node: this.name,

@@ -1,0 +1,201 @@
+// assertEnqueued, refuteEnqueued and allEnqueued: look for waiting jobs matching a partial
+// description. Failures are plain node:assert AssertionErrors, which mocha, jest and vitest all
+// report with their message, so these helpers need no test-runner globals.
+
+import { AssertionError } from 'node:assert';
+import { isPlainObject, suggest } from '../config/validate.js';
+import { TestingQueries, type JobFilter } from '../db/queries/testing.js';
+import { JOB_STATES, type JobRecord, type JobState } from '../jobs/types.js';
+import type { WorkerDefinition } from '../worker/define.js';
+import { quernFor, type WithQuern } from './context.js';
+
+export interface EnqueuedFilter<Args = Record<string, unknown>> {
+  /** A worker name or definition (a definition types `args`). */
+  worker?: string | WorkerDefinition<Args>;
+  queue?: string;
+  /** Partial match: the job's args contain these (jsonb containment, at every depth). */
+  args?: Partial<NoInfer<Args>>;
+  /** Partial match on meta. */
+  meta?: Record<string, unknown>;
+  /** The job has at least these tags. */
+  tags?: string[];
+  priority?: number;
+  /** Default: enqueued, i.e. available, scheduled or retryable. */
+  state?: JobState | JobState[];
+  /** Compared to within `delta` seconds (default 1). */
+  scheduledAt?: Date;
+  delta?: number;
+}
+
+export interface AssertOptions extends WithQuern {
+  /** Milliseconds to keep looking: assertEnqueued waits for a match, refuteEnqueued for none. */
+  timeout?: number;
+}
+
+const FILTER_KEYS = [
+  'worker',
+  'queue',
+  'args',
+  'meta',
+  'tags',
+  'priority',
+  'state',
+  'scheduledAt',
+  'delta',
+] as const;
+const ENQUEUED: JobState[] = ['available', 'scheduled', 'retryable'];
+
+function toFilter(helper: string, input: unknown): JobFilter {
+  const fail = (why: string): never => {
+    throw new TypeError(`${helper}: ${why}`);
+  };
+  if (!isPlainObject(input)) return fail('expected a filter object, e.g. { worker, args }');
+  for (const key of Object.keys(input)) {
+    if (!(FILTER_KEYS as readonly string[]).includes(key))
+      fail(`unknown filter key "${key}"${suggest(key, FILTER_KEYS)}`);
+  }
+  const worker =
+    input.worker === undefined
+      ? null
+      : typeof input.worker === 'string'
+        ? input.worker
+        : typeof (input.worker as { name?: unknown })?.name === 'string'
+          ? (input.worker as { name: string }).name
+          : fail('worker: expected a worker name or definition');
+  const object = (key: 'args' | 'meta'): Record<string, unknown> | null => {
+    const value = input[key];
+    if (value === undefined) return null;
+    return isPlainObject(value) ? value : fail(`${key}: expected a plain object`);
+  };
+  const states =
+    input.state === undefined
+      ? ENQUEUED
+      : [input.state]
+          .flat()
+          .map((s) =>
+            JOB_STATES.includes(s as JobState)
+              ? (s as JobState)
+              : fail(`state: ${JSON.stringify(s)} is not one of ${JOB_STATES.join(', ')}`),
+          );
+  const at = input.scheduledAt;
+  if (at !== undefined && (!(at instanceof Date) || Number.isNaN(at.getTime())))
+    fail('scheduledAt: expected a valid Date');
+  const delta = input.delta ?? 1;
+  if (typeof delta !== 'number' || !(delta >= 0)) fail('delta: expected seconds, 0 or more');
+  const tags = input.tags;
+  if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string')))
+    fail('tags: expected an array of strings');
+  const priority = input.priority;
+  if (priority !== undefined && !Number.isInteger(priority)) fail('priority: expected 0 to 3');
+  const queue = input.queue;
+  if (queue !== undefined && typeof queue !== 'string') fail('queue: expected a queue name');
+  return {
+    worker,
+    queue: (queue as string | undefined) ?? null,
+    args: object('args'),
+    meta: object('meta'),
+    tags: (tags as string[] | undefined) ?? null,
+    priority: (priority as number | undefined) ?? null,
+    states,
+    scheduledAt: (at as Date | undefined) ?? null,
+    delta: delta as number,
+  };
+}
+
+function describeFilter(filter: unknown): string {
+  return JSON.stringify(filter, (_key, value: unknown) =>
+    isPlainObject(value) || Array.isArray(value) || typeof value !== 'object' || value === null
+      ? value
+      : value instanceof Date
+        ? value.toISOString()
+        : typeof (value as { name?: unknown }).name === 'string'
+          ? (value as { name: string }).name
+          : Object.prototype.toString.call(value),
+  );
+}
+
+function describeJobs(jobs: JobRecord[]): string {
+  if (jobs.length === 0) return '  (none)';
+  return jobs
+    .slice(0, 20)
+    .map(
+      (j) =>
+        `  #${j.id} ${j.worker} queue=${j.queue} state=${j.state} priority=${j.priority} args=${JSON.stringify(j.args)}`,
+    )
+    .join('\n');
+}
+
+function find(helper: string, filterInput: unknown, options?: AssertOptions) {
+  const filter = toFilter(helper, filterInput);
+  const quern = quernFor(options, helper);
+  const queries = new TestingQueries(quern.schema);
+  return {
+    filter,
+    run: () => queries.find(quern.pool, filter),
+    /** What is there for the same worker/queue, to make a failure readable. */
+    nearby: () =>
+      queries.find(quern.pool, {
+        worker: filter.worker,
+        queue: filter.worker === null ? filter.queue : null,
+        args: null,
+        meta: null,
+        tags: null,
+        priority: null,
+        states: [...JOB_STATES],
+        scheduledAt: null,
+        delta: 0,
+      }),
+  };
+}
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The jobs matching the filter (by default: waiting to run), oldest first. */
+export async function allEnqueued<Args = Record<string, unknown>>(
+  filter: EnqueuedFilter<Args> = {},
+  options?: WithQuern,
+): Promise<JobRecord[]> {
+  const { run } = find('allEnqueued', filter, options);
+  return run();
+}
+
+/** Fails unless a job matching the filter is enqueued (within `timeout` ms); returns it. */
+export async function assertEnqueued<Args = Record<string, unknown>>(
+  filter: EnqueuedFilter<Args>,
+  options?: AssertOptions,
+): Promise<JobRecord> {
+  const { run, nearby } = find('assertEnqueued', filter, options);
+  const deadline = Date.now() + (options?.timeout ?? 0);
+  for (;;) {
+    const [match] = await run();
+    if (match) return match;
+    if (Date.now() >= deadline) break;
+    await pause(20);
+  }
+  throw new AssertionError({
+    message: `Expected a job matching ${describeFilter(filter)} to be enqueued${options?.timeout ? ` within ${options.timeout} ms` : ''}. Jobs of the same ${filter.worker !== undefined ? 'worker' : 'queue'}:\n${describeJobs(await nearby())}`,
+    operator: 'assertEnqueued',
+    stackStartFn: assertEnqueued,
+  });
+}
+
+/** Fails if a job matching the filter is enqueued (or appears within `timeout` ms). */
+export async function refuteEnqueued<Args = Record<string, unknown>>(
+  filter: EnqueuedFilter<Args>,
+  options?: AssertOptions,
+): Promise<void> {
+  const { run } = find('refuteEnqueued', filter, options);
+  const deadline = Date.now() + (options?.timeout ?? 0);
+  for (;;) {
+    const found = await run();
+    if (found.length > 0) {
+      throw new AssertionError({
+        message: `Expected no job matching ${describeFilter(filter)} to be enqueued, found:\n${describeJobs(found)}`,
+        operator: 'refuteEnqueued',
+        stackStartFn: refuteEnqueued,
+      });
+    }
+    if (Date.now() >= deadline) return;
+    await pause(20);
+  }
+}
