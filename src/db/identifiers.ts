@@ -10,8 +10,12 @@ export function isPlainIdentifier(name: string, maxLength: number): boolean {
   return PLAIN.test(name) && Buffer.byteLength(name) <= maxLength;
 }
 
+/** PostgreSQL truncates longer identifiers silently, so two long names could meet. */
+const MAX_IDENTIFIER_BYTES = 63;
+
 export function quoteIdentifier(name: string): string {
-  if (!PLAIN.test(name)) throw new Error(`not a plain identifier: ${JSON.stringify(name)}`);
+  if (!isPlainIdentifier(name, MAX_IDENTIFIER_BYTES))
+    throw new Error(`not a plain identifier of at most 63 bytes: ${JSON.stringify(name)}`);
   return `"${name}"`;
 }
 
