@@ -1,0 +1,105 @@
+// pg-boss under test: its own database, nodes as child processes (peers/pgboss-node), bulk
+// inserts with insert() and single ones with send() on a queue created with `notify: true`.
+// It keeps completed jobs (state 'completed'), like quern.
+
+import path from 'node:path';
+import { PgBoss } from 'pg-boss';
+import type pg from 'pg';
+import { checkPool, recreateDatabase } from '../lib/databases.js';
+import { DIST_BENCH, spawnMeasured, type Measured } from '../lib/child.js';
+import type { BenchArgs } from '../lib/work.js';
+import type { NodeGroup, System } from './system.js';
+
+const NODE = path.join(DIST_BENCH, 'peers', 'pgboss-node.js');
+
+export class PgBossSystem implements System {
+  readonly name = 'pg-boss';
+  readonly settings =
+    'pg-boss 12.38.0: work() localConcurrency 20, batchSize 100, burstWhenBatchFull, useListenNotify + queue notify, pool 25';
+  private url = '';
+  private boss!: PgBoss;
+  private check!: pg.Pool;
+
+  async prepare(): Promise<void> {
+    this.url = await recreateDatabase('bench_pgboss');
+    this.check = checkPool(this.url);
+    this.boss = new PgBoss({
+      connectionString: this.url,
+      max: 20,
+      schedule: false,
+      supervise: false,
+    });
+    this.boss.on('error', () => undefined);
+    await this.boss.start();
+    await this.boss.createQueue('bench', { notify: true });
+  }
+
+  async reset(): Promise<void> {
+    await this.check.query(`DELETE FROM pgboss.job WHERE name = 'bench'`);
+  }
+
+  async insertMany(jobs: BenchArgs[]): Promise<void> {
+    await this.boss.insert(
+      'bench',
+      jobs.map((data) => ({ data })),
+    );
+  }
+
+  async insertOne(job: BenchArgs): Promise<void> {
+    await this.boss.send('bench', job);
+  }
+
+  async startNodes(count: number, limit: number): Promise<NodeGroup> {
+    const nodes: Measured[] = [];
+    for (let n = 0; n < count; n++) {
+      nodes.push(spawnMeasured(NODE, [], { BENCH_URL: this.url, BENCH_LIMIT: String(limit) }));
+    }
+    await Promise.all(nodes.map((n) => n.next('ready')));
+    return {
+      go: async () => {
+        const going = nodes.map((n) => n.next<{ at: number }>('going'));
+        nodes.forEach((n) => n.send({ cmd: 'go' }));
+        const times = await Promise.all(going);
+        return Math.min(...times.map((t) => t.at));
+      },
+      latencies: async () => {
+        const all = await Promise.all(
+          nodes.map((n) => {
+            const reply = n.next<{ values: number[] }>('latencies');
+            n.send({ cmd: 'latencies' });
+            return reply;
+          }),
+        );
+        return all.flatMap((r) => r.values);
+      },
+      resetProbes: async () => {
+        await Promise.all(nodes.map((n) => n.resetProbe()));
+      },
+      probes: () => Promise.all(nodes.map((n) => n.probe())),
+      stop: async () => {
+        const readings = await Promise.all(nodes.map((n) => n.probe()));
+        await Promise.all(nodes.map((n) => n.stop()));
+        return readings;
+      },
+    };
+  }
+
+  async allFinished(): Promise<boolean> {
+    const { rows } = await this.check.query<{ busy: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pgboss.job WHERE name = 'bench' AND state < 'completed') AS busy`,
+    );
+    return rows[0]?.busy === false;
+  }
+
+  async finishedCount(): Promise<number> {
+    const { rows } = await this.check.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'bench' AND state = 'completed'`,
+    );
+    return rows[0]?.n ?? 0;
+  }
+
+  async close(): Promise<void> {
+    await this.boss?.stop({ graceful: false }).catch(() => undefined);
+    await this.check?.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,141 @@
+// quern under test: real `node cluster.js` processes (the probe preloaded), configured as a user
+// would for throughput, inserting through the library API. Nodes start with the queue paused so
+// their start-up is not timed; `go` resumes it on every node with one control message.
+
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { Quern } from '../../src/client.js';
+import { checkPool, recreateDatabase } from '../lib/databases.js';
+import { DIST_BENCH, ROOT, spawnMeasured, type Measured } from '../lib/child.js';
+import { sleep, wallMs } from '../lib/util.js';
+import type { BenchArgs } from '../lib/work.js';
+import type { NodeGroup, System } from './system.js';
+
+const QUEUE = 'bench';
+const CLUSTER_JS = path.join(ROOT, 'cluster.js');
+
+export class QuernSystem implements System {
+  readonly name = 'quern';
+  readonly settings =
+    'node cluster.js per node; queue limit 20 (2 threads), poolSize 10, logLevel warn';
+  private url = '';
+  private client!: Quern;
+  private pool!: pg.Pool;
+  private check!: pg.Pool;
+
+  async prepare(): Promise<void> {
+    this.url = await recreateDatabase('bench_quern');
+    this.pool = new pg.Pool({ connectionString: this.url, max: 20 });
+    this.pool.on('error', () => undefined);
+    this.client = new Quern({ pool: this.pool, schema: 'quern' });
+    this.check = checkPool(this.url);
+    await this.client.migrate();
+  }
+
+  async reset(): Promise<void> {
+    // Truncate rather than drop: the client's connections keep their prepared statements.
+    const { rows } = await this.check.query<{ name: string }>(
+      `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables
+       WHERE schemaname = 'quern' AND tablename <> 'migrations'`,
+    );
+    await this.check.query(`TRUNCATE ${rows.map((r) => r.name).join(', ')} RESTART IDENTITY`);
+  }
+
+  async insertMany(jobs: BenchArgs[]): Promise<void> {
+    await this.client.insertMany(jobs.map((args) => ({ worker: 'bench', queue: QUEUE, args })));
+  }
+
+  async insertOne(job: BenchArgs): Promise<void> {
+    await this.client.insert({ worker: 'bench', queue: QUEUE, args: job });
+  }
+
+  async startNodes(count: number, limit: number): Promise<NodeGroup> {
+    const nodes: Measured[] = [];
+    for (let n = 1; n <= count; n++) {
+      const dir = mkdtempSync(path.join(tmpdir(), 'quern-bench-'));
+      const config = path.join(dir, 'cluster.config.json');
+      writeFileSync(
+        config,
+        JSON.stringify({
+          node: `bench-${n}`,
+          schema: 'quern',
+          database: { poolSize: 10 },
+          workers: path.join(DIST_BENCH, 'workers'),
+          queues: { [QUEUE]: { limit, paused: true } },
+          logLevel: 'warn',
+        }),
+      );
+      nodes.push(
+        spawnMeasured(CLUSTER_JS, ['--config', config], {
+          DATABASE_URL: this.url,
+          LOG_LEVEL: 'warn',
+        }),
+      );
+    }
+    // A node is ready once its heartbeat row exists (written at the end of its start).
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      const { rows } = await this.check.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM quern.nodes WHERE queues ? $1`,
+        [QUEUE],
+      );
+      if ((rows[0]?.n ?? 0) >= count) break;
+      for (const node of nodes) {
+        if (node.child.exitCode !== null)
+          throw new Error(`a quern node exited at start:\n${node.output()}`);
+      }
+      if (Date.now() > deadline) throw new Error(`quern nodes not ready:\n${nodes[0]?.output()}`);
+      await sleep(50);
+    }
+    return {
+      go: async () => {
+        const at = wallMs();
+        await this.client.resumeQueue(QUEUE);
+        return at;
+      },
+      latencies: async () => {
+        const { rows } = await this.check.query<{ ms: number }>(
+          `SELECT (result::text)::float8 - (args->>'t')::float8 AS ms FROM quern.jobs
+           WHERE state = 'completed' AND args->>'mode' = 'latency'`,
+        );
+        return rows.map((r) => r.ms);
+      },
+      resetProbes: async () => {
+        await Promise.all(nodes.map((n) => n.resetProbe()));
+      },
+      probes: () => Promise.all(nodes.map((n) => n.probe())),
+      stop: async () => {
+        const readings = await Promise.all(nodes.map((n) => n.probe()));
+        const codes = await Promise.all(nodes.map((n) => n.stop()));
+        if (codes.some((c) => c !== 0))
+          throw new Error(`a quern node exited with ${codes.join(',')}:\n${nodes[0]?.output()}`);
+        return readings;
+      },
+    };
+  }
+
+  async allFinished(): Promise<boolean> {
+    // Two EXISTS probes, each served by a partial index (jobs_fetch, jobs_executing): cheap
+    // enough to poll every few milliseconds without loading the database being measured.
+    const { rows } = await this.check.query<{ busy: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM quern.jobs WHERE state = 'available')
+           OR EXISTS (SELECT 1 FROM quern.jobs WHERE state = 'executing') AS busy`,
+    );
+    return rows[0]?.busy === false;
+  }
+
+  async finishedCount(): Promise<number> {
+    const { rows } = await this.check.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM quern.jobs WHERE state = 'completed'`,
+    );
+    return rows[0]?.n ?? 0;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close().catch(() => undefined);
+    await this.pool.end().catch(() => undefined);
+    await this.check.end().catch(() => undefined);
+  }
+}

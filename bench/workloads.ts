@@ -1,0 +1,170 @@
+// The workloads W1-W5, written once against the System interface. Each returns plain figures;
+// run.ts repeats them, takes medians and prints the table.
+
+import type { ProbeReading } from './probe.js';
+import type { System } from './systems/system.js';
+import { distribution, sleep, until, waitQuiet, wallMs, type Distribution } from './lib/util.js';
+import type { BenchArgs, Mode } from './lib/work.js';
+
+export interface Sizes {
+  bulkJobs: number;
+  bulkBatch: number;
+  singleJobs: number;
+  singleInFlight: number;
+  drainJobs: number;
+  limit: number;
+  latencyRate: number;
+  latencySeconds: number;
+  cpuJobs: number;
+  quietMs: number;
+}
+
+export const FULL: Sizes = {
+  bulkJobs: 20000,
+  bulkBatch: 1000,
+  singleJobs: 5000,
+  singleInFlight: 20,
+  drainJobs: 20000,
+  limit: 20,
+  latencyRate: 100,
+  latencySeconds: 15,
+  cpuJobs: 2000,
+  quietMs: 3000,
+};
+
+export const QUICK: Sizes = {
+  ...FULL,
+  bulkJobs: 5000,
+  singleJobs: 1000,
+  drainJobs: 5000,
+  latencySeconds: 4,
+  cpuJobs: 500,
+  quietMs: 1000,
+};
+
+function jobs(count: number, mode: Mode): BenchArgs[] {
+  return Array.from({ length: count }, (_, i) => ({ mode, i }));
+}
+
+async function insertAll(system: System, all: BenchArgs[], batch: number): Promise<void> {
+  for (let i = 0; i < all.length; i += batch) await system.insertMany(all.slice(i, i + batch));
+}
+
+function peakRss(readings: ProbeReading[]): number {
+  return Math.max(...readings.map((r) => r.peakRssMb));
+}
+
+/** W1: bulk inserts in batches, then single inserts with a fixed number in flight (jobs/s). */
+export async function insertWorkload(
+  system: System,
+  sizes: Sizes,
+): Promise<{ bulk: number; single: number; idle: number }> {
+  await system.reset();
+  // Warm the client (connections, prepared statements) for every system alike.
+  await system.insertMany(jobs(10, 'noop'));
+  for (let i = 0; i < 20; i++) await system.insertOne({ mode: 'noop' });
+  const all = jobs(sizes.bulkJobs, 'noop');
+  const idle = await waitQuiet(sizes.quietMs);
+  let started = wallMs();
+  await insertAll(system, all, sizes.bulkBatch);
+  const bulk = (sizes.bulkJobs / (wallMs() - started)) * 1000;
+
+  await system.reset();
+  await waitQuiet(sizes.quietMs);
+  let next = 0;
+  started = wallMs();
+  await Promise.all(
+    Array.from({ length: sizes.singleInFlight }, async () => {
+      while (next < sizes.singleJobs) {
+        next++;
+        await system.insertOne({ mode: 'noop', i: next });
+      }
+    }),
+  );
+  const single = (sizes.singleJobs / (wallMs() - started)) * 1000;
+  return { bulk, single, idle };
+}
+
+export interface DrainResult {
+  jobsPerSecond: number;
+  seconds: number;
+  peakRssMb: number;
+  eventLoop: { p99: number; max: number };
+  idle: number;
+}
+
+/** W2, W4, W5: insert first, then start processing and time until the last is recorded finished. */
+export async function drainWorkload(
+  system: System,
+  sizes: Sizes,
+  options: { count: number; mode: Mode; nodes: number },
+): Promise<DrainResult> {
+  await system.reset();
+  await insertAll(system, jobs(options.count, options.mode), sizes.bulkBatch);
+  const group = await system.startNodes(options.nodes, sizes.limit);
+  try {
+    const idle = await waitQuiet(sizes.quietMs);
+    await group.resetProbes();
+    const started = await group.go();
+    const ended = await until(() => system.allFinished(), 120000, 5, `${system.name} to drain`);
+    const readings = await group.probes();
+    const finished = await system.finishedCount(options.count);
+    if (finished !== options.count) {
+      throw new Error(`${system.name}: ${finished} of ${options.count} jobs recorded finished`);
+    }
+    const seconds = (ended - started) / 1000;
+    return {
+      jobsPerSecond: options.count / seconds,
+      seconds,
+      peakRssMb: peakRss(readings),
+      eventLoop: {
+        p99: Math.max(...readings.map((r) => r.eventLoop.p99)),
+        max: Math.max(...readings.map((r) => r.eventLoop.max)),
+      },
+      idle,
+    };
+  } finally {
+    await group.stop().catch(() => undefined);
+  }
+}
+
+export interface LatencyResult extends Distribution {
+  peakRssMb: number;
+  idle: number;
+}
+
+/** W3: single inserts at a steady rate while the queue runs; insert to start of perform. */
+export async function latencyWorkload(system: System, sizes: Sizes): Promise<LatencyResult> {
+  await system.reset();
+  const group = await system.startNodes(1, sizes.limit);
+  try {
+    await group.go();
+    const idle = await waitQuiet(sizes.quietMs);
+    const interval = 1000 / sizes.latencyRate;
+    // Half a second of warm-up jobs (not measured), then the measured ones, on a fixed schedule
+    // so a slow insert does not delay the ones after it.
+    const warmups = Math.round(sizes.latencyRate / 2);
+    const total = warmups + sizes.latencyRate * sizes.latencySeconds;
+    const start = wallMs();
+    const pending: Promise<void>[] = [];
+    for (let i = 0; i < total; i++) {
+      const due = start + i * interval;
+      const wait = due - wallMs();
+      if (wait > 0) await sleep(wait);
+      const args: BenchArgs =
+        i < warmups ? { mode: 'noop', i } : { mode: 'latency', i, t: wallMs() };
+      pending.push(system.insertOne(args));
+    }
+    await Promise.all(pending);
+    await until(() => system.allFinished(), 60000, 20, `${system.name} to finish W3`);
+    const readings = await group.probes();
+    const values = await group.latencies();
+    const expected = total - warmups;
+    if (values.length !== expected) {
+      throw new Error(`${system.name}: ${values.length} of ${expected} latency jobs reported`);
+    }
+    return { ...distribution(values), peakRssMb: peakRss(readings), idle };
+  } finally {
+    await group.stop().catch(() => undefined);
+  }
+}
