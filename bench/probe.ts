@@ -16,7 +16,14 @@ export interface ProbeReading {
   /** Peak resident set size of the process so far, in MB. */
   peakRssMb: number;
   rssMb: number;
+  /** CPU time of the whole process (main thread and worker threads) since the last reset, ms. */
+  cpuMs: number;
+  /** Time the main thread was busy since the last reset, ms (event-loop utilisation). */
+  mainBusyMs: number;
 }
+
+let cpuAtReset = process.cpuUsage();
+let eluAtReset = performance.eventLoopUtilization();
 
 function ms(ns: number): number {
   return Math.max(0, ns / 1e6 - RESOLUTION_MS);
@@ -32,6 +39,11 @@ function read(): ProbeReading {
     },
     peakRssMb: process.resourceUsage().maxRSS / 1024,
     rssMb: process.memoryUsage.rss() / 2 ** 20,
+    mainBusyMs: performance.eventLoopUtilization(eluAtReset).active,
+    cpuMs: (() => {
+      const used = process.cpuUsage(cpuAtReset);
+      return (used.user + used.system) / 1000;
+    })(),
   };
 }
 
@@ -39,6 +51,8 @@ if (process.send) {
   process.on('message', (message: { probe?: 'reset' | 'read' }) => {
     if (message?.probe === 'reset') {
       histogram.reset();
+      cpuAtReset = process.cpuUsage();
+      eluAtReset = performance.eventLoopUtilization();
       process.send?.({ type: 'probe-reset' });
     } else if (message?.probe === 'read') {
       process.send?.(read());

@@ -76,8 +76,10 @@ async function main(): Promise<void> {
           record(name, 'w2.rss', w2.peakRssMb);
           record(name, 'w5.1', w2.jobsPerSecond);
           log(
-            `${name} W2: ${w2.jobsPerSecond.toFixed(0)} jobs/s (${w2.seconds.toFixed(2)} s, idle before ${(w2.idle * 100).toFixed(0)}%), RSS ${w2.peakRssMb.toFixed(0)} MB`,
+            `${name} W2: ${w2.jobsPerSecond.toFixed(0)} jobs/s (${w2.seconds.toFixed(2)} s, idle before ${(w2.idle * 100).toFixed(0)}%), RSS ${w2.peakRssMb.toFixed(0)} MB, CPU per 1k jobs: node ${w2.cpuPerThousand.node.toFixed(0)} ms (main thread busy ${w2.cpuPerThousand.main.toFixed(0)} ms), PostgreSQL ${w2.cpuPerThousand.server.toFixed(0)} ms`,
           );
+          record(name, 'w2.cpu.node', w2.cpuPerThousand.node);
+          record(name, 'w2.cpu.server', w2.cpuPerThousand.server);
         }
         if (wanted.includes('w3') && rep === 0) {
           const w3 = await latencyWorkload(system, sizes);

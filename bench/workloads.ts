@@ -3,7 +3,15 @@
 
 import type { ProbeReading } from './probe.js';
 import type { System } from './systems/system.js';
-import { distribution, sleep, until, waitQuiet, wallMs, type Distribution } from './lib/util.js';
+import {
+  distribution,
+  processCpuMs,
+  sleep,
+  until,
+  waitQuiet,
+  wallMs,
+  type Distribution,
+} from './lib/util.js';
 import type { BenchArgs, Mode } from './lib/work.js';
 
 export interface Sizes {
@@ -91,6 +99,8 @@ export interface DrainResult {
   peakRssMb: number;
   eventLoop: { p99: number; max: number };
   idle: number;
+  /** CPU time per 1,000 jobs: the node processes, and the PostgreSQL backends serving them. */
+  cpuPerThousand: { node: number; main: number; server: number };
 }
 
 /** W2, W4, W5: insert first, then start processing and time until the last is recorded finished. */
@@ -105,9 +115,14 @@ export async function drainWorkload(
   try {
     const idle = await waitQuiet(sizes.quietMs);
     await group.resetProbes();
+    const before = await system.serverPids();
+    const serverBefore = processCpuMs(before);
     const started = await group.go();
     const ended = await until(() => system.allFinished(), 120000, 5, `${system.name} to drain`);
     const readings = await group.probes();
+    const after = [...new Set([...before, ...(await system.serverPids())])];
+    const serverMs = processCpuMs(after) - serverBefore;
+    const nodeMs = readings.reduce((sum, r) => sum + r.cpuMs, 0);
     const finished = await system.finishedCount(options.count);
     if (finished !== options.count) {
       throw new Error(`${system.name}: ${finished} of ${options.count} jobs recorded finished`);
@@ -122,6 +137,11 @@ export async function drainWorkload(
         max: Math.max(...readings.map((r) => r.eventLoop.max)),
       },
       idle,
+      cpuPerThousand: {
+        node: (nodeMs / options.count) * 1000,
+        main: (readings.reduce((sum, r) => sum + r.mainBusyMs, 0) / options.count) * 1000,
+        server: (serverMs / options.count) * 1000,
+      },
     };
   } finally {
     await group.stop().catch(() => undefined);

@@ -27,7 +27,9 @@ export function spawnMeasured(
   args: string[],
   env: Record<string, string>,
 ): Measured {
-  const child = spawn(process.execPath, ['--import', PROBE, script, ...args], {
+  // BENCH_NODE_FLAGS (e.g. --cpu-prof) reaches only the measured processes.
+  const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, '--import', PROBE, script, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

@@ -47,7 +47,16 @@ export async function dropDatabase(name: string): Promise<void> {
 
 /** A small pool for the benchmark's own checks (counting finished rows), never the systems'. */
 export function checkPool(url: string): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  const pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'bench-check' });
   pool.on('error', () => undefined);
   return pool;
+}
+
+/** Server processes serving `database` now (to charge their CPU time to the system measured). */
+export async function backendPids(pool: pg.Pool, database: string): Promise<number[]> {
+  const { rows } = await pool.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name <> 'bench-check'`,
+    [database],
+  );
+  return rows.map((r) => r.pid);
 }

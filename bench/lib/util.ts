@@ -92,3 +92,19 @@ export async function until(
     await sleep(intervalMs);
   }
 }
+
+/** CPU time (ms) used so far by the given processes, from /proc (0 for a process gone). */
+export function processCpuMs(pids: number[]): number {
+  const tick = 10; // USER_HZ is 100 on Linux
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) * tick;
+    } catch {
+      // the backend ended
+    }
+  }
+  return total;
+}

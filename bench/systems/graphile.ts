@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { Logger, makeWorkerUtils, runMigrations, type WorkerUtils } from 'graphile-worker';
 import type pg from 'pg';
-import { checkPool, recreateDatabase } from '../lib/databases.js';
+import { backendPids, checkPool, recreateDatabase } from '../lib/databases.js';
 import { DIST_BENCH, spawnMeasured, type Measured } from '../lib/child.js';
 import type { BenchArgs } from '../lib/work.js';
 import type { NodeGroup, System } from './system.js';
@@ -76,6 +76,10 @@ export class GraphileSystem implements System {
         return readings;
       },
     };
+  }
+
+  serverPids(): Promise<number[]> {
+    return backendPids(this.check, 'bench_graphile');
   }
 
   async allFinished(): Promise<boolean> {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { Quern } from '../../src/client.js';
-import { checkPool, recreateDatabase } from '../lib/databases.js';
+import { backendPids, checkPool, recreateDatabase } from '../lib/databases.js';
 import { DIST_BENCH, ROOT, spawnMeasured, type Measured } from '../lib/child.js';
 import { sleep, wallMs } from '../lib/util.js';
 import type { BenchArgs } from '../lib/work.js';
@@ -63,7 +63,9 @@ export class QuernSystem implements System {
           schema: 'quern',
           database: { poolSize: 10 },
           workers: path.join(DIST_BENCH, 'workers'),
-          queues: { [QUEUE]: { limit, paused: true } },
+          queues: {
+            [QUEUE]: { limit, prefetch: Number(process.env.BENCH_PREFETCH ?? 480), paused: true },
+          },
           logLevel: 'warn',
         }),
       );
@@ -114,6 +116,10 @@ export class QuernSystem implements System {
         return readings;
       },
     };
+  }
+
+  serverPids(): Promise<number[]> {
+    return backendPids(this.check, 'bench_quern');
   }
 
   async allFinished(): Promise<boolean> {

@@ -27,6 +27,8 @@ export interface System {
   insertOne(job: BenchArgs): Promise<void>;
   /** Starts `count` node processes, ready but not processing, with the given concurrency limit. */
   startNodes(count: number, limit: number): Promise<NodeGroup>;
+  /** PostgreSQL backends serving its database now (their CPU time is charged to it). */
+  serverPids(): Promise<number[]>;
   /** True once no inserted job is waiting or running, as the database says. */
   allFinished(): Promise<boolean>;
   /** How many jobs the database records as finished successfully (or gone, for graphile). */

@@ -36,7 +36,15 @@ const TOP_KEYS = [
   'metrics',
   'plugins',
 ] as const;
-const QUEUE_KEYS = ['limit', 'threads', 'concurrency', 'pollInterval', 'paused', 'memoryLimitMb'];
+const QUEUE_KEYS = [
+  'limit',
+  'threads',
+  'concurrency',
+  'pollInterval',
+  'prefetch',
+  'paused',
+  'memoryLimitMb',
+];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export const DEFAULT_SCHEMA = 'quern';
@@ -163,6 +171,10 @@ export function queueConfig(name: string, value: unknown): QueueConfig {
       options.pollInterval === undefined
         ? 1000
         : expectInteger(options.pollInterval, `${where}.pollInterval`, { min: 10 }),
+    prefetch:
+      options.prefetch === undefined
+        ? 0
+        : expectInteger(options.prefetch, `${where}.prefetch`, { min: 0, max: 10000 }),
     paused: options.paused === undefined ? false : expectBoolean(options.paused, `${where}.paused`),
     memoryLimitMb:
       options.memoryLimitMb === undefined

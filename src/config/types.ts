@@ -10,6 +10,8 @@ export interface QueueConfig {
   concurrency: number;
   /** Fallback poll in ms when no notification arrives. */
   pollInterval: number;
+  /** Jobs claimed ahead of free slots, waiting on this node to start (0: claim only what runs). */
+  prefetch: number;
   paused: boolean;
   /** Per-thread heap limit (piscina resourceLimits.maxOldGenerationSizeMb), or null for Node's default. */
   memoryLimitMb: number | null;

@@ -35,6 +35,7 @@ export class QueueSupervisor {
         limit: options.config.limit,
         paused: options.config.paused,
         pollInterval: options.config.pollInterval,
+        prefetch: options.config.prefetch,
       },
     );
   }

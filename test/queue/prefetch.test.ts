@@ -1,0 +1,117 @@
+// The look-ahead (`prefetch`): jobs claimed ahead of free slots never run past the limit, and the
+// ones that never started go back (available, attempt refunded) on shutdown, on pause and when
+// cancelled, so a claimed-ahead job is never lost or charged an attempt it did not use.
+
+import assert from 'node:assert/strict';
+import type { QuernNode } from '../../src/node/node.js';
+import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
+import { startNode } from '../helpers/node.js';
+
+describe('queue look-ahead (prefetch)', function () {
+  let db: TestSchema;
+  let node: QuernNode | undefined;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    await node?.stop();
+    node = undefined;
+    await cleanup(this, db);
+  });
+
+  const start = (prefetch: number, limit: number, extra: Record<string, unknown> = {}) =>
+    startNode(db.schema, db.url, {
+      queues: { default: { limit, prefetch } },
+      shutdownGracePeriod: 300,
+      ...extra,
+    });
+
+  async function states(): Promise<Record<string, number>> {
+    const rows = await db.query<{ state: string; n: number }>(
+      'SELECT state::text, count(*)::int AS n FROM jobs GROUP BY state',
+    );
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
+  it('claims ahead but runs no more than the limit, and completes every job once', async function () {
+    node = await start(10, 2);
+    // job:stop comes after the outcome is written, later than the slot frees: ask the producer.
+    const producer = node.supervisors.get('default')!.producer;
+    let most = 0;
+    node.telemetry.on('job:start', () => (most = Math.max(most, producer.runningCount)));
+    await db.client.insertMany(
+      Array.from({ length: 60 }, (_, i) => ({ worker: 'slow', args: { ms: 5, i } })),
+    );
+    await eventually(async () => (await states()).completed === 60, 20000, '60 completed');
+    const rows = await db.query<{ attempt: number }>('SELECT attempt FROM jobs');
+    assert.ok(rows.every((r) => r.attempt === 1));
+    assert.ok(most <= 2, `at most 2 running at once, saw ${most}`);
+  });
+
+  it('gives back the claimed-ahead jobs on shutdown with their attempt refunded', async function () {
+    node = await start(5, 1);
+    await db.client.insertMany(
+      Array.from({ length: 6 }, (_, i) => ({ worker: 'slow', args: { ms: 60000, i } })),
+    );
+    await eventually(async () => (await states()).executing === 6, 10000, '6 claimed');
+    await node.stop();
+    node = undefined;
+    const rows = await db.query<{ state: string; attempt: number; errors: unknown[] }>(
+      'SELECT state::text, attempt, errors FROM jobs',
+    );
+    assert.equal(rows.length, 6);
+    for (const row of rows) {
+      assert.equal(row.state, 'available');
+      assert.equal(row.attempt, 0);
+      assert.deepEqual(row.errors, []);
+    }
+  });
+
+  it('gives back the claimed-ahead jobs when the queue is paused', async function () {
+    node = await start(5, 1);
+    await db.client.insertMany(
+      Array.from({ length: 6 }, (_, i) => ({ worker: 'slow', args: { ms: 60000, i } })),
+    );
+    await eventually(async () => (await states()).executing === 6, 10000, '6 claimed');
+    await db.client.pauseQueue('default');
+    const after = await eventually(
+      async () => {
+        const s = await states();
+        return s.available === 5 && s.executing === 1 ? s : null;
+      },
+      10000,
+      '5 given back, 1 still running',
+    );
+    assert.deepEqual(after, { available: 5, executing: 1 });
+    const back = await db.query<{ attempt: number }>(
+      `SELECT attempt FROM jobs WHERE state = 'available'`,
+    );
+    assert.ok(back.every((r) => r.attempt === 0));
+  });
+
+  it('cancels a claimed-ahead job without running it', async function () {
+    node = await start(5, 1);
+    const jobs = await db.client.insertMany(
+      Array.from({ length: 3 }, (_, i) => ({ worker: 'slow', args: { ms: 60000, i } })),
+    );
+    await eventually(async () => (await states()).executing === 3, 10000, '3 claimed');
+    const started: number[] = [];
+    node.telemetry.on('job:start', (e) => started.push(e.id));
+    const last = jobs[2]!;
+    const result = await db.client.cancel(last.id);
+    assert.equal(result.after, 'executing');
+    const [row] = await eventually(
+      async () => {
+        const r = await db.query<{ state: string; error: string | null }>(
+          `SELECT state::text, errors->0->>'error' AS error FROM jobs WHERE id = $1`,
+          [last.id],
+        );
+        return r[0]?.state === 'cancelled' ? r : null;
+      },
+      10000,
+      'the claimed-ahead job to be cancelled',
+    );
+    assert.match(row!.error ?? '', /^cancelled: /);
+    assert.ok(!started.includes(last.id));
+  });
+});
