@@ -7,12 +7,12 @@ import { wallMs } from './util.js';
 
 export type Mode = 'noop' | 'latency' | 'hash';
 
-export interface BenchArgs {
+export type BenchArgs = {
   mode: Mode;
   /** Wall time (ms) just before the insert was sent, for W3. */
   t?: number;
   i?: number;
-}
+};
 
 const MEGABYTE = 1024 * 1024;
 let buffer: Buffer | null = null;

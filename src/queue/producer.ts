@@ -47,6 +47,7 @@ export class Producer {
   /** Claimed (executing in the database) but not started yet, in fetch order. */
   private readonly waiting: JobRecord[] = [];
   private readonly prefetch: number;
+  private refillQueued = false;
   private unwritten = 0;
   private fetching: Promise<void> | null = null;
   private again = false;
@@ -169,9 +170,8 @@ export class Producer {
       this.release();
       return;
     }
-    while (this.running.size < this.limit && this.waiting.length > 0) {
-      this.dispatch(this.waiting.shift()!);
-    }
+    const free = this.limit - this.running.size;
+    if (free > 0 && this.waiting.length > 0) this.dispatch(this.waiting.splice(0, free));
   }
 
   /**
@@ -198,33 +198,46 @@ export class Producer {
     });
   }
 
-  private dispatch(record: JobRecord): void {
-    const startedAt = Date.now();
-    this.running.set(record.id, { record, startedAt });
-    this.unwritten++;
-    const job = jobOf(record);
-    const queueTimeMs = Math.max(
-      0,
-      (record.attemptedAt ?? new Date()).getTime() - record.scheduledAt.getTime(),
-    );
-    this.deps.telemetry.emit('job:start', { ...this.base(record), queueTimeMs });
-
-    const registered = this.deps.workers.get(record.worker);
+  /** Starts jobs; those bound for the thread pool go together (one message per thread). */
+  private dispatch(records: JobRecord[]): void {
     const threads = this.threads;
-    const run: Promise<RunResult> =
-      !registered || !threads
-        ? Promise.resolve({
+    const pooled: { job: Job; timeoutMs: number | null }[] = [];
+    const finishes: ((result: RunResult) => void)[] = [];
+    for (const record of records) {
+      const startedAt = Date.now();
+      this.running.set(record.id, { record, startedAt });
+      this.unwritten++;
+      const job = jobOf(record);
+      const queueTimeMs = Math.max(
+        0,
+        (record.attemptedAt ?? new Date()).getTime() - record.scheduledAt.getTime(),
+      );
+      this.deps.telemetry.emit('job:start', { ...this.base(record), queueTimeMs });
+      const registered = this.deps.workers.get(record.worker);
+      const finish = (result: RunResult): void =>
+        this.finish(record, job, registered, result, startedAt, queueTimeMs);
+      if (!registered || !threads) {
+        void Promise.resolve().then(() =>
+          finish({
             kind: 'outcome',
             outcome: {
               kind: 'failed',
               error: `unknown worker ${JSON.stringify(record.worker)}: no worker of that name is registered on node ${this.deps.node}`,
               warning: null,
             },
-          })
-        : threads.run(job, timeoutFor(registered, job));
-    void run
-      .catch((error: unknown): RunResult => ({ kind: 'crashed', error: String(error) }))
-      .then((result) => this.finish(record, job, registered, result, startedAt, queueTimeMs));
+          }),
+        );
+        continue;
+      }
+      pooled.push({ job, timeoutMs: timeoutFor(registered, job) });
+      finishes.push(finish);
+    }
+    if (!threads || pooled.length === 0) return;
+    threads.runMany(pooled).forEach((run, index) => {
+      void run
+        .catch((error: unknown): RunResult => ({ kind: 'crashed', error: String(error) }))
+        .then(finishes[index]);
+    });
   }
 
   private finish(
@@ -273,8 +286,21 @@ export class Producer {
         this.checkIdle();
       },
     });
-    this.pump();
-    this.wake();
+    this.refill();
+  }
+
+  /**
+   * Fills the freed slots once the current turn's outcomes are all in: outcomes of a batch arrive
+   * together, and starting each freed slot alone would send one job per message again.
+   */
+  private refill(): void {
+    if (this.refillQueued) return;
+    this.refillQueued = true;
+    setImmediate(() => {
+      this.refillQueued = false;
+      this.pump();
+      this.wake();
+    });
   }
 
   private base(record: JobRecord): JobEventBase {

@@ -1,4 +1,5 @@
-// The bridge between a queue and its piscina pool. It runs one job per task, knows which thread
+// The bridge between a queue and its piscina pool. It runs jobs as piscina tasks (one job, or a
+// batch of jobs that became runnable together, in one message), knows which thread
 // runs which job (threads report it when a job starts), and stops jobs: the cooperative abort
 // signal first, then, after a grace period, the thread is terminated. When a thread dies, the
 // job that killed it (the thread names it when it can) is a failed attempt; the jobs that merely
@@ -15,7 +16,13 @@ import { BroadcastChannel } from 'node:worker_threads';
 import { randomUUID } from 'node:crypto';
 import type { Job } from '../jobs/types.js';
 import type { ThreadOutcome } from '../thread/outcome.js';
-import type { CancelMessage, ThreadData, ThreadMessage } from '../thread/runner.js';
+import type {
+  BatchOutcomes,
+  BatchTask,
+  CancelMessage,
+  ThreadData,
+  ThreadMessage,
+} from '../thread/runner.js';
 
 const RUNNER = fileURLToPath(new URL('../thread/runner.js', import.meta.url));
 
@@ -67,6 +74,9 @@ export class ThreadPool {
   /** What a dying thread said about its death, by threadId. */
   private readonly crashReports = new Map<number, { job: number | null; error: string }>();
   private readonly deathsReported = new Set<number>();
+  /** Batches whose outcomes are still due: how to settle one job of each. */
+  private readonly batches = new Map<number, (id: number, outcome: ThreadOutcome) => void>();
+  private batchSequence = 0;
   private destroyed = false;
 
   constructor(private readonly options: ThreadPoolOptions) {
@@ -91,11 +101,12 @@ export class ThreadPool {
 
   private onMessage(message: ThreadMessage): void {
     if (message.type === 'started') {
-      const task = this.tasks.get(message.job);
-      if (!task) return;
-      task.threadId = message.threadId;
-      // A stop asked for before the job started: signal it now, and give it its grace period.
-      if (task.stopping) this.signalStop(task);
+      this.startedOn(message.job, message.threadId);
+    } else if (message.type === 'batch-started') {
+      for (const id of message.jobs) this.startedOn(id, message.threadId);
+    } else if (message.type === 'outcomes') {
+      const settle = this.batches.get(message.batch);
+      if (settle) for (const [id, outcome] of message.outcomes) settle(id, outcome);
     } else if (message.type === 'crash') {
       this.crashReports.set(message.threadId, { job: message.job, error: message.error });
     }
@@ -110,7 +121,15 @@ export class ThreadPool {
     return this.piscina.threads.length;
   }
 
-  async run(job: Job, timeoutMs: number | null): Promise<RunResult> {
+  private startedOn(jobId: number, threadId: number): void {
+    const task = this.tasks.get(jobId);
+    if (!task) return;
+    task.threadId = threadId;
+    // A stop asked for before the job started: signal it now, and give it its grace period.
+    if (task.stopping) this.signalStop(task);
+  }
+
+  private track(job: Job, timeoutMs: number | null): RunningTask {
     const task: RunningTask = {
       job,
       threadId: null,
@@ -125,20 +144,96 @@ export class ThreadPool {
         timeoutMs,
       );
     }
+    return task;
+  }
+
+  private untrack(task: RunningTask): void {
+    if (task.timeoutTimer) clearTimeout(task.timeoutTimer);
+    if (task.graceTimer) clearTimeout(task.graceTimer);
+    this.tasks.delete(task.job.id);
+  }
+
+  /** What a job's outcome means once it is back: a stop asked for meanwhile wins. */
+  private completed(
+    task: RunningTask,
+    outcome: ThreadOutcome,
+    timeoutMs: number | null,
+  ): RunResult {
+    if (task.stopping?.reason === 'cancel')
+      return { kind: 'cancelled', reason: task.stopping.message };
+    if (task.stopping?.reason === 'timeout')
+      return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome };
+    return { kind: 'outcome', outcome };
+  }
+
+  async run(job: Job, timeoutMs: number | null): Promise<RunResult> {
+    const task = this.track(job, timeoutMs);
     try {
       const outcome = (await this.piscina.run({ job })) as ThreadOutcome;
-      if (task.stopping?.reason === 'cancel')
-        return { kind: 'cancelled', reason: task.stopping.message };
-      if (task.stopping?.reason === 'timeout')
-        return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome };
-      return { kind: 'outcome', outcome };
+      return this.completed(task, outcome, timeoutMs);
     } catch (error) {
       return this.failed(task, error as Error, timeoutMs);
     } finally {
-      if (task.timeoutTimer) clearTimeout(task.timeoutTimer);
-      if (task.graceTimer) clearTimeout(task.graceTimer);
-      this.tasks.delete(job.id);
+      this.untrack(task);
     }
+  }
+
+  /**
+   * Runs jobs that became runnable together, split into at most one batch per thread (of at
+   * most `concurrency` jobs), each batch one piscina task: one message to the thread instead of
+   * one per job. Every job keeps its own result, timeout, stop and death handling.
+   */
+  runMany(entries: { job: Job; timeoutMs: number | null }[]): Promise<RunResult>[] {
+    if (entries.length === 1) return [this.run(entries[0]!.job, entries[0]!.timeoutMs)];
+    const size = Math.max(
+      1,
+      Math.min(this.options.concurrency, Math.ceil(entries.length / this.options.threads)),
+    );
+    const results: Promise<RunResult>[] = [];
+    for (let i = 0; i < entries.length; i += size) {
+      results.push(...this.runBatch(entries.slice(i, i + size)));
+    }
+    return results;
+  }
+
+  private runBatch(entries: { job: Job; timeoutMs: number | null }[]): Promise<RunResult>[] {
+    if (entries.length === 1) return [this.run(entries[0]!.job, entries[0]!.timeoutMs)];
+    const batch = ++this.batchSequence;
+    const due = new Map<
+      number,
+      { task: RunningTask; timeoutMs: number | null; resolve: (r: RunResult) => void }
+    >();
+    const results = entries.map(
+      ({ job, timeoutMs }) =>
+        new Promise<RunResult>((resolve) => {
+          due.set(job.id, { task: this.track(job, timeoutMs), timeoutMs, resolve });
+        }),
+    );
+    const settle = (id: number, result: (task: RunningTask, ms: number | null) => RunResult) => {
+      const entry = due.get(id);
+      if (!entry) return;
+      due.delete(id);
+      const value = result(entry.task, entry.timeoutMs);
+      this.untrack(entry.task);
+      entry.resolve(value);
+      if (due.size === 0) this.batches.delete(batch);
+    };
+    this.batches.set(batch, (id, outcome) =>
+      settle(id, (task, ms) => this.completed(task, outcome, ms)),
+    );
+    const message: BatchTask = { batch, jobs: entries.map((e) => e.job) };
+    this.piscina.run(message, { name: 'runBatch' }).then(
+      (outcomes: BatchOutcomes) => {
+        for (const [id, outcome] of outcomes)
+          settle(id, (task, ms) => this.completed(task, outcome, ms));
+        // Outcomes sent earlier in their own message are settled when it arrives.
+      },
+      (error: unknown) => {
+        for (const id of [...due.keys()])
+          settle(id, (task, ms) => this.failed(task, error as Error, ms));
+      },
+    );
+    return results;
   }
 
   /** Why a task's promise was rejected: its thread died, or the pool is going away. */

@@ -28,7 +28,10 @@ export function attachLogger(
     detach.push(() => telemetry.off(event, listener));
     return telemetry;
   };
+  // Per-job lines are checked against the level first: building their fields for a level that
+  // is off cost a few microseconds per job on the main thread (bench W2).
   on('job:start', (e) => {
+    if (!log.isLevelEnabled('debug')) return;
     const { args: _args, ...fields } = e;
     log.debug({ ...fields, ...args(e) }, `job ${e.id} ${e.worker} started`);
   });
@@ -36,6 +39,7 @@ export function attachLogger(
     log.info(e, `job ${e.id} cancel requested${e.running ? '; stopping it' : ''}`),
   );
   on('job:stop', (e) => {
+    if (!log.isLevelEnabled('info')) return;
     const { result: _result, args: _args, ...fields } = e;
     log.info({ ...fields, ...args(e) }, `job ${e.id} ${e.worker} ${e.state} in ${e.durationMs} ms`);
   });
