@@ -120,12 +120,27 @@ describe('embedded PostgreSQL (no DATABASE_URL)', function () {
     assert.equal(row.result, 'embedded');
     assert.deepEqual((row.attempted_by as string[])[0], 'embedded-smoke');
 
+    // A job still running at SIGTERM finishes and is recorded: the server is stopped last.
+    const slow = await runCli(['insert', 'slow', '{"ms":1000}', '--config', config], env);
+    const slowId = Number(slow.stdout);
+    await eventually(
+      () =>
+        withDatabase(url, async (c) => {
+          const { rows } = await c.query('SELECT state FROM smoke.jobs WHERE id = $1', [slowId]);
+          return (rows[0] as { state?: string } | undefined)?.state === 'executing';
+        }),
+      30000,
+      'the slow job to run',
+    );
     const pid = postmasterPid(dataDir)!;
     assert.ok(alive(pid));
     node.child.kill('SIGTERM');
     assert.deepEqual(await node.exited, { code: 0, signal: null }, node.output().slice(-2000));
     assert.equal(alive(pid), false, 'the embedded server was stopped with the node');
     assert.equal(postmasterPid(dataDir), null);
+    const shown = await runCli(['job', 'show', String(slowId), '--config', config], env);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.equal((JSON.parse(shown.stdout) as { state: string }).state, 'completed');
   });
 
   it('migrates down and up against the embedded server (a CLI with no node running)', async function () {
@@ -168,7 +183,7 @@ describe('embedded PostgreSQL (no DATABASE_URL)', function () {
       );
       return rows[0]!.n;
     });
-    assert.equal(count, 2);
+    assert.equal(count, 3);
     node.child.kill('SIGTERM');
     assert.equal((await node.exited).code, 0, node.output().slice(-2000));
     assert.equal(postmasterPid(dataDir), null);
