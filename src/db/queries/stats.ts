@@ -45,14 +45,21 @@ export class StatsQueries {
   }
 
   /**
-   * Jobs of waiting states by queue and state. Uses the (state, queue) index and never counts
-   * the finished history, so it is cheap enough to run on every Prometheus scrape.
+   * Jobs of waiting states by queue and state, cheap enough for every Prometheus scrape: each
+   * branch matches the predicate of a partial index (jobs_fetch, jobs_staging, jobs_executing),
+   * so the finished history is never read.
    */
   async depth(db: Queryable): Promise<{ queue: string; state: JobState; count: number }[]> {
     const { rows } = await db.query<{ queue: string; state: JobState; count: number }>(
-      `SELECT queue, state, count(*)::int AS count FROM ${this.t}
-       WHERE state IN ('available', 'scheduled', 'retryable', 'executing')
-       GROUP BY queue, state ORDER BY queue, state`,
+      `SELECT queue, 'available' AS state, count(*)::int AS count FROM ${this.t}
+       WHERE state = 'available' GROUP BY queue
+       UNION ALL
+       SELECT queue, state::text, count(*)::int FROM ${this.t}
+       WHERE state IN ('scheduled', 'retryable') GROUP BY queue, state
+       UNION ALL
+       SELECT queue, 'executing', count(*)::int FROM ${this.t}
+       WHERE state = 'executing' GROUP BY queue
+       ORDER BY queue, state`,
     );
     return rows;
   }
