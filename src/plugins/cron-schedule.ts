@@ -53,7 +53,12 @@ const FIELDS: Field[] = [
 
 const ITEM = /^(?:(\*)|([0-9A-Za-z]+)(?:-([0-9A-Za-z]+))?)(?:\/([0-9]+))?$/;
 
+const NOT_STANDARD = ' (L, W, #, ? and H are not standard cron)';
+const EXTENSION = /^(?:L|LW|H|[0-9]+[LW]|[A-Za-z]{3}L)$/i;
+
 function value(text: string, field: Field, rangeEnd: boolean): number {
+  if (EXTENSION.test(text))
+    throw new CronExpressionError(`${field.name} field: "${text}" is not a value${NOT_STANDARD}`);
   if (/^[0-9]+$/.test(text)) {
     const n = Number(text);
     if (n < field.min || n > field.max)
@@ -82,7 +87,7 @@ function checkField(text: string, field: Field): void {
     if (!match) {
       throw new CronExpressionError(
         `${field.name} field: "${item}" is not a value, a range, a step or *` +
-          (/[LW#?H]/.test(item) ? ' (L, W, #, ? and H are not standard cron)' : ''),
+          (/[LW#?H]/.test(item) ? NOT_STANDARD : ''),
       );
     }
     const [, star, low, high, step] = match;
