@@ -4,8 +4,9 @@
 // computed from the database's clock) cannot insert a second one.
 //
 // Lateness policy: a slot is inserted up to LATE_WINDOW_MS after its time (enough to cover a
-// leader change); a slot older than that is skipped, so after downtime there is no burst of
-// catch-up jobs. @reboot entries fire once per cluster start (see db/queries/cron.ts).
+// leader change), if the cluster was running then; older slots, and slots that passed while
+// the whole cluster was stopped, are skipped: no burst of catch-up jobs after downtime.
+// @reboot entries fire once per cluster start (see db/queries/cron.ts).
 
 import { createHash } from 'node:crypto';
 import type { CronEntryConfig, PluginsConfig } from '../config/types.js';
@@ -115,23 +116,32 @@ export class CronPlugin extends PeriodicPlugin {
   }
 
   protected async run(): Promise<PluginCounts> {
-    const now = this.options.clock
-      ? await this.options.clock()
-      : await this.context.call(() => this.slots.now(this.context.pool));
-    const inserted = await this.insertDue(now);
+    const clock = await this.context.call(() => this.slots.clock(this.context.pool));
+    const now = this.options.clock ? await this.options.clock() : clock.now;
+    const inserted = await this.insertDue(now, clock.clusterStart, clock.now);
     // Wake just after the next minute starts by the database's clock, so jobs go in on time.
     const toNextMinute = 60_000 - (now.getTime() % 60_000);
     this.delay = Math.max(10, Math.min(this.maxDelay, toNextMinute + 20));
     return { inserted };
   }
 
-  /** Inserts every slot due at `now` not yet inserted; returns how many jobs went in. */
-  async insertDue(now: Date): Promise<number> {
+  /**
+   * Inserts every slot due at `now` and not yet inserted, leaving out slots before
+   * `clusterStart`; @reboot entries are inserted for `clusterStart` if it is recent by the
+   * database's clock (`databaseNow`). Returns how many jobs went in.
+   */
+  async insertDue(
+    now: Date,
+    clusterStart: Date | null = null,
+    databaseNow: Date = now,
+  ): Promise<number> {
     let inserted = 0;
     let failure: unknown = null;
+    // next() is exclusive: start just before the window (and at the cluster's start at the latest).
+    const after = Math.max(now.getTime() - LATE_WINDOW_MS, (clusterStart?.getTime() ?? 0) - 1);
     for (const entry of this.entries) {
       if (entry.schedule.kind !== 'periodic') continue;
-      let slot = entry.schedule.next(new Date(now.getTime() - LATE_WINDOW_MS));
+      let slot = entry.schedule.next(new Date(after));
       while (slot && slot.getTime() <= now.getTime()) {
         try {
           if (await this.insertSlot(entry, slot, slot)) inserted++;
@@ -143,7 +153,7 @@ export class CronPlugin extends PeriodicPlugin {
       }
     }
     try {
-      inserted += await this.insertReboots();
+      if (clusterStart) inserted += await this.insertReboots(clusterStart, databaseNow);
     } catch (error) {
       failure ??= error;
     }
@@ -152,15 +162,15 @@ export class CronPlugin extends PeriodicPlugin {
     return inserted;
   }
 
-  private async insertReboots(): Promise<number> {
+  private async insertReboots(start: Date, databaseNow: Date): Promise<number> {
     const reboots = this.entries.filter((e) => e.schedule.kind === 'reboot');
-    if (reboots.length === 0) return 0;
-    const start = await this.context.call(() => this.slots.latestClusterStart(this.context.pool));
-    if (!start || start.ageMs > REBOOT_WINDOW_MS || this.rebootDoneFor === start.at.getTime())
-      return 0;
+    if (reboots.length === 0 || this.rebootDoneFor === start.getTime()) return 0;
+    // A later leader still inserts them (its predecessor may have died first), but an entry
+    // added long after the start, by a rolling restart, does not fire.
+    if (databaseNow.getTime() - start.getTime() > REBOOT_WINDOW_MS) return 0;
     let inserted = 0;
-    for (const entry of reboots) if (await this.insertSlot(entry, start.at, null)) inserted++;
-    this.rebootDoneFor = start.at.getTime();
+    for (const entry of reboots) if (await this.insertSlot(entry, start, null)) inserted++;
+    this.rebootDoneFor = start.getTime();
     return inserted;
   }
 

@@ -147,6 +147,18 @@ describe('the cron plugin', function () {
     );
   });
 
+  it('slots that passed while the whole cluster was stopped are skipped, even within the minute', async function () {
+    const plugin = await cron([['* * * * *', 'ok', {}]]);
+    const started = at('2024-05-01T12:00:30Z');
+    assert.equal(await plugin.insertDue(at('2024-05-01T12:00:40Z'), started), 0);
+    assert.equal(await plugin.insertDue(at('2024-05-01T12:01:02Z'), started), 1);
+    assert.equal(await plugin.insertDue(at('2024-05-01T13:00:10Z'), at('2024-05-01T13:00:00Z')), 1);
+    assert.deepEqual(
+      (await cronJobs()).map((j) => j.slot),
+      ['2024-05-01T12:01:00.000Z', '2024-05-01T13:00:00.000Z'],
+    );
+  });
+
   it('daylight saving: the repeated hour runs a fixed time once and a step schedule twice', async function () {
     const plugin = await cron(
       [

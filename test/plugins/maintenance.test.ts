@@ -229,9 +229,7 @@ describe('the pruner and the lifeline', function () {
     assert.equal(written.size, 0);
     const final = await eventually(
       async () => {
-        const [r] = await db.query('SELECT * FROM jobs WHERE id = $1', [
-          inserted.id,
-        ]);
+        const [r] = await db.query('SELECT * FROM jobs WHERE id = $1', [inserted.id]);
         return r?.state === 'completed' ? r : null;
       },
       10000,

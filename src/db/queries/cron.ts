@@ -17,10 +17,17 @@ export class CronQueries {
     this.t = `${quoteIdentifier(schema)}.cron_slots`;
   }
 
-  /** The database's clock: every node reads the same one, whatever its own clock says. */
-  async now(db: Queryable): Promise<Date> {
-    const { rows } = await db.query<{ now: Date }>('SELECT clock_timestamp() AS now');
-    return rows[0]!.now;
+  /**
+   * The database's clock (every node reads the same one, whatever its own says) and when the
+   * running cluster started, in one round trip.
+   */
+  async clock(db: Queryable): Promise<{ now: Date; clusterStart: Date | null }> {
+    const { rows } = await db.query<{ now: Date; started: Date | null }>(
+      `SELECT clock_timestamp() AS now,
+              (SELECT max(slot) FROM ${this.t} WHERE entry = $1) AS started`,
+      [CLUSTER_START],
+    );
+    return { now: rows[0]!.now, clusterStart: rows[0]!.started };
   }
 
   /** Claims (entry, slot); false when some node already did. Run in the job's transaction. */
@@ -46,17 +53,6 @@ export class CronQueries {
       [CLUSTER_START],
     );
     return rows[0]!.slot;
-  }
-
-  /** When the running cluster started, and how long ago by the database's clock. */
-  async latestClusterStart(db: Queryable): Promise<{ at: Date; ageMs: number } | null> {
-    const { rows } = await db.query<{ slot: Date; age_ms: number }>(
-      `SELECT slot, (extract(epoch FROM clock_timestamp() - slot) * 1000)::float8 AS age_ms
-       FROM ${this.t} WHERE entry = $1 ORDER BY slot DESC LIMIT 1`,
-      [CLUSTER_START],
-    );
-    const row = rows[0];
-    return row ? { at: row.slot, ageMs: row.age_ms } : null;
   }
 
   /**
