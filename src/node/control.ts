@@ -75,6 +75,7 @@ export class ControlChannel {
   private again = false;
   private timer: NodeJS.Timeout | null = null;
   private readonly maintenance: MaintenanceQueries;
+  private readonly stoppedByPoll = new Map<number, number>();
 
   constructor(
     private readonly node: QuernNode,
@@ -87,7 +88,10 @@ export class ControlChannel {
     const node = this.node;
     if (message.node && message.node !== node.name) return;
     if (message.action === 'cancel') {
-      const running = node.cancelRunning(message.id, 'cancelled by request');
+      // The poll may have seen the cancelled row, and stopped the job, before this message came.
+      const running =
+        node.cancelRunning(message.id, 'cancelled by request') ||
+        this.stoppedByPoll.has(message.id);
       node.telemetry.emit('job:cancel', { id: message.id, node: node.name, running });
       return;
     }
@@ -176,7 +180,11 @@ export class ControlChannel {
     );
     if (attempts.length === 0) return;
     const foreign = await node.breaker.call(() => this.maintenance.notMine(node.pool, attempts));
-    for (const id of foreign)
-      node.cancelRunning(id, 'the job was cancelled, or rescued by another node, meanwhile');
+    const now = Date.now();
+    for (const [id, at] of this.stoppedByPoll) if (now - at > 60_000) this.stoppedByPoll.delete(id);
+    for (const id of foreign) {
+      if (node.cancelRunning(id, 'the job was cancelled, or rescued by another node, meanwhile'))
+        this.stoppedByPoll.set(id, now);
+    }
   }
 }
