@@ -6,7 +6,7 @@ import {
   type TelemetryEvents,
 } from '../../src/telemetry/events.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
-import { startNode } from '../helpers/node.js';
+import { FIXTURE_WORKERS, runCli, spawnCluster, startNode, writeConfig } from '../helpers/node.js';
 
 /** Records every payload of the named events, in order. */
 function record(telemetry: Telemetry, events: TelemetryEventName[]) {
@@ -123,6 +123,44 @@ describe('the telemetry catalogue, as emitted by a running node', function () {
       ['queue:pause', 'queue:scale', 'queue:resume'],
     );
     assert.deepEqual(onA.of('queue:scale')[0], { queue: 'default', node: 'node-a', limit: 3 });
+  });
+
+  it('with real cluster.js processes: a pause for one node is logged by that node only', async function () {
+    const config = (name: string) =>
+      writeConfig({
+        node: name,
+        schema: db.schema,
+        database: { url: db.url },
+        workers: FIXTURE_WORKERS,
+        heartbeatInterval: 200,
+      });
+    const [a, b] = [
+      spawnCluster(['--config', config('proc-a')]),
+      spawnCluster(['--config', config('proc-b')]),
+    ];
+    try {
+      await Promise.all([a.waitForLog(/node proc-a started/), b.waitForLog(/node proc-b started/)]);
+      const sent = await runCli([
+        'queue',
+        'pause',
+        'default',
+        '--node',
+        'proc-b',
+        '--config',
+        config('cli'),
+      ]);
+      assert.equal(sent.code, 0, sent.stderr);
+      const line = await b.waitForLog(/queue default paused/);
+      assert.match(line, /"node":"proc-b"/);
+      // proc-a got the same notification: once proc-b has acted, proc-a has long had it too.
+      const job = await db.client.insert({ worker: 'ok' });
+      await a.waitForLog(new RegExp(`job ${job.id} ok completed`));
+      assert.doesNotMatch(a.output(), /queue default paused/);
+    } finally {
+      a.child.kill('SIGTERM');
+      b.child.kill('SIGTERM');
+    }
+    assert.deepEqual([(await a.exited).code, (await b.exited).code], [0, 0]);
   });
 
   it('a cancel sent from elsewhere is seen on the node running the job', async function () {
