@@ -6,10 +6,20 @@ import { configFromFlags, connectClient, print, table, UsageError } from './cont
 import type { Command } from './main.js';
 import { watchStatus } from './watch.js';
 
-export async function renderStatus(client: Quern): Promise<string> {
+/** `heartbeatTimeout`: a node silent for longer is shown as dead (its jobs get rescued). */
+export async function renderStatus(client: Quern, heartbeatTimeout = 5000): Promise<string> {
   const nodes = await client.nodes.list(client.pool);
   const counts = await client.jobs.countsByQueueAndState(client.pool);
-  const leader = nodes.find((n) => n.leader && n.ageMs < 10000)?.name ?? '(none)';
+  const alive = (n: { ageMs: number }) => n.ageMs < heartbeatTimeout;
+  const leader = nodes.find((n) => n.leader && alive(n))?.name ?? '(none)';
+  const seconds = (ms: number) => `${Math.round(ms / 1000)}s ago`;
+  const memberRows = nodes.map((n) => [
+    n.name,
+    !alive(n) ? 'dead' : n.leader ? 'leader' : 'follower',
+    seconds(Date.now() - n.startedAt.getTime()),
+    seconds(n.ageMs),
+    Object.keys(n.queues).join(',') || '(none)',
+  ]);
   const nodeRows = nodes.flatMap((n) =>
     Object.entries(n.queues).map(([queue, q]) => [
       n.name,
@@ -37,7 +47,9 @@ export async function renderStatus(client: Quern): Promise<string> {
   ]);
   return [
     `leader: ${leader}`,
-    `nodes: ${nodes.length}`,
+    `nodes: ${nodes.filter(alive).length} alive of ${nodes.length}`,
+    '',
+    table(['NODE', 'ROLE', 'STARTED', 'HEARTBEAT', 'QUEUES'], memberRows),
     '',
     table(['NODE', 'QUEUE', 'LIMIT', 'THREADS', 'RUNNING', 'STATE', 'HEARTBEAT'], nodeRows),
     '',
@@ -53,7 +65,7 @@ export const status: Command = {
     const connected = await connectClient(configFromFlags(values.config as string | undefined));
     try {
       if (!values.watch) {
-        print(await renderStatus(connected.client));
+        print(await renderStatus(connected.client, connected.config.heartbeatTimeout));
         return 0;
       }
       await watchStatus(connected.client);
