@@ -8,7 +8,12 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { NodeConfig, QueueConfig } from '../config/types.js';
 import { Breaker } from '../db/breaker.js';
-import { createPool, resolveDatabase, type DatabaseHandle } from '../db/connect.js';
+import {
+  createFetchPool,
+  createPool,
+  resolveDatabase,
+  type DatabaseHandle,
+} from '../db/connect.js';
 import { migrateUp } from '../db/migrate.js';
 import { JobQueries } from '../db/queries/jobs.js';
 import { NodeQueries, type QueueHeartbeat } from '../db/queries/nodes.js';
@@ -43,6 +48,8 @@ export class QuernNode {
   jobs!: JobQueries;
   nodes!: NodeQueries;
   pool!: pg.Pool;
+  /** Claims jobs (see createFetchPool); everything else uses `pool`. */
+  fetchPool!: pg.Pool;
   database!: DatabaseHandle;
   workers = new Map<string, RegisteredWorker>();
   breaker!: Breaker;
@@ -93,6 +100,12 @@ export class QuernNode {
         this.database.url,
         config.database.poolSize,
         `quern-${config.node}`.slice(0, 63),
+      );
+      // One fetch connection per queue at most (each queue has one fetch in flight).
+      this.fetchPool = createFetchPool(
+        this.database.url,
+        Math.max(1, Math.min(config.database.poolSize, Object.keys(config.queues).length || 1)),
+        `quern-${config.node}-fetch`.slice(0, 63),
       );
       const client = await this.pool.connect();
       try {
@@ -220,7 +233,7 @@ export class QuernNode {
       telemetry: this.telemetry,
       producer: {
         node: this.name,
-        pool: this.pool,
+        pool: this.fetchPool,
         queries: this.jobs,
         outcomes: this.outcomes,
         workers: this.workers,
@@ -376,6 +389,7 @@ export class QuernNode {
     if (this.nodes && this.pool)
       await this.nodes.remove(this.pool, this.name).catch(() => undefined);
     await this.pool?.end().catch(() => undefined);
+    await this.fetchPool?.end().catch(() => undefined);
     this.telemetry.emit('node:down', { node: this.name, reason });
     await this.metrics?.stop();
     await this.database?.embedded?.stop();

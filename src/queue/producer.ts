@@ -21,6 +21,7 @@ import type { RunResult, ThreadPool } from './threads.js';
 export interface ProducerDeps {
   queue: string;
   node: string;
+  /** Claims jobs (the node's fetch pool, see db/connect.ts createFetchPool). */
   pool: pg.Pool;
   queries: JobQueries;
   outcomes: OutcomeWriter;

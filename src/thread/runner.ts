@@ -7,6 +7,8 @@
 // the job it died of: each perform runs in an AsyncLocalStorage context holding its job id.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import type { Job } from '../jobs/types.js';
@@ -42,6 +44,26 @@ export type ThreadMessage =
   | { type: 'crash'; job: number | null; threadId: number; error: string };
 
 const data = workerData as ThreadData;
+
+/**
+ * Job code runs at a lower CPU priority (nice + 5) than the node's main thread. On Linux a
+ * thread is a task with its own nice value, so this touches this thread only. When jobs keep
+ * every core busy, the main thread (fetching, heartbeats, outcomes, leadership) still gets the
+ * CPU when it needs it: bench W4 (2 threads hashing on 2 cores) had event-loop delay p99 16 ms,
+ * max 33 ms at equal priority. When the machine is not saturated it changes nothing.
+ */
+export const THREAD_NICENESS = 5;
+function lowerPriority(): void {
+  if (process.platform !== 'linux') return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0)
+      setPriority(tid, Math.min(19, getPriority(tid) + THREAD_NICENESS));
+  } catch {
+    // Not allowed or not available: run at the process's priority.
+  }
+}
+lowerPriority();
 let registry: Promise<Map<string, RegisteredWorker>> | null = null;
 const running = new Map<number, AbortController>();
 

@@ -82,10 +82,35 @@ export class JobQueries {
         FROM (SELECT string_agg(DISTINCT queue, ',') AS queues FROM ins WHERE state = 'available') q
         WHERE q.queues IS NOT NULL
       )
-      SELECT ins.*, (SELECT count(*) FROM notified) AS notified FROM ins ORDER BY id`,
+      SELECT ins.id, ins.state, ins.inserted_at, ins.scheduled_at,
+             (SELECT count(*) FROM notified) AS notified
+      FROM ins ORDER BY id`,
       values: [JSON.stringify(rows.map((row, ord) => ({ ...row, ord }))), this.channel],
     });
-    return inserted.map(rowToJob);
+    // Only what the database decided comes back (id, state, times); the rest of each record is
+    // what was sent. Reading every column of every inserted row back was ~25% of a bulk insert
+    // (bench W1, 1,000 per statement). Rows were inserted in `ord` order, so ids follow it.
+    return inserted.map((db: Record<string, unknown>, index) => {
+      const row = rows[index]!;
+      return rowToJob({
+        ...db,
+        queue: row.queue,
+        worker: row.worker,
+        args: row.args,
+        meta: row.meta,
+        tags: row.tags,
+        errors: [],
+        result: null,
+        attempt: 0,
+        max_attempts: row.max_attempts,
+        priority: row.priority,
+        attempted_at: null,
+        attempted_by: null,
+        completed_at: null,
+        cancelled_at: null,
+        discarded_at: null,
+      });
+    });
   }
 
   /**
