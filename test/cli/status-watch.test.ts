@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import { CLUSTER_JS, ROOT, spawnCluster, writeConfig } from '../helpers/node.js';
+import { PrivatePostgres } from '../helpers/private-pg.js';
 
 /** The frames of a --watch output: each starts with its header line. */
 function frames(output: string): { at: number; frame: number; text: string }[] {
@@ -57,6 +58,29 @@ describe('status --watch', function () {
     }
     assert.match(seen.at(-1)!.text, /QUEUE\s+AVAILABLE\s+SCHEDULED/);
     assert.ok(!watch.output().includes('\x1b['), 'no terminal codes when piped');
+  });
+
+  it('keeps running while the database is away, and shows it coming back', async function () {
+    const server = new PrivatePostgres();
+    await server.start();
+    const config = writeConfig({ schema: 't_watch_outage', database: { url: server.url } });
+    const watch = spawnCluster(['status', '--watch', '--config', config]);
+    try {
+      await watch.waitForLog(/frame 1 /);
+      await server.stop();
+      await watch.waitForLog(/database not answering: .*; retrying each second/, 15000);
+      await server.start();
+      const mark = watch.output().length;
+      await eventually(
+        () => Promise.resolve(/QUEUE\s+AVAILABLE/.test(watch.output().slice(mark))),
+        20000,
+        'a full frame after the database is back',
+      );
+    } finally {
+      watch.child.kill('SIGINT');
+      await server.destroy();
+    }
+    assert.equal((await watch.exited).code, 0);
   });
 
   it('redraws in place on a terminal and restores it on Ctrl-C', async function () {
