@@ -89,6 +89,29 @@ export class Breaker {
     }
   }
 
+  /**
+   * Runs `fn` even while the circuit is open (one probe at a time). Node heartbeats go through
+   * here: they are the breaker's probes, so a node heartbeats again as soon as the database is
+   * back, never `openMs` later, and the lifeline does not take a live node for a dead one.
+   */
+  async probe<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.state === 'closed') return this.call(fn);
+    if (this.probing) throw new BreakerOpenError(this.options.name);
+    this.state = 'half-open';
+    this.probing = true;
+    try {
+      const result = await fn();
+      this.succeeded();
+      return result;
+    } catch (error) {
+      if (isConnectionError(error)) this.failed(error as Error);
+      else this.succeeded();
+      throw error;
+    } finally {
+      this.probing = false;
+    }
+  }
+
   private succeeded(): void {
     this.failureTimes = [];
     if (this.state !== 'closed') {

@@ -300,7 +300,7 @@ export class QuernNode {
 
   async heartbeat(): Promise<void> {
     if (!this.nodes) return;
-    await this.breaker.call(() =>
+    await this.breaker.probe(() =>
       this.nodes.heartbeat(
         this.pool,
         this.name,

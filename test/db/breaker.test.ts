@@ -80,4 +80,15 @@ describe('circuit breaker', function () {
     assert.equal(await b.call(answers), 'answer');
     assert.equal(b.state, 'closed');
   });
+
+  it('probe() goes through while open (heartbeats are the probes) and closes it on success', async function () {
+    const b = breaker();
+    for (let i = 0; i < 3; i++) await assert.rejects(b.call(refused));
+    await assert.rejects(b.call(answers), BreakerOpenError);
+    await assert.rejects(b.probe(refused), /ECONNREFUSED/, 'a failed probe keeps it open');
+    assert.equal(b.state, 'open');
+    assert.equal(await b.probe(answers), 'answer', 'no need to wait openMs');
+    assert.equal(b.state, 'closed');
+    assert.equal(await b.call(answers), 'answer');
+  });
 });

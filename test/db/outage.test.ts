@@ -31,6 +31,7 @@ describe('database outage under load (a private PostgreSQL stopped and started a
     server = new PrivatePostgres();
     await server.start();
     await server.migrate(schema);
+    await server.migrate('quern_long');
   });
   after(async function () {
     this.timeout(60000);
@@ -39,6 +40,57 @@ describe('database outage under load (a private PostgreSQL stopped and started a
     await client?.close().catch(() => undefined);
     await pool?.end().catch(() => undefined);
     await server.destroy();
+  });
+
+  it('a job running across a database restart longer than heartbeatTimeout is not rescued from its live node', async function () {
+    this.timeout(60000);
+    const settings = {
+      heartbeatInterval: 200,
+      heartbeatTimeout: 1000,
+      breaker: { failures: 3, windowMs: 5000, openMs: 200 },
+      plugins: { stager: { interval: 100 }, lifeline: { interval: 100 } },
+    };
+    // The runner's breaker stays open longer after the outage, so its heartbeats resume late.
+    const runner = await startNode('quern_long', server.url, {
+      ...settings,
+      node: 'runner',
+      queues: { long: 1 },
+      breaker: { failures: 3, windowMs: 5000, openMs: 2500 },
+    });
+    const other = await startNode('quern_long', server.url, {
+      ...settings,
+      node: 'other',
+      queues: { long: 1 },
+      // Only `runner` takes the job (other's queue is paused); either may lead.
+    });
+    other.supervisors.get('long')!.pause();
+    const starts: string[] = [];
+    for (const n of [runner, other]) n.telemetry.on('job:start', (e) => starts.push(e.node));
+    try {
+      const quern = new Quern({ connectionString: server.url, schema: 'quern_long' });
+      const job = await quern.insert({ worker: 'slow', queue: 'long', args: { ms: 4000 } });
+      await quern.close();
+      await runner.telemetry.waitFor('job:start', (e) => e.id === job.id);
+      await server.stop();
+      await new Promise((r) => setTimeout(r, 2500)); // every heartbeat is now older than 1000 ms
+      other.supervisors.get('long')!.resume(); // other would take the job if it were rescued
+      await server.start();
+      const stopped = await runner.telemetry.waitFor('job:stop', (e) => e.id === job.id, 20000);
+      assert.equal(stopped.state, 'completed');
+      const check = new pg.Client({ connectionString: server.url });
+      await check.connect();
+      const { rows } = await check.query<{ attempt: number; errors: unknown[] }>(
+        `SELECT attempt, errors FROM quern_long.jobs WHERE id = $1`,
+        [job.id],
+      );
+      await check.end();
+      assert.deepEqual(rows[0], { attempt: 1, errors: [] }, 'not rescued, not retried');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(starts, ['runner'], 'it ran once, on its node');
+    } finally {
+      await runner.stop();
+      await other.stop();
+    }
   });
 
   it('trips the breaker, holds outcomes, reconnects LISTEN, and finishes every job exactly once', async function () {

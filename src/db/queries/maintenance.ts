@@ -52,12 +52,15 @@ export class MaintenanceQueries {
    * `timeoutMs`, or that has no heartbeat row: back to available, or discarded when no attempt
    * is left, with an error entry saying why. A job of a node that heartbeats is never touched.
    * The job itself must also be older than the timeout (a safety margin for a node between its
-   * first fetch and its first heartbeat). Queues that got jobs back are woken on every node.
+   * first fetch and its first heartbeat), and so must the server's uptime: after a database
+   * restart every heartbeat is old, and live nodes need a heartbeat interval to be heard again.
+   * Queues that got jobs back are woken on every node.
    */
   async rescueOrphans(db: Queryable, timeoutMs: number, limit: number): Promise<RescueCounts> {
     return this.rescue(
       db,
       `j.attempted_at < now() - make_interval(secs => $1 / 1000.0)
+       AND pg_postmaster_start_time() < now() - make_interval(secs => $1 / 1000.0)
        AND NOT EXISTS (
          SELECT 1 FROM ${this.nodes} n
          WHERE n.name = j.attempted_by[1] AND n.updated_at >= now() - make_interval(secs => $1 / 1000.0))`,
