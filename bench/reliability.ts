@@ -168,7 +168,8 @@ const inserting = (async () => {
     const size = Math.min(500, JOBS - inserted);
     const batch = Array.from({ length: size }, () => ({
       worker: 'reliable',
-      args: { dir: runsDir, ms: Math.round(between(5, 40)) },
+      // Mostly short jobs, and a few long ones that live through faults.
+      args: { dir: runsDir, ms: Math.round(random() < 0.03 ? between(500, 3000) : between(5, 40)) },
     }));
     await withRetry(() => quern.insertMany(batch));
     inserted += size;
