@@ -11,7 +11,10 @@ export async function renderStatus(client: Quern, heartbeatTimeout = 5000): Prom
   const nodes = await client.nodes.list(client.pool);
   const counts = await client.jobs.countsByQueueAndState(client.pool);
   const alive = (n: { ageMs: number }) => n.ageMs < heartbeatTimeout;
-  const leader = nodes.find((n) => n.leader && alive(n))?.name ?? '(none)';
+  // Just after a failover the dead leader's row still says leader: the fresher row wins.
+  const leader =
+    nodes.filter((n) => n.leader && alive(n)).sort((x, y) => x.ageMs - y.ageMs)[0]?.name ??
+    '(none)';
   const seconds = (ms: number) => `${Math.round(ms / 1000)}s ago`;
   const memberRows = nodes.map((n) => [
     n.name,

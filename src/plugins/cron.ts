@@ -140,6 +140,8 @@ export class CronPlugin extends PeriodicPlugin {
     // next() is exclusive: start just before the window (and at the cluster's start at the latest).
     const after = Math.max(now.getTime() - LATE_WINDOW_MS, (clusterStart?.getTime() ?? 0) - 1);
     for (const entry of this.entries) {
+      // Leadership can go mid-run; the slots would stop a second copy anyway.
+      if (!this.context.isLeader()) break;
       if (entry.schedule.kind !== 'periodic') continue;
       let slot = entry.schedule.next(new Date(after));
       while (slot && slot.getTime() <= now.getTime()) {

@@ -74,6 +74,12 @@ export function attachLogger(
   on('leader:elected', (e) => log.info(e, `${e.node} is the leader`));
   on('leader:lost', (e) => log.warn(e, `${e.node} lost leadership: ${e.reason}`));
   on('plugin:exception', (e) => log.error(e, `plugin ${e.plugin} failed: ${e.error}`));
+  on('plugin:stop', (e) => {
+    if (e.rescued || e.discarded)
+      log.warn(e, `rescued ${e.rescued ?? 0} jobs of dead nodes, discarded ${e.discarded ?? 0}`);
+    if (e.inserted) log.info(e, `cron inserted ${e.inserted} jobs`);
+    if (e.pruned) log.debug(e, `pruned ${e.pruned} finished jobs`);
+  });
   on('pool:crash', (e) => log.error(e, `queue ${e.queue}: ${e.error}`));
   on('pool:restart', (e) => log.warn(e, `pool of queue ${e.queue} restarted`));
   on('node:up', (e) => log.info(e, `node ${e.node} up`));
