@@ -121,6 +121,12 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
   const positiveMs = (key: (typeof TOP_KEYS)[number], fallback: number): number =>
     input[key] === undefined ? fallback : expectInteger(input[key], key, { min: 1 });
   const heartbeatInterval = positiveMs('heartbeatInterval', 1000);
+  const heartbeatTimeout = positiveMs('heartbeatTimeout', Math.max(5000, heartbeatInterval * 5));
+  // A timeout within reach of one late heartbeat would rescue the jobs of live nodes.
+  if (heartbeatTimeout < heartbeatInterval * 3)
+    throw new ConfigError(
+      `heartbeatTimeout: must be at least three heartbeatIntervals (${heartbeatInterval * 3} ms), got ${heartbeatTimeout}`,
+    );
 
   return {
     node: nodeName,
@@ -134,7 +140,7 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
     shutdownGracePeriod: positiveMs('shutdownGracePeriod', 15000),
     cancelGracePeriod: positiveMs('cancelGracePeriod', 5000),
     heartbeatInterval,
-    heartbeatTimeout: positiveMs('heartbeatTimeout', Math.max(5000, heartbeatInterval * 5)),
+    heartbeatTimeout,
     logLevel,
     logArgs: input.logArgs === undefined ? false : expectBoolean(input.logArgs, 'logArgs'),
     testing,

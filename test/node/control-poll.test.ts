@@ -56,3 +56,78 @@ describe('control without notifications (the poll)', function () {
     assert.equal(supervisor.producer.paused, true);
   });
 });
+
+describe('README example: controlling queues and jobs', function () {
+  let db: TestSchema;
+  let node: QuernNode | undefined;
+  afterEach(async function () {
+    await node?.stop();
+    await cleanup(this, db);
+  });
+
+  it('pauses, resumes, scales, starts and stops queues, cancels and retries a job', async function () {
+    db = await createSchema(this.test!.title);
+    node = await startNode(db.schema, db.url, { node: 'web-1' });
+    const quern = db.client;
+    const job = await quern.insert({ worker: 'slow', args: { ms: 60000 } });
+    await node.telemetry.waitFor('job:start', (e) => e.id === job.id, 5000);
+    const events: string[] = [];
+    for (const event of [
+      'queue:pause',
+      'queue:resume',
+      'queue:scale',
+      'queue:start',
+      'queue:stop',
+    ] as const)
+      node.telemetry.on(event, (e) => events.push(`${event} ${e.queue}`));
+    // Each change waits for the node to apply it: changes made faster than that are applied
+    // together, and only the end state counts (a pause then a resume may show no event at all).
+    const applied = (count: number) =>
+      eventually(() => Promise.resolve(events.length === count), 5000, `${count} changes applied`);
+
+    // README example: control
+    await quern.pauseQueue('default', { node: 'web-1' }); // or every node: no `node`
+    // end README example
+    await applied(1);
+    // README example: control
+    await quern.resumeQueue('default');
+    // end README example
+    await applied(2);
+    // README example: control
+    await quern.scaleQueue('default', 20);
+    // end README example
+    await applied(3);
+    // README example: control
+    await quern.startQueue('reports', { limit: 5 });
+    // end README example
+    await applied(4);
+    // README example: control
+    await quern.stopQueue('reports');
+
+    const { changed, message } = await quern.cancel(job.id); // 'job 7 cancelled; node web-1 running it was told to stop it'
+    await quern.retry(job.id); // available again, now
+    // end README example
+    await applied(5);
+    assert.deepEqual(events, [
+      'queue:pause default',
+      'queue:resume default',
+      'queue:scale default',
+      'queue:start reports',
+      'queue:stop reports',
+    ]);
+    assert.equal(node.supervisors.get('default')!.producer.limit, 20);
+    assert.equal(changed, true);
+    assert.equal(message, `job ${job.id} cancelled; node web-1 running it was told to stop it`);
+    await eventually(
+      async () => {
+        const [row] = await db.query<{ state: string; attempt: number }>(
+          'SELECT state, attempt FROM jobs WHERE id = $1',
+          [job.id],
+        );
+        return row?.state === 'executing' && row.attempt === 2;
+      },
+      10000,
+      'the retried job to run again',
+    );
+  });
+});

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import { CronQueries } from '../../src/db/queries/cron.js';
 import { JobQueries } from '../../src/db/queries/jobs.js';
@@ -8,7 +10,7 @@ import type { PluginContext } from '../../src/plugins/plugin.js';
 import { Telemetry } from '../../src/telemetry/events.js';
 import { loadWorkers } from '../../src/worker/registry.js';
 import { cleanup, createSchema, databaseUrl, eventually, type TestSchema } from '../helpers/db.js';
-import { FIXTURE_WORKERS, runCli, startNode, writeConfig } from '../helpers/node.js';
+import { FIXTURE_WORKERS, ROOT, runCli, startNode, writeConfig } from '../helpers/node.js';
 
 type Crontab = unknown[];
 
@@ -214,6 +216,53 @@ describe('the cron plugin', function () {
     await eventually(async () => (await rebootJobs()).length === 2, 10000, 'a second @reboot job');
     const starts = await db.query("SELECT slot FROM cron_slots WHERE entry = 'cluster:start'");
     assert.equal(starts.length, 2);
+  });
+
+  it('the README examples of cron and pruner configuration load', function () {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const section = (title: string) => {
+      const start = readme.indexOf(`## ${title}`);
+      const block = /```json\n([\s\S]*?)```/.exec(readme.slice(start))!;
+      return JSON.parse(block[1]!) as Record<string, unknown>;
+    };
+    const cron = loadConfig(section('Periodic jobs (cron)'), { env: {} }).plugins.cron;
+    assert.equal(cron.timezone, 'Europe/Paris');
+    assert.deepEqual(
+      cron.crontab.map((e) => [e.expression, e.worker, e.timezone]),
+      [
+        ['*/15 * * * *', 'refresh-feeds', null],
+        ['0 3 * * MON-FRI', 'nightly-report', null],
+        ['@daily', 'cleanup', 'UTC'],
+        ['@reboot', 'warm-caches', null],
+      ],
+    );
+    const pruner = loadConfig(section('Pruning'), { env: {} }).plugins.pruner;
+    assert.deepEqual(pruner, { enabled: true, maxAge: 604800, interval: 60000, limit: 5000 });
+  });
+
+  it('refuses two identical entries, and a heartbeatTimeout within reach of a late heartbeat', function () {
+    assert.throws(
+      () =>
+        loadConfig(
+          {
+            plugins: {
+              cron: {
+                crontab: [
+                  ['@hourly', 'ok', { a: 1 }],
+                  ['0 * * * *', 'ok'],
+                  ['@hourly', 'ok', { a: 1 }],
+                ],
+              },
+            },
+          },
+          { env: {} },
+        ),
+      /plugins\.cron\.crontab\[2\] \("@hourly", worker "ok"\): the same entry as plugins\.cron\.crontab\[0\]/,
+    );
+    assert.throws(
+      () => loadConfig({ heartbeatInterval: 1000, heartbeatTimeout: 2000 }, { env: {} }),
+      /heartbeatTimeout: must be at least three heartbeatIntervals \(3000 ms\), got 2000/,
+    );
   });
 
   it('a node with a crontab entry naming an unknown worker does not start', async function () {
