@@ -37,7 +37,7 @@ export const FULL: Sizes = {
   latencyRate: 100,
   latencySeconds: 15,
   cpuJobs: 2000,
-  quietMs: 3000,
+  quietMs: 1500,
 };
 
 export const QUICK: Sizes = {
@@ -47,7 +47,7 @@ export const QUICK: Sizes = {
   drainJobs: 5000,
   latencySeconds: 4,
   cpuJobs: 500,
-  quietMs: 1000,
+  quietMs: 250,
 };
 
 function jobs(count: number, mode: Mode): BenchArgs[] {
