@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT } from './lib/child.js';
+import { killAll, ROOT } from './lib/child.js';
 import { dropDatabase } from './lib/databases.js';
 import { median } from './lib/util.js';
 import { machineLimit, type Limit } from './pgbench.js';
@@ -43,6 +43,15 @@ const record = (system: string, figure: string, value: number): void => {
 const log = (message: string): void =>
   console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAll();
+    void Promise.all(
+      ['bench_quern', 'bench_graphile', 'bench_pgboss', 'bench_limit'].map(dropDatabase),
+    ).finally(() => process.exit(130));
+  });
+}
+
 async function main(): Promise<void> {
   const began = Date.now();
   log(
@@ -60,7 +69,7 @@ async function main(): Promise<void> {
     for (let rep = 0; rep < repeats; rep++) {
       for (const system of systems) {
         const name = system.name;
-        if (wanted.includes('w1')) {
+        if (wanted.includes('w1') && rep === 0) {
           const w1 = await insertWorkload(system, sizes);
           record(name, 'w1.bulk', w1.bulk);
           record(name, 'w1.single', w1.single);
@@ -92,7 +101,7 @@ async function main(): Promise<void> {
             `${name} W3: p50 ${w3.p50.toFixed(2)} p95 ${w3.p95.toFixed(2)} p99 ${w3.p99.toFixed(2)} max ${w3.max.toFixed(2)} ms`,
           );
         }
-        if (wanted.includes('w4') && rep < Math.max(1, repeats - 1)) {
+        if (wanted.includes('w4') && rep === 0) {
           const w4 = await drainWorkload(system, sizes, {
             count: sizes.cpuJobs,
             mode: 'hash',
@@ -106,7 +115,7 @@ async function main(): Promise<void> {
             `${name} W4: ${w4.jobsPerSecond.toFixed(0)} jobs/s, event loop p99 ${w4.eventLoop.p99.toFixed(1)} max ${w4.eventLoop.max.toFixed(1)} ms`,
           );
         }
-        if (wanted.includes('w5') && rep < Math.max(1, repeats - 1)) {
+        if (wanted.includes('w5') && rep === 0) {
           for (const nodes of [2, 3]) {
             const w5 = await drainWorkload(system, sizes, {
               count: sizes.drainJobs,
@@ -139,7 +148,7 @@ async function main(): Promise<void> {
   console.log(table);
   const seconds = (Date.now() - began) / 1000;
   console.log(
-    `\n${quick ? 'quick' : 'full'} run in ${seconds.toFixed(0)} s on ${os.cpus().length} cores; medians of ${repeats} (W3 once; W4, W5 ${Math.max(1, repeats - 1)}).`,
+    `\n${quick ? 'quick' : 'full'} run in ${seconds.toFixed(0)} s on ${os.cpus().length} cores; W2 median of ${repeats}, the others one run each.`,
   );
   for (const system of systems) console.log(`- ${system.name}: ${system.settings}`);
 

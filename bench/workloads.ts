@@ -37,7 +37,7 @@ export const FULL: Sizes = {
   latencyRate: 100,
   latencySeconds: 15,
   cpuJobs: 2000,
-  quietMs: 1500,
+  quietMs: 1000,
 };
 
 export const QUICK: Sizes = {

@@ -22,6 +22,12 @@ export interface Measured {
   stop: (timeoutMs?: number) => Promise<number | null>;
 }
 
+const live = new Set<ChildProcess>();
+/** Ends every measured process still running (the benchmark was interrupted). */
+export function killAll(): void {
+  for (const child of live) child.kill('SIGKILL');
+}
+
 export function spawnMeasured(
   script: string,
   args: string[],
@@ -34,6 +40,8 @@ export function spawnMeasured(
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
+  live.add(child);
+  child.on('exit', () => live.delete(child));
   let output = '';
   const keep = (chunk: Buffer): void => {
     output = (output + chunk.toString()).slice(-20000);

@@ -213,7 +213,17 @@ export class Producer {
         0,
         (record.attemptedAt ?? new Date()).getTime() - record.scheduledAt.getTime(),
       );
-      this.deps.telemetry.emit('job:start', { ...this.base(record), queueTimeMs });
+      // Payloads are built field by field, not spread from base(): these two events are on the
+      // per-job path, and the spreads were a visible share of the main thread (bench W2).
+      this.deps.telemetry.emit('job:start', {
+        id: record.id,
+        worker: record.worker,
+        queue: record.queue,
+        attempt: record.attempt,
+        node: this.deps.node,
+        args: record.args,
+        queueTimeMs,
+      });
       const registered = this.deps.workers.get(record.worker);
       const finish = (result: RunResult): void =>
         this.finish(record, job, registered, result, startedAt, queueTimeMs);
@@ -277,7 +287,12 @@ export class Producer {
             });
           }
           this.deps.telemetry.emit('job:stop', {
-            ...this.base(record),
+            id: record.id,
+            worker: record.worker,
+            queue: record.queue,
+            attempt: record.attempt,
+            node: this.deps.node,
+            args: record.args,
             state: row.state,
             durationMs,
             queueTimeMs,
