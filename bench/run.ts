@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   );
   let limits: { single: Limit; batched: Limit } | null = null;
   if (wanted.includes('limit')) {
-    limits = await machineLimit(quick ? 2 : 4);
+    limits = await machineLimit(quick ? 1 : 4);
     log(
       `pgbench: ${limits.single.jobsPerSecond.toFixed(0)} jobs/s one per statement, ${limits.batched.jobsPerSecond.toFixed(0)} jobs/s 100 per statement`,
     );

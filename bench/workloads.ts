@@ -43,10 +43,10 @@ export const FULL: Sizes = {
 export const QUICK: Sizes = {
   ...FULL,
   bulkJobs: 5000,
-  singleJobs: 1000,
-  drainJobs: 5000,
-  latencySeconds: 4,
-  cpuJobs: 500,
+  singleJobs: 500,
+  drainJobs: 3000,
+  latencySeconds: 3,
+  cpuJobs: 300,
   quietMs: 250,
 };
 

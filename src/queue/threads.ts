@@ -81,7 +81,11 @@ export class ThreadPool {
 
   constructor(private readonly options: ThreadPoolOptions) {
     const channelName = `quern-cancel-${options.queue}-${randomUUID()}`;
-    const workerData: ThreadData = { workersDir: options.workersDir, cancelChannel: channelName };
+    const workerData: ThreadData = {
+      workersDir: options.workersDir,
+      cancelChannel: channelName,
+      concurrency: options.concurrency,
+    };
     this.cancelChannel = new BroadcastChannel(channelName);
     this.piscina = new Piscina({
       filename: RUNNER,
@@ -181,7 +185,9 @@ export class ThreadPool {
   /**
    * Runs jobs that became runnable together, split into at most one batch per thread (of at
    * most `concurrency` jobs), each batch one piscina task: one message to the thread instead of
-   * one per job. Every job keeps its own result, timeout, stop and death handling.
+   * one per job. Every job keeps its own result, timeout, stop and death handling. A thread
+   * never runs more than `concurrency` jobs at once: the runner holds the rest of a batch that
+   * piscina placed on an already busy thread until a slot frees.
    */
   runMany(entries: { job: Job; timeoutMs: number | null }[]): Promise<RunResult>[] {
     if (entries.length === 1) return [this.run(entries[0]!.job, entries[0]!.timeoutMs)];

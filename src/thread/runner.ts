@@ -17,6 +17,8 @@ import { describeError, interpretReturn, type ThreadOutcome } from './outcome.js
 export interface ThreadData {
   workersDir: string;
   cancelChannel: string;
+  /** Most jobs this thread runs at once (the queue's `concurrency`); absent: no cap. */
+  concurrency?: number;
 }
 
 export interface ThreadTask {
@@ -64,14 +66,58 @@ function lowerPriority(): void {
   }
 }
 lowerPriority();
-let registry: Promise<Map<string, RegisteredWorker>> | null = null;
+// Loaded as soon as the thread starts (the pool starts its threads with the queue), not on the
+// first job: importing the worker modules took ~100 ms per thread, paid by the first batch of
+// every node (bench W5: three cold nodes on 2 cores waited ~220 ms for their first outcome). A
+// failure is not an error here; each job then reports it.
+let registry: Promise<Map<string, RegisteredWorker>> | null = loadWorkers(data.workersDir);
+registry.catch(() => undefined);
 const running = new Map<number, AbortController>();
 
 const cancels = new BroadcastChannel(data.cancelChannel);
 cancels.onmessage = (event: unknown) => {
   const message = (event as { data: CancelMessage }).data;
   running.get(message.jobId)?.abort(new Error(message.reason));
+  // Stopped while still waiting for a slot on this thread: it ends now, without running.
+  const waiting = waitingForSlot.get(message.jobId);
+  if (waiting) {
+    waitingForSlot.delete(message.jobId);
+    slotQueue.splice(slotQueue.indexOf(waiting), 1);
+    waiting(false);
+  }
 };
+
+/**
+ * `concurrency` is enforced here, per thread: piscina caps the tasks of a thread, but a task may
+ * carry a batch of jobs, so the jobs beyond the cap wait on the thread for a slot (first come,
+ * first served). They wait only when piscina put more batches on one thread than the others.
+ */
+const slotLimit = data.concurrency ?? Infinity;
+let slotsUsed = 0;
+const slotQueue: ((run: boolean) => void)[] = [];
+const waitingForSlot = new Map<number, (run: boolean) => void>();
+
+/** Resolves true when the job may run, false when it was stopped while waiting. */
+function acquireSlot(jobId: number): Promise<boolean> | true {
+  if (slotsUsed < slotLimit) {
+    slotsUsed++;
+    return true;
+  }
+  return new Promise<boolean>((resolve) => {
+    const entry = (run: boolean): void => {
+      waitingForSlot.delete(jobId);
+      resolve(run);
+    };
+    slotQueue.push(entry);
+    waitingForSlot.set(jobId, entry);
+  });
+}
+
+function releaseSlot(): void {
+  const next = slotQueue.shift();
+  if (next) next(true);
+  else slotsUsed--;
+}
 // The channel must not keep an idle thread alive.
 (cancels as unknown as { unref(): void }).unref();
 
@@ -165,6 +211,11 @@ async function perform(workers: Map<string, RegisteredWorker>, job: Job): Promis
       warning: null,
     };
   }
+  const slot = acquireSlot(job.id);
+  if (slot !== true && !(await slot)) {
+    // The main thread asked it to stop (cancel or timeout) before it began; it reports that.
+    return { kind: 'failed', error: 'stopped before it started', warning: null };
+  }
   const controller = new AbortController();
   running.set(job.id, controller);
   try {
@@ -176,5 +227,6 @@ async function perform(workers: Map<string, RegisteredWorker>, job: Job): Promis
     return { kind: 'failed', error: describeError(error), warning: null };
   } finally {
     running.delete(job.id);
+    releaseSlot();
   }
 }
