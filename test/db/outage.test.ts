@@ -68,9 +68,11 @@ describe('database outage under load (a private PostgreSQL stopped and started a
     for (const n of [runner, other]) n.telemetry.on('job:start', (e) => starts.push(e.node));
     try {
       const quern = new Quern({ connectionString: server.url, schema: 'quern_long' });
+      // Listening before inserting: the job can start before insert() and close() return.
+      const started = runner.telemetry.waitFor('job:start', (e) => e.worker === 'slow');
       const job = await quern.insert({ worker: 'slow', queue: 'long', args: { ms: 4000 } });
       await quern.close();
-      await runner.telemetry.waitFor('job:start', (e) => e.id === job.id);
+      assert.equal((await started).id, job.id);
       await server.stop();
       await new Promise((r) => setTimeout(r, 2500)); // every heartbeat is now older than 1000 ms
       other.supervisors.get('long')!.resume(); // other would take the job if it were rescued

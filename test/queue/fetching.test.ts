@@ -180,11 +180,14 @@ describe('fetching jobs', function () {
     node = await startNode(db.schema, db.url, {
       queues: { default: { limit: 5, pollInterval: 300 } },
     });
+    // Listening before inserting: the poll may claim the job before the INSERT's caller resumes.
+    const starting = node.telemetry.waitFor('job:start', () => true, 10000);
     // A plain INSERT sends no NOTIFY.
     const [row] = await db.query<{ id: number }>(
       `INSERT INTO jobs (worker, queue, args) VALUES ('ok', 'default', '{"value": "polled"}') RETURNING id`,
     );
-    const started = await node.telemetry.waitFor('job:start', (e) => e.id === row!.id, 10000);
+    const started = await starting;
+    assert.equal(started.id, row!.id);
     assert.equal(started.queue, 'default');
     const [done] = await allIn('completed', 1);
     assert.equal(done!.id, row!.id);
@@ -203,8 +206,9 @@ describe('fetching jobs', function () {
       return r?.state === 'completed';
     });
     // Give the node several polls and another wake-up with the foreign job waiting.
-    const second = await db.client.insert({ worker: 'ok', args: {} });
-    await node.telemetry.waitFor('job:stop', (e) => e.id === second.id, 10000);
+    const secondDone = node.telemetry.waitFor('job:stop', (e) => e.worker === 'ok', 10000);
+    await db.client.insert({ worker: 'ok', args: {} });
+    await secondDone;
     assert.deepEqual([...node.supervisors.keys()], ['default']);
     const [row] = await db.query<{ state: string; attempt: number; attempted_by: unknown }>(
       'SELECT state, attempt, attempted_by FROM jobs WHERE id = $1',

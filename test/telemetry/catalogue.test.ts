@@ -168,11 +168,14 @@ describe('the telemetry catalogue, as emitted by a running node', function () {
     const b = await start({ node: 'node-b' });
     const onA = record(a.telemetry, ['job:cancel']);
     const onB = record(b.telemetry, ['job:cancel']);
-    const job = await db.client.insert({ worker: 'slow', args: { ms: 60000 } });
-    const started = await Promise.race([
-      a.telemetry.waitFor('job:start', (e) => e.id === job.id),
-      b.telemetry.waitFor('job:start', (e) => e.id === job.id),
+    // Listening before inserting: the job can start before insert() returns.
+    const starting = Promise.race([
+      a.telemetry.waitFor('job:start', (e) => e.worker === 'slow'),
+      b.telemetry.waitFor('job:start', (e) => e.worker === 'slow'),
     ]);
+    const job = await db.client.insert({ worker: 'slow', args: { ms: 60000 } });
+    const started = await starting;
+    assert.equal(started.id, job.id);
     const runner = started.node === 'node-a' ? a : b;
     const stopped = runner.telemetry.waitFor('job:stop', (e) => e.id === job.id);
     // Listen before asking: the notification can arrive before cancel() returns.
