@@ -19,8 +19,10 @@ describe('control without notifications (the poll)', function () {
   });
 
   it('a running job cancelled in its row is stopped at the next poll', async function () {
+    // Listening before inserting: the job can start before insert() returns.
+    const starting = node!.telemetry.waitFor('job:start', (e) => e.worker === 'slow', 5000);
     const job = await db.client.insert({ worker: 'slow', args: { ms: 60000 } });
-    await node!.telemetry.waitFor('job:start', (e) => e.id === job.id, 5000);
+    assert.equal((await starting).id, job.id);
     const stopped = node!.telemetry.waitFor('job:stop', (e) => e.id === job.id, 3000);
     const result = await new JobQueries(db.schema).cancel(db.pool, job.id);
     assert.equal(result.after, 'cancelled');
@@ -69,8 +71,9 @@ describe('README example: controlling queues and jobs', function () {
     db = await createSchema(this.test!.title);
     node = await startNode(db.schema, db.url, { node: 'web-1' });
     const quern = db.client;
+    const starting = node.telemetry.waitFor('job:start', (e) => e.worker === 'slow', 5000);
     const job = await quern.insert({ worker: 'slow', args: { ms: 60000 } });
-    await node.telemetry.waitFor('job:start', (e) => e.id === job.id, 5000);
+    assert.equal((await starting).id, job.id);
     const events: string[] = [];
     for (const event of [
       'queue:pause',

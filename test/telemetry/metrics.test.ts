@@ -74,8 +74,10 @@ describe('Prometheus metrics', function () {
     });
     await db.client.insert({ worker: 'ok', scheduleIn: 3600 });
     await db.client.insert({ worker: 'ok', queue: 'nobody_runs_this' });
+    // Listening before inserting: the job can start before insert() returns.
+    const starting = node.telemetry.waitFor('job:start', (e) => e.worker === 'slow');
     const slow = await db.client.insert({ worker: 'slow', queue: 'other', args: { ms: 60000 } });
-    await node.telemetry.waitFor('job:start', (e) => e.id === slow.id);
+    assert.equal((await starting).id, slow.id);
     await eventually(() => Promise.resolve(node!.isLeader));
 
     const { status, text, type } = await eventually(async () => {
