@@ -3,7 +3,7 @@
 // needs no running node: everything goes through PostgreSQL.
 
 import pg from 'pg';
-import { DEFAULT_SCHEMA } from './config/load.js';
+import { DEFAULT_SCHEMA, MAX_QUEUE_LIMIT } from './config/load.js';
 import { ConfigError } from './config/validate.js';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH, MAX_SCHEMA_LENGTH } from './db/identifiers.js';
 import { migrateUp } from './db/migrate.js';
@@ -282,10 +282,18 @@ export class Quern {
       throw new ConfigError(`queue: ${JSON.stringify(queue)} is not a plain queue name`);
     if (
       (action === 'scale' || options.limit !== undefined) &&
-      !(Number.isInteger(options.limit) && options.limit! >= 1)
+      !(Number.isInteger(options.limit) && options.limit! >= 1 && options.limit! <= MAX_QUEUE_LIMIT)
     ) {
       throw new ConfigError(
-        `limit: must be an integer of at least 1, got ${JSON.stringify(options.limit)}`,
+        `limit: must be an integer from 1 to ${MAX_QUEUE_LIMIT}, got ${JSON.stringify(options.limit)}`,
+      );
+    }
+    if (
+      options.node !== undefined &&
+      (typeof options.node !== 'string' || options.node.trim() === '')
+    ) {
+      throw new ConfigError(
+        `node: must be a non-empty node name, got ${JSON.stringify(options.node)}`,
       );
     }
     const node = options.node ?? '*';

@@ -63,7 +63,11 @@ export const job: Command = {
   async run({ positionals, values }) {
     const [action, idText, ...extra] = positionals;
     if (!action || !['show', 'cancel', 'retry'].includes(action))
-      throw new UsageError('job needs an action: show, cancel or retry');
+      throw new UsageError(
+        action
+          ? `job: unknown action "${action}" (show, cancel or retry)`
+          : 'job needs an action: show, cancel or retry',
+      );
     if (!idText || !/^\d+$/.test(idText) || extra.length > 0)
       throw new UsageError(`job ${action} needs one numeric job ID`);
     const id = Number(idText);

@@ -45,9 +45,14 @@ export interface Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const first = argv[0];
-  const name = first === undefined || first.startsWith('-') ? 'start' : first;
-  const rest = first === undefined || first.startsWith('-') ? argv : argv.slice(1);
+  // The command is the first word that is not an option or the value of --config, so that
+  // `--config X insert ...` runs insert (it used to start a node and ignore the rest).
+  let index = 0;
+  while (index < argv.length && argv[index]!.startsWith('-'))
+    index += argv[index] === '--config' ? 2 : 1;
+  const found = argv[index];
+  const name = found ?? 'start';
+  const rest = found === undefined ? argv : [...argv.slice(0, index), ...argv.slice(index + 1)];
   if (rest.includes('--help') || rest.includes('-h') || name === 'help') {
     process.stdout.write(USAGE + '\n');
     return 0;

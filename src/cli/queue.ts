@@ -1,6 +1,8 @@
 // `queue pause|resume|scale|start|stop QUEUE [--limit N] [--node NAME]`: changes a queue on one
 // node or on all, at runtime; the change is kept across restarts.
 
+import { MAX_QUEUE_LIMIT } from '../config/load.js';
+import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
 import { configFromFlags, connectClient, print, UsageError } from './context.js';
 import type { Command } from './main.js';
 import type { QueueAction } from '../node/control.js';
@@ -14,10 +16,22 @@ export const queue: Command = {
     if (!action || !ACTIONS.includes(action as QueueAction))
       throw new UsageError(`queue needs an action: ${ACTIONS.join(', ')}`);
     if (!name || extra.length > 0) throw new UsageError(`queue ${action} needs one QUEUE name`);
+    if (!isPlainIdentifier(name, MAX_QUEUE_LENGTH)) {
+      throw new UsageError(
+        `QUEUE: ${JSON.stringify(name)} is not a queue name (a plain lower-case identifier, [a-z_][a-z0-9_]*)`,
+      );
+    }
+    if (values.node !== undefined && String(values.node).trim() === '') {
+      throw new UsageError('--node: expected a node name');
+    }
     let limit: number | undefined;
     if (values.limit !== undefined) {
-      if (!/^\d+$/.test(String(values.limit)) || Number(values.limit) < 1)
-        throw new UsageError('--limit: expected a positive integer');
+      if (
+        !/^\d+$/.test(String(values.limit)) ||
+        Number(values.limit) < 1 ||
+        Number(values.limit) > MAX_QUEUE_LIMIT
+      )
+        throw new UsageError(`--limit: expected an integer from 1 to ${MAX_QUEUE_LIMIT}`);
       limit = Number(values.limit);
     }
     if (action === 'scale' && limit === undefined)

@@ -4,12 +4,14 @@
 import { QuernNode } from '../node/node.js';
 import { standardPlugins } from '../plugins/standard.js';
 import { createLogger } from '../telemetry/logger.js';
-import { configFromFlags } from './context.js';
+import { configFromFlags, UsageError } from './context.js';
 import type { Command } from './main.js';
 
 export const start: Command = {
   options: {},
-  async run({ values }) {
+  async run({ values, positionals }) {
+    if (positionals.length > 0)
+      throw new UsageError(`start takes no arguments, got ${positionals.join(' ')}`);
     const config = configFromFlags(values.config as string | undefined);
     const log = createLogger(config.logLevel);
     const node = new QuernNode(config, { log, plugins: standardPlugins });

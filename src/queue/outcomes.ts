@@ -115,12 +115,24 @@ export class OutcomeWriter {
   }
 
   private scheduleRetry(): void {
-    if (this.retryTimer) return;
+    if (this.retryTimer || this.closed) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       if (!this.flushing) this.flushing = this.flushLoop();
     }, this.retryDelay);
     this.retryDelay = Math.min(this.retryDelay * 2, 2000);
+  }
+
+  private closed = false;
+
+  /**
+   * Stops retrying (the node is going away and its pool with it). What is still pending stays
+   * executing in the database, and the lifeline rescues it.
+   */
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
   }
 
   /** Writes everything pending; retries until `deadline` (epoch ms). Returns what is left. */

@@ -1,0 +1,118 @@
+// Bad input found by trying the project as a newcomer: each case once broke a node or gave a
+// raw error, and must now be refused at its edge with a message naming the problem.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/config/validate.js';
+import { startEmbedded } from '../../src/db/embedded.js';
+import { migrateDown } from '../../src/db/migrate.js';
+import { InsertError } from '../../src/jobs/insert.js';
+import type { QuernNode } from '../../src/node/node.js';
+import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
+import { nodeConfig, runCli, startNode, writeConfig } from '../helpers/node.js';
+
+describe('edges that once broke a node', function () {
+  let db: TestSchema;
+  let node: QuernNode | undefined;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    await node?.stop();
+    node = undefined;
+    await cleanup(this, db);
+  });
+
+  it('refuses a runtime queue limit above the maximum, and a saved one never stops a node', async function () {
+    await assert.rejects(db.client.startQueue('reports', { limit: 20000 }), ConfigError);
+    await assert.rejects(db.client.scaleQueue('default', 1e9), /limit/);
+    await assert.rejects(db.client.pauseQueue('default', { node: '' }), /node/);
+    // A row written by hand (or by an older client) with an impossible limit.
+    await db.query(
+      `INSERT INTO queue_settings (node, queue, lim, running) VALUES ('*', 'reports', 20000, true)`,
+    );
+    node = await startNode(db.schema, db.url);
+    assert.equal(node.supervisors.has('reports'), true, 'the queue starts with the default limit');
+    assert.equal(node.supervisors.get('reports')!.producer.limit, 10);
+    const job = await db.client.insert({ worker: 'ok', args: { value: 1 } });
+    await eventually(async () => (await db.client.getJob(job.id))?.state === 'completed');
+  });
+
+  it('rejects maxAttempts beyond the column and args nested too deeply, as InsertErrors', async function () {
+    await assert.rejects(
+      db.client.insert({ worker: 'ok', maxAttempts: 99999999999 }),
+      (error: unknown) => {
+        assert.ok(error instanceof InsertError);
+        assert.equal(error.field, 'maxAttempts');
+        return true;
+      },
+    );
+    let deep: Record<string, unknown> = {};
+    const args = deep;
+    for (let i = 0; i < 5000; i++) {
+      const next = {};
+      deep.a = next;
+      deep = next;
+    }
+    await assert.rejects(db.client.insert({ worker: 'ok', args }), /nested more than 1000 levels/);
+  });
+
+  it('refuses to roll back a schema migrated ahead of this code', async function () {
+    await db.query(`INSERT INTO migrations (version, name) VALUES (99, 'from_the_future')`);
+    const client = await db.pool.connect();
+    try {
+      await assert.rejects(migrateDown(client, db.schema, 1), /ahead of this code/);
+    } finally {
+      client.release();
+    }
+  });
+
+  it('the CLI finds the command after --config, and refuses arguments start does not take', async function () {
+    const file = writeConfig(nodeConfig(db.schema, db.url));
+    const inserted = await runCli(['--config', file, 'insert', 'ok', '{"value":1}']);
+    assert.equal(inserted.code, 0, inserted.stderr);
+    assert.match(inserted.stdout.trim(), /^\d+$/);
+    const rows = await db.query<{ id: number }>('SELECT id FROM jobs');
+    assert.equal(rows.length, 1);
+    const typo = await runCli(['--config', file, 'statsu']);
+    assert.equal(typo.code, 2);
+    assert.match(typo.stderr, /unknown command "statsu"/);
+    const extra = await runCli(['start', 'now', '--config', file]);
+    assert.equal(extra.code, 2);
+    const badQueue = await runCli(['queue', 'pause', 'x;y', '--config', file]);
+    assert.equal(badQueue.code, 2);
+    assert.match(badQueue.stderr, /not a queue name/);
+    const bigLimit = await runCli([
+      'queue',
+      'start',
+      'reports',
+      '--limit',
+      '20000',
+      '--config',
+      file,
+    ]);
+    assert.equal(bigLimit.code, 2);
+  });
+
+  it('config: null, and more threads than the limit, are errors naming the key', function () {
+    assert.throws(() => loadConfig(null, { env: {} }), /config: expected an object, got null/);
+    assert.throws(
+      () => loadConfig({ queues: { default: { limit: 4, threads: 8 } } }, { env: {} }),
+      /queues\.default\.threads: must be at most 4/,
+    );
+  });
+
+  it('the embedded server refuses a data folder that holds something else, changing nothing', async function () {
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-not-pg-'));
+    writeFileSync(path.join(dir, 'important.txt'), 'keep me');
+    const before = statSync(dir);
+    await assert.rejects(startEmbedded(dir), /not empty and holds no PostgreSQL data folder/);
+    const after = statSync(dir);
+    assert.equal(after.uid, before.uid, 'owner unchanged');
+    assert.equal(after.mode, before.mode, 'mode unchanged');
+    assert.deepEqual(readdirSync(dir), ['important.txt']);
+  });
+});
