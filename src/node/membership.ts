@@ -8,6 +8,7 @@ import { CronQueries } from '../db/queries/cron.js';
 import { MaintenanceQueries, type RescueCounts } from '../db/queries/maintenance.js';
 import type { NodeQueries, QueueHeartbeat } from '../db/queries/nodes.js';
 import { withTransaction } from '../db/transaction.js';
+import { ConfigError } from '../config/validate.js';
 
 export interface JoinOptions {
   pool: pg.Pool;
@@ -24,6 +25,36 @@ export interface Joined {
   /** True when this node found the cluster stopped and started it. */
   startedCluster: boolean;
   rescued: RescueCounts;
+}
+
+/**
+ * Two live processes with one node name would rescue each other's running jobs. A row of this
+ * name whose heartbeat is fresh is either a process that just died (its heartbeat goes stale
+ * within heartbeatTimeout) or a live duplicate (its heartbeat keeps moving): wait to see which.
+ */
+export async function waitForNameToBeFree(
+  options: Pick<JoinOptions, 'pool' | 'nodes' | 'name' | 'heartbeatTimeout'> & {
+    heartbeatInterval: number;
+    onWait: (ageMs: number) => void;
+  },
+): Promise<void> {
+  const { pool, nodes, name, heartbeatTimeout } = options;
+  const row = async () => (await nodes.list(pool)).find((n) => n.name === name);
+  const first = await row();
+  if (!first || first.ageMs >= heartbeatTimeout) return;
+  options.onWait(first.ageMs);
+  const deadline = Date.now() + heartbeatTimeout - first.ageMs + options.heartbeatInterval;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(250, options.heartbeatInterval)));
+    const now = await row();
+    if (!now || now.ageMs >= heartbeatTimeout) return;
+    if (now.updatedAt.getTime() !== first.updatedAt.getTime()) {
+      throw new ConfigError(
+        `node: a live node named "${name}" is already running (its heartbeat moved ${Math.round(now.ageMs)} ms ago); give each node its own name (config "node" or NODE_NAME)`,
+      );
+    }
+    if (Date.now() > deadline) return;
+  }
 }
 
 export function joinCluster(options: JoinOptions): Promise<Joined> {

@@ -28,7 +28,7 @@ import { attachLogger, createLogger } from '../telemetry/logger.js';
 import { startMetricsServer, type MetricsServer } from '../telemetry/metrics.js';
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import { ControlChannel, type ControlMessage } from './control.js';
-import { joinCluster } from './membership.js';
+import { joinCluster, waitForNameToBeFree } from './membership.js';
 
 export type PluginFactory = (context: PluginContext, node: QuernNode) => PeriodicPlugin[];
 
@@ -57,6 +57,7 @@ export class QuernNode {
   private notifier: Notifier | null = null;
   private peer: Peer | null = null;
   private outcomes!: OutcomeWriter;
+  private joined = false;
   private plugins: PeriodicPlugin[] = [];
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private detachLogger: (() => void) | null = null;
@@ -169,6 +170,18 @@ export class QuernNode {
 
       // The first heartbeat comes before the first fetch, so the lifeline never sees a job of
       // a node without a row; jobs a killed earlier process of this node left are rescued here.
+      await waitForNameToBeFree({
+        pool: this.pool,
+        nodes: this.nodes,
+        name: this.name,
+        heartbeatTimeout: config.heartbeatTimeout,
+        heartbeatInterval: config.heartbeatInterval,
+        onWait: (ageMs) =>
+          log.warn(
+            { node: this.name, heartbeatAgeMs: Math.round(ageMs) },
+            'a node of this name sent a heartbeat recently: waiting to see whether it is still alive',
+          ),
+      });
       const joined = await joinCluster({
         pool: this.pool,
         schema: config.schema,
@@ -179,6 +192,7 @@ export class QuernNode {
         heartbeatTimeout: config.heartbeatTimeout,
         queues: {},
       });
+      this.joined = true;
       if (joined.startedCluster) log.info('no other live node: this node starts the cluster');
       if (joined.rescued.rescued + joined.rescued.discarded > 0)
         log.warn(joined.rescued, 'rescued jobs an earlier process of this node left executing');
@@ -387,7 +401,9 @@ export class QuernNode {
     }
     await this.peer?.stop();
     await this.notifier?.stop();
-    if (this.nodes && this.pool)
+    // Only a node that wrote its row removes it: a start refused because another live process
+    // has this name must not delete that process's heartbeat.
+    if (this.joined && this.nodes && this.pool)
       await this.nodes.remove(this.pool, this.name).catch(() => undefined);
     await this.pool?.end().catch(() => undefined);
     await this.fetchPool?.end().catch(() => undefined);

@@ -116,3 +116,36 @@ describe('edges that once broke a node', function () {
     assert.deepEqual(readdirSync(dir), ['important.txt']);
   });
 });
+
+describe('node names', function () {
+  let db: TestSchema;
+  let first: QuernNode | undefined;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    await first?.stop();
+    await cleanup(this, db);
+  });
+
+  it('a second live process with the same node name is refused and leaves the first untouched', async function () {
+    first = await startNode(db.schema, db.url, { node: 'same' });
+    const running = await db.client.insert({ worker: 'slow', args: { ms: 4000 } });
+    await eventually(async () => (await db.client.getJob(running.id))?.state === 'executing');
+    await assert.rejects(
+      startNode(db.schema, db.url, { node: 'same' }),
+      /a live node named "same" is already running/,
+    );
+    const rows = await db.query<{ name: string }>('SELECT name FROM nodes');
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      ['same'],
+      'the first node keeps its heartbeat row',
+    );
+    const done = await eventually(async () => {
+      const job = await db.client.getJob(running.id);
+      return job?.state === 'completed' ? job : null;
+    });
+    assert.equal(done.attempt, 1, 'the running job was neither rescued nor run again');
+  });
+});
