@@ -85,7 +85,7 @@ export async function resolveDatabase(
     return { url: configuredUrl, embedded: null };
   }
   log.info({ dataDir }, 'no database configured: starting an embedded PostgreSQL');
-  const embedded = await startEmbedded(dataDir, { log });
+  const embedded = await startEmbedded(dataDir, { log, restartOnExit: true });
   log.info({ url: embedded.url }, `embedded PostgreSQL ready: psql ${embedded.url}`);
   return { url: embedded.url, embedded };
 }

@@ -14,6 +14,7 @@ import {
   statSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -151,7 +152,7 @@ async function importWithoutExitHooks(): Promise<typeof import('embedded-postgre
 
 export async function startEmbedded(
   dataDir: string,
-  options: { log?: Logger | null; port?: number } = {},
+  options: { log?: Logger | null; port?: number; restartOnExit?: boolean } = {},
 ): Promise<EmbeddedDatabase> {
   const log = options.log ?? null;
   const EmbeddedPostgres = await importWithoutExitHooks();
@@ -206,6 +207,38 @@ export async function startEmbedded(
   writeFileSync(path.join(dataDir, 'quern-url'), url + '\n');
 
   let stopped = false;
+  // A node's own server that dies under it (killed, crashed) is started again on the same port
+  // and data folder, so the node's pool, listener and breaker find it where they left it.
+  const watch = (): void => {
+    const child = (server as unknown as { process?: ChildProcess }).process;
+    child?.once('exit', () => {
+      if (stopped) return;
+      log?.error(
+        { dataDir, port },
+        'the embedded PostgreSQL exited unexpectedly; starting it again',
+      );
+      void restart();
+    });
+  };
+  const restart = async (): Promise<void> => {
+    for (let attempt = 1; !stopped; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(250 * attempt, 5000)));
+      if (stopped) return;
+      try {
+        await recoverOrphan(dataDir, log);
+        await server.start();
+        log?.info({ port, attempt }, 'embedded PostgreSQL running again');
+        watch();
+        return;
+      } catch (error) {
+        log?.warn(
+          { attempt, error: String(error) },
+          'could not restart the embedded PostgreSQL yet',
+        );
+      }
+    }
+  };
+  if (options.restartOnExit) watch();
   return {
     url,
     port,
