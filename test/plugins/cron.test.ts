@@ -122,7 +122,12 @@ describe('the cron plugin', function () {
       Array.from({ length: 11 }, (_, m) => minute(m)),
     );
     assert.deepEqual(five.sort(), [0, 5, 10].map(minute));
-    assert.ok(new Set(jobs.map((j) => j.node)).size === 2, 'both leaders inserted some');
+    // b's clock runs ahead, so b reaches every slot after the first one before a does; which
+    // of the two takes the first slot is a race, so only b's share is certain.
+    assert.ok(
+      jobs.some((j) => j.node === 'b'),
+      'the leader whose clock runs ahead inserted slots',
+    );
   });
 
   it('no burst of catch-up jobs after downtime; a slot is inserted up to a minute late', async function () {
