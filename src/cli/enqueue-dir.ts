@@ -8,6 +8,7 @@ import { configFromFlags, connectClient, print, UsageError } from './context.js'
 import type { Command } from './main.js';
 import type { InsertJob } from '../worker/define.js';
 import type { Quern } from '../client.js';
+import { isConnectionError } from '../db/breaker.js';
 import { StatsQueries } from '../db/queries/stats.js';
 import type { JobState } from '../jobs/types.js';
 import { count, Progress, rate, seconds } from './progress.js';
@@ -79,8 +80,23 @@ async function follow(client: Quern, ids: number[]): Promise<number> {
     return `working: ${count(done)}/${count(ids.length)} finished (${percent}%), ${count(states.executing ?? 0)} running, ${count(failed)} failed or retrying, ${rate(done, ms)}`;
   });
   try {
+    let unreachableSince: number | null = null;
     for (;;) {
-      states = await queries.statesOf(client.pool, ids);
+      try {
+        states = await queries.statesOf(client.pool, ids);
+        unreachableSince = null;
+      } catch (error) {
+        // The jobs are safe in the database; a node restart or a database blip only pauses
+        // the view. Give up after a minute without an answer.
+        if (!isConnectionError(error)) throw error;
+        unreachableSince ??= Date.now();
+        if (Date.now() - unreachableSince > 60000) throw error;
+        process.stderr.write(
+          `\rdatabase not answering (${(error as Error).message}); still waiting`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        continue;
+      }
       progress.update(true);
       if (finished() >= ids.length) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));

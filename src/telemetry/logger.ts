@@ -68,9 +68,14 @@ export function attachLogger(
   on('queue:crashed', (e) =>
     log.error(e, `queue ${e.queue} crashed ${e.restarts} times; retrying in ${e.retryInMs} ms`),
   );
-  on('circuit:trip', (e) => log.error(e, `circuit ${e.name} tripped: ${e.error}`));
-  on('circuit:open', (e) => log.warn(e, `circuit ${e.name} open`));
-  on('circuit:close', (e) => log.info(e, `circuit ${e.name} closed: database answering again`));
+  // `name` is pino's own key (the logger's name): the breaker's goes under `breaker`.
+  on('circuit:trip', ({ name, ...e }) =>
+    log.error({ breaker: name, ...e }, `circuit ${name} tripped: ${e.error}`),
+  );
+  on('circuit:open', ({ name }) => log.warn({ breaker: name }, `circuit ${name} open`));
+  on('circuit:close', ({ name }) =>
+    log.info({ breaker: name }, `circuit ${name} closed: database answering again`),
+  );
   on('leader:elected', (e) => log.info(e, `${e.node} is the leader`));
   on('leader:lost', (e) => log.warn(e, `${e.node} lost leadership: ${e.reason}`));
   on('plugin:exception', (e) => log.error(e, `plugin ${e.plugin} failed: ${e.error}`));
