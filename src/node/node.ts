@@ -60,6 +60,8 @@ export class QuernNode {
   private joined = false;
   private plugins: PeriodicPlugin[] = [];
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  private heartbeating: Promise<void> | null = null;
+  private leaving = false;
   private detachLogger: (() => void) | null = null;
   /** The Prometheus exporter, when `metrics` is configured. */
   metrics: MetricsServer | null = null;
@@ -313,8 +315,8 @@ export class QuernNode {
   }
 
   async heartbeat(): Promise<void> {
-    if (!this.nodes) return;
-    await this.breaker.probe(() =>
+    if (!this.nodes || this.leaving) return;
+    const beat = this.breaker.probe(() =>
       this.nodes.heartbeat(
         this.pool,
         this.name,
@@ -323,6 +325,8 @@ export class QuernNode {
         this.startedAt,
       ),
     );
+    this.heartbeating = beat.catch(() => undefined);
+    await beat;
   }
 
   /** Stops a running job on this node (the cancel of a job that another node may have asked for). */
@@ -403,6 +407,11 @@ export class QuernNode {
     await this.notifier?.stop();
     // Only a node that wrote its row removes it: a start refused because another live process
     // has this name must not delete that process's heartbeat.
+    // No heartbeat after this point, and none in flight: the one sent when leadership ends (on
+    // peer.stop) would otherwise land after the removal and bring the row back to life, so the
+    // next node to start would see a live node and not start the cluster (@reboot).
+    this.leaving = true;
+    await this.heartbeating;
     if (this.joined && this.nodes && this.pool)
       await this.nodes.remove(this.pool, this.name).catch(() => undefined);
     await this.pool?.end().catch(() => undefined);
