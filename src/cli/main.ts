@@ -14,7 +14,8 @@ export const USAGE = `Usage: node cluster.js [command] [options]
 
 Commands:
   start                       start a node (the default)
-  migrate [--down N]          apply migrations, or roll back to version N
+  migrate [--down N] [--prefix SCHEMA]
+                              apply migrations, or roll back to version N
   insert WORKER [ARGS_JSON]   insert a job and print its id
         [--queue Q] [--priority 0-3] [--schedule-in SECONDS] [--max-attempts N] [--tags a,b]
   enqueue-dir DIR [--worker W] [--wait]  insert one job per file under DIR (hash-file by
