@@ -67,10 +67,11 @@ export async function insertWorkload(
   system: System,
   sizes: Sizes,
 ): Promise<{ bulk: number; single: number; idle: number }> {
-  await system.reset();
-  // Warm the client (connections, prepared statements) for every system alike.
-  await system.insertMany(jobs(10, 'noop'));
+  // Warm the client (connections, prepared statements, JIT) for every system alike, with one
+  // batch of the measured size and a few single inserts, then start from an empty table.
+  await system.insertMany(jobs(sizes.bulkBatch, 'noop'));
   for (let i = 0; i < 20; i++) await system.insertOne({ mode: 'noop' });
+  await system.reset();
   const all = jobs(sizes.bulkJobs, 'noop');
   const idle = await waitQuiet(sizes.quietMs);
   let started = wallMs();

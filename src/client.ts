@@ -149,7 +149,8 @@ export class Quern {
       options.client ?? this.pool,
       normalized.map((n) => n.row),
     );
-    return rows.map((row) => ({ ...row, conflict: false }));
+    // The records are fresh objects: adding the flag is cheaper than copying each (bench W1).
+    return rows.map((row) => Object.assign(row, { conflict: false }));
   }
 
   /** The definition of a worker known to this client (passed in `workers`, or loaded from its folder). */
