@@ -16,11 +16,13 @@ import {
 } from '../db/connect.js';
 import { migrateUp } from '../db/migrate.js';
 import { JobQueries } from '../db/queries/jobs.js';
+import { MaintenanceQueries } from '../db/queries/maintenance.js';
 import { NodeQueries, type QueueHeartbeat } from '../db/queries/nodes.js';
 import { Notifier } from '../notifier/notifier.js';
 import { Peer } from '../peer/peer.js';
 import { PeriodicPlugin, type PluginContext } from '../plugins/plugin.js';
 import { Stager } from '../plugins/stager.js';
+import { LostFetches } from '../queue/lost-fetches.js';
 import { OutcomeWriter } from '../queue/outcomes.js';
 import { QueueSupervisor } from '../queue/supervisor.js';
 import { Telemetry } from '../telemetry/events.js';
@@ -58,6 +60,7 @@ export class QuernNode {
   private peer: Peer | null = null;
   private outcomes!: OutcomeWriter;
   private joined = false;
+  private lostFetches!: LostFetches;
   private plugins: PeriodicPlugin[] = [];
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private heartbeating: Promise<void> | null = null;
@@ -136,6 +139,7 @@ export class QuernNode {
             'could not record job outcomes; holding them',
           ),
       });
+      this.lostFetches = new LostFetches(this.pool, new MaintenanceQueries(config.schema), call);
       this.control = new ControlChannel(this);
 
       // Plugins are built before anything runs: a bad crontab entry stops the node here.
@@ -256,6 +260,7 @@ export class QuernNode {
         telemetry: this.telemetry,
         call: (fn) => this.breaker.call(fn),
         runId: this.runId,
+        onFetchFailed: (token, error) => this.lostFetches.failed(token, error),
       },
     });
     this.supervisors.set(queue, supervisor);
@@ -327,6 +332,8 @@ export class QuernNode {
     );
     this.heartbeating = beat.catch(() => undefined);
     await beat;
+    // The database answers again: jobs claimed by fetches whose answer was lost go back.
+    if (this.lostFetches.pending > 0) await this.lostFetches.release();
   }
 
   /** Stops a running job on this node (the cancel of a job that another node may have asked for). */

@@ -31,6 +31,8 @@ export interface ProducerDeps {
   call: <T>(fn: () => Promise<T>) => Promise<T>;
   /** A token unique to this node process; attempt tokens are built from it. */
   runId: string;
+  /** A fetch failed (its claim may still have committed). */
+  onFetchFailed?: (token: string, error: unknown) => void;
 }
 
 interface RunningJob {
@@ -148,14 +150,16 @@ export class Producer {
       this.again = false;
       while (this.canFetch()) {
         const want = this.wanted();
+        const token = `${this.deps.runId}.${++fetchSequence}`;
         let rows: JobRecord[];
         try {
-          const token = `${this.deps.runId}.${++fetchSequence}`;
           rows = await this.deps.call(() =>
             this.deps.queries.fetch(this.deps.pool, this.deps.queue, want, this.deps.node, token),
           );
-        } catch {
-          // The breaker logs and reports database trouble; the next poll tries again.
+        } catch (error) {
+          // The breaker logs and reports database trouble; the next poll tries again. The
+          // claim may have committed with its answer lost: the node puts such jobs back.
+          this.deps.onFetchFailed?.(token, error);
           return;
         }
         this.waiting.push(...rows);

@@ -131,6 +131,30 @@ export class MaintenanceQueries {
     return rows.map((r) => r.id);
   }
 
+  /**
+   * Puts back, attempt refunded, the jobs claimed by fetches whose answer was lost (see
+   * queue/lost-fetches.ts): attempt tokens are `<fetch token>.<job id>`. Wakes their queues.
+   */
+  async releaseLostFetches(db: Queryable, tokens: string[]): Promise<number> {
+    if (tokens.length === 0) return 0;
+    const { rows } = await db.query<{ count: number }>(
+      `WITH moved AS (
+         UPDATE ${this.t} j SET state = 'available', attempt = j.attempt - 1
+         WHERE j.state = 'executing'
+           AND EXISTS (SELECT 1 FROM unnest($1::text[]) t WHERE starts_with(j.attempted_by[2], t || '.'))
+         RETURNING j.queue
+       ),
+       notified AS (
+         SELECT pg_notify($2, q.queues)
+         FROM (SELECT string_agg(DISTINCT queue, ',') AS queues FROM moved) q
+         WHERE q.queues IS NOT NULL AND length(q.queues) <= 4000
+       )
+       SELECT count(*)::int AS count, (SELECT count(*) FROM notified) AS notified FROM moved`,
+      [tokens, this.channel],
+    );
+    return rows[0]?.count ?? 0;
+  }
+
   /** Forgets nodes silent for longer than `seconds` (their jobs were rescued long before). */
   async forgetDeadNodes(db: Queryable, seconds: number): Promise<number> {
     const { rowCount } = await db.query(

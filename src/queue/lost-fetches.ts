@@ -1,0 +1,46 @@
+// Fetches whose answer never came back. A fetch is one UPDATE that claims jobs; when the
+// connection dies after PostgreSQL committed it but before the rows reached us, those jobs are
+// `executing` under this live node, which does not know them, and the lifeline never rescues a
+// node that heartbeats. So the token of every fetch that failed on a connection error is kept,
+// and the jobs claimed under it (if any) are put back, attempt refunded, once the database
+// answers. Exact and race-free: a failed fetch's rows can never be dispatched any more.
+
+import type pg from 'pg';
+import { isConnectionError } from '../db/breaker.js';
+import type { MaintenanceQueries } from '../db/queries/maintenance.js';
+
+export class LostFetches {
+  private readonly tokens = new Set<string>();
+  private releasing: Promise<number> | null = null;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly queries: MaintenanceQueries,
+    private readonly call: <T>(fn: () => Promise<T>) => Promise<T>,
+  ) {}
+
+  get pending(): number {
+    return this.tokens.size;
+  }
+
+  /** A fetch failed: keep its token if the statement may have run (not a fail-fast refusal). */
+  failed(token: string, error: unknown): void {
+    if (isConnectionError(error)) this.tokens.add(token);
+  }
+
+  /** Puts back the jobs claimed by failed fetches; returns how many. Keeps tokens it could not check. */
+  release(): Promise<number> {
+    if (this.tokens.size === 0) return Promise.resolve(0);
+    this.releasing ??= this.releaseNow().finally(() => {
+      this.releasing = null;
+    });
+    return this.releasing;
+  }
+
+  private async releaseNow(): Promise<number> {
+    const tokens = [...this.tokens];
+    const released = await this.call(() => this.queries.releaseLostFetches(this.pool, tokens));
+    for (const token of tokens) this.tokens.delete(token);
+    return released;
+  }
+}
