@@ -113,3 +113,19 @@ export function rowToJob(row: Record<string, unknown>): JobRecord {
     discardedAt: row.discarded_at as Date | null,
   };
 }
+
+/** What perform receives, taken from a fetched row. */
+export function jobOf(record: JobRecord): Job {
+  return {
+    id: record.id,
+    args: record.args,
+    attempt: record.attempt,
+    maxAttempts: record.maxAttempts,
+    queue: record.queue,
+    worker: record.worker,
+    tags: record.tags,
+    meta: record.meta,
+    insertedAt: record.insertedAt,
+    scheduledAt: record.scheduledAt,
+  };
+}

@@ -11,7 +11,7 @@
 
 import type pg from 'pg';
 import type { JobQueries, OutcomeRow } from '../db/queries/jobs.js';
-import type { Job, JobRecord, JobState } from '../jobs/types.js';
+import { jobOf, type Job, type JobRecord, type JobState } from '../jobs/types.js';
 import type { JobEventBase, Telemetry } from '../telemetry/events.js';
 import { defaultBackoff } from '../worker/define.js';
 import type { RegisteredWorker } from '../worker/registry.js';
@@ -369,21 +369,6 @@ export class Producer {
       token: r.record.attemptedBy?.[1] ?? '',
     }));
   }
-}
-
-function jobOf(record: JobRecord): Job {
-  return {
-    id: record.id,
-    args: record.args,
-    attempt: record.attempt,
-    maxAttempts: record.maxAttempts,
-    queue: record.queue,
-    worker: record.worker,
-    tags: record.tags,
-    meta: record.meta,
-    insertedAt: record.insertedAt,
-    scheduledAt: record.scheduledAt,
-  };
 }
 
 function firstLine(text: string): string {

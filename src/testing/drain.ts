@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { isPlainObject, suggest } from '../config/validate.js';
 import { TestingQueries } from '../db/queries/testing.js';
-import type { Job, JobRecord } from '../jobs/types.js';
+import { jobOf } from '../jobs/types.js';
 import { outcomeRow } from '../queue/producer.js';
 import type { RunResult } from '../queue/threads.js';
 import { quernFor, type WithQuern } from './context.js';
@@ -34,21 +34,6 @@ export interface DrainResult {
 }
 
 const KEYS = ['queue', 'withScheduled', 'withRecursion', 'withLimit', 'withSafety', 'quern'];
-
-function jobOf(record: JobRecord): Job {
-  return {
-    id: record.id,
-    args: record.args,
-    attempt: record.attempt,
-    maxAttempts: record.maxAttempts,
-    queue: record.queue,
-    worker: record.worker,
-    tags: record.tags,
-    meta: record.meta,
-    insertedAt: record.insertedAt,
-    scheduledAt: record.scheduledAt,
-  };
-}
 
 /**
  * Runs the queue's available jobs. Without `withRecursion`, only the jobs available when it
