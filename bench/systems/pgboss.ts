@@ -6,8 +6,9 @@ import path from 'node:path';
 import { PgBoss } from 'pg-boss';
 import type pg from 'pg';
 import { backendPids, checkPool, recreateDatabase } from '../lib/databases.js';
-import { DIST_BENCH, spawnMeasured, type Measured } from '../lib/child.js';
+import { DIST_BENCH } from '../lib/child.js';
 import type { BenchArgs } from '../lib/work.js';
+import { startPeerNodes } from './peer-nodes.js';
 import type { NodeGroup, System } from './system.js';
 
 const NODE = path.join(DIST_BENCH, 'peers', 'pgboss-node.js');
@@ -49,39 +50,8 @@ export class PgBossSystem implements System {
     await this.boss.send('bench', job);
   }
 
-  async startNodes(count: number, limit: number): Promise<NodeGroup> {
-    const nodes: Measured[] = [];
-    for (let n = 0; n < count; n++) {
-      nodes.push(spawnMeasured(NODE, [], { BENCH_URL: this.url, BENCH_LIMIT: String(limit) }));
-    }
-    await Promise.all(nodes.map((n) => n.next('ready')));
-    return {
-      go: async () => {
-        const going = nodes.map((n) => n.next<{ at: number }>('going'));
-        nodes.forEach((n) => n.send({ cmd: 'go' }));
-        const times = await Promise.all(going);
-        return Math.min(...times.map((t) => t.at));
-      },
-      latencies: async () => {
-        const all = await Promise.all(
-          nodes.map((n) => {
-            const reply = n.next<{ values: number[] }>('latencies');
-            n.send({ cmd: 'latencies' });
-            return reply;
-          }),
-        );
-        return all.flatMap((r) => r.values);
-      },
-      resetProbes: async () => {
-        await Promise.all(nodes.map((n) => n.resetProbe()));
-      },
-      probes: () => Promise.all(nodes.map((n) => n.probe())),
-      stop: async () => {
-        const readings = await Promise.all(nodes.map((n) => n.probe()));
-        await Promise.all(nodes.map((n) => n.stop()));
-        return readings;
-      },
-    };
+  startNodes(count: number, limit: number): Promise<NodeGroup> {
+    return startPeerNodes(NODE, count, this.url, limit);
   }
 
   serverPids(): Promise<number[]> {

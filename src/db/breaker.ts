@@ -74,7 +74,11 @@ export class Breaker {
       }
       this.state = 'half-open';
     }
-    const probe = this.state === 'half-open';
+    return this.attempt(fn, this.state === 'half-open');
+  }
+
+  /** Runs `fn`, counting a connection error against the circuit and anything else as an answer. */
+  private async attempt<T>(fn: () => Promise<T>, probe: boolean): Promise<T> {
     if (probe) this.probing = true;
     try {
       const result = await fn();
@@ -98,18 +102,7 @@ export class Breaker {
     if (this.state === 'closed') return this.call(fn);
     if (this.probing) throw new BreakerOpenError(this.options.name);
     this.state = 'half-open';
-    this.probing = true;
-    try {
-      const result = await fn();
-      this.succeeded();
-      return result;
-    } catch (error) {
-      if (isConnectionError(error)) this.failed(error as Error);
-      else this.succeeded();
-      throw error;
-    } finally {
-      this.probing = false;
-    }
+    return this.attempt(fn, true);
   }
 
   private succeeded(): void {
