@@ -86,16 +86,15 @@ describe('status --watch', function () {
   it('redraws in place on a terminal and restores it on Ctrl-C', async function () {
     if (!existsSync('/usr/bin/script')) this.skip();
     const config = writeConfig({ schema: db.schema, database: { url: db.url } });
-    // script(1) runs the command on a pseudo-terminal, as a user's shell would.
-    const child = spawn(
-      '/usr/bin/script',
-      ['-qfec', `${process.execPath} ${CLUSTER_JS} status --watch --config ${config}`, '/dev/null'],
-      {
-        cwd: ROOT,
-        env: { ...process.env, DATABASE_URL: '', COLUMNS: '100', LINES: '40' },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      },
-    );
+    // script(1) runs the command on a pseudo-terminal, as a user's shell would. It starts the
+    // command through a shell (here /bin/sh); `exec` makes the view the terminal's only process, as
+    // dash, left waiting in between, would itself die of the Ctrl-C (exit 130).
+    const command = `exec ${process.execPath} ${CLUSTER_JS} status --watch --config ${config}`;
+    const child = spawn('/usr/bin/script', ['-qfec', command, '/dev/null'], {
+      cwd: ROOT,
+      env: { ...process.env, SHELL: '/bin/sh', DATABASE_URL: '', COLUMNS: '100', LINES: '40' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
