@@ -11,34 +11,82 @@ export type ThreadOutcome =
   | { kind: 'discarded'; reason: string; warning: string | null }
   | { kind: 'snoozed'; seconds: number; warning: string | null };
 
+/** Longest text kept for an error or a reason (a stack trace fits; a megabyte of log does not). */
+export const MAX_OUTCOME_TEXT = 20000;
+
+/**
+ * The longest snooze accepted: a year (365 days). Nothing a job waits for is further away, and
+ * a longer one is almost surely a unit slip (a day in milliseconds, 86,400,000, is 2.7 years of
+ * seconds) or a value computed wrong (1e12 s would be year 33,700); PostgreSQL cannot even store
+ * a time past the year 294,276, so an unbounded snooze could leave an outcome that cannot be
+ * written.
+ */
+export const MAX_SNOOZE_SECONDS = 365 * 24 * 60 * 60;
+
 export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const text =
       error.stack && error.stack.includes(error.message)
         ? error.stack
         : `${error.name}: ${error.message}\n${error.stack ?? ''}`;
-    return cleanString(text).slice(0, 20000);
+    return cleanString(text).slice(0, MAX_OUTCOME_TEXT);
   }
   try {
     return cleanString(
       typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error)),
-    ).slice(0, 20000);
+    ).slice(0, MAX_OUTCOME_TEXT);
   } catch {
-    return cleanString(String(error)).slice(0, 20000);
+    return cleanString(String(error)).slice(0, MAX_OUTCOME_TEXT);
   }
 }
 
-function reasonText(value: unknown): string {
-  if (typeof value === 'string') return cleanString(value);
-  if (value instanceof Error) return describeError(value);
-  const { value: json } = toStorableJson(value);
-  return cleanString(JSON.stringify(json) ?? String(value));
+/**
+ * The text of a `{ error }`, `{ cancel }` or `{ discard }` value, and a warning if it had to be
+ * changed to be stored. Strings are kept, Errors give their stack, other values their JSON;
+ * a missing value (undefined, null, '') says so instead of storing "undefined".
+ */
+function outcomeText(value: unknown, field: string): { text: string; warning: string | null } {
+  if (value === undefined || value === null || value === '') {
+    const shown = value === '' ? '""' : String(value);
+    return {
+      text: `perform returned { ${field}: ${shown} }, with no ${field === 'error' ? 'error' : 'reason'} given`,
+      warning: null,
+    };
+  }
+  let text: string;
+  let warning: string | null = null;
+  if (typeof value === 'string') text = cleanString(value);
+  else if (value instanceof Error) text = describeError(value);
+  else {
+    const stored = toStorableJson(value);
+    text =
+      stored.value === null
+        ? `(${describeShape(value)}, which cannot be stored as JSON)`
+        : cleanString(JSON.stringify(stored.value));
+    warning = stored.problem && `${field}: ${stored.problem}`;
+  }
+  if (text.length > MAX_OUTCOME_TEXT) {
+    warning ??= `${field}: ${text.length} characters, cut to ${MAX_OUTCOME_TEXT}`;
+    text = text.slice(0, MAX_OUTCOME_TEXT);
+  }
+  return { text, warning };
 }
 
 function single(value: object, key: string): boolean {
   return key in value && Object.keys(value).length === 1;
 }
 
+function invalid(message: string): ThreadOutcome {
+  return { kind: 'failed', error: `invalid return value: ${message}`, warning: null };
+}
+
+/**
+ * What perform returned, as an outcome. The rule for odd values inside a documented shape: a
+ * value that cannot be carried out (a snooze that is not a sane number of seconds) fails the job
+ * with an error naming it, as no other outcome would be what was asked; a value that can be
+ * carried out but had to be changed to be stored (a result holding NaN, a reason holding a
+ * cycle) is carried out, with a warning naming what was changed.
+ */
 export function interpretReturn(value: unknown): ThreadOutcome {
   if (value === undefined || value === null || value === 'ok') {
     return { kind: 'completed', result: null, warning: null };
@@ -53,22 +101,33 @@ export function interpretReturn(value: unknown): ThreadOutcome {
         warning: stored.problem && `result: ${stored.problem}`,
       };
     }
-    if (single(record, 'error'))
-      return { kind: 'failed', error: describeError(record.error), warning: null };
-    if (single(record, 'cancel'))
-      return { kind: 'cancelled', reason: reasonText(record.cancel), warning: null };
-    if (single(record, 'discard'))
-      return { kind: 'discarded', reason: reasonText(record.discard), warning: null };
+    if (single(record, 'error')) {
+      const { text, warning } = outcomeText(record.error, 'error');
+      return { kind: 'failed', error: text, warning };
+    }
+    if (single(record, 'cancel')) {
+      const { text, warning } = outcomeText(record.cancel, 'cancel');
+      return { kind: 'cancelled', reason: text, warning };
+    }
+    if (single(record, 'discard')) {
+      const { text, warning } = outcomeText(record.discard, 'discard');
+      return { kind: 'discarded', reason: text, warning };
+    }
     if (single(record, 'snooze')) {
       const seconds = record.snooze;
-      if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0) {
+      // Above 0: a snooze of 0 runs the job again at once without using up an attempt, a loop
+      // that nothing ends. At most MAX_SNOOZE_SECONDS (a year): see there.
+      if (
+        typeof seconds === 'number' &&
+        Number.isFinite(seconds) &&
+        seconds > 0 &&
+        seconds <= MAX_SNOOZE_SECONDS
+      ) {
         return { kind: 'snoozed', seconds, warning: null };
       }
-      return {
-        kind: 'failed',
-        error: `invalid return value: { snooze } needs a number of seconds of 0 or more, got ${JSON.stringify(seconds) ?? String(seconds)}`,
-        warning: null,
-      };
+      return invalid(
+        `{ snooze } needs a number of seconds above 0 and at most ${MAX_SNOOZE_SECONDS} (a year), got ${describeNumber(seconds)}`,
+      );
     }
   }
   // Documented rule (as Oban): any other value means success; it is stored if it can be, and a
@@ -86,4 +145,12 @@ function describeShape(value: unknown): string {
   if (typeof value === 'object' && value !== null)
     return `an object with keys ${Object.keys(value).slice(0, 5).join(', ') || '(none)'}`;
   return typeof value;
+}
+
+/** A snooze value as the error shows it: JSON.stringify would print NaN and Infinity as null. */
+function describeNumber(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null)
+    return String(value);
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.slice(0, 40))}`;
+  return describeShape(value);
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { QuernNode } from '../../src/node/node.js';
+import { interpretReturn, MAX_SNOOZE_SECONDS } from '../../src/thread/outcome.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import { startNode } from '../helpers/node.js';
 
@@ -154,5 +155,136 @@ describe('job outcomes, run in worker threads', function () {
     assert.deepEqual(row.result, { weird: 1 });
     await eventually(() => Promise.resolve(warnings.length > 0));
     assert.match(warnings[0]!, /not a documented outcome/);
+  });
+});
+
+describe('return values that break the rules of their shape', function () {
+  let db: TestSchema;
+  let node: QuernNode | undefined;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+    node = await startNode(db.schema, db.url);
+  });
+  afterEach(async function () {
+    await node?.stop();
+    await cleanup(this, db);
+  });
+
+  const finished = (id: number, states: string[]) =>
+    eventually(
+      async () => {
+        const [row] = await db.query('SELECT * FROM jobs WHERE id = $1', [id]);
+        return row && states.includes(row.state as string) ? row : null;
+      },
+      20000,
+      `job ${id} to reach ${states.join('/')}`,
+    );
+
+  it('a snooze beyond a year, or of 0, fails the job with an error naming it; a year is accepted', async function () {
+    const [far, zero, year] = await db.client.insertMany([
+      { worker: 'returns', args: { return: { snooze: 1e12 } }, maxAttempts: 1 },
+      { worker: 'returns', args: { return: { snooze: 0 } }, maxAttempts: 1 },
+      { worker: 'returns', args: { return: { snooze: MAX_SNOOZE_SECONDS } } },
+    ]);
+    for (const [job, got] of [
+      [far!, '1000000000000'],
+      [zero!, '0'],
+    ] as const) {
+      const row = await finished(job.id, ['discarded', 'scheduled', 'completed']);
+      assert.equal(row.state, 'discarded');
+      const errors = row.errors as { error: string }[];
+      assert.equal(
+        errors[0]!.error,
+        `invalid return value: { snooze } needs a number of seconds above 0 and at most 31536000 (a year), got ${got}`,
+      );
+    }
+    const snoozed = await finished(year!.id, ['scheduled', 'discarded', 'retryable']);
+    assert.equal(snoozed.state, 'scheduled');
+    assert.equal(snoozed.attempt, 0);
+    const inYear = (snoozed.scheduled_at as Date).getTime() - Date.now();
+    assert.ok(Math.abs(inYear - MAX_SNOOZE_SECONDS * 1000) < 60_000, `a year from now: ${inYear}`);
+  });
+
+  it('{ cancel }, { discard } and { error } without a value say so instead of storing "null"', async function () {
+    const [cancel, discard, error] = await db.client.insertMany([
+      { worker: 'returns', args: { return: { cancel: null } } },
+      { worker: 'returns', args: { return: { discard: '' } } },
+      { worker: 'returns', args: { return: { error: null } }, maxAttempts: 1 },
+    ]);
+    const texts = async (id: number, state: string) =>
+      ((await finished(id, [state])).errors as { error: string }[]).map((e) => e.error);
+    assert.deepEqual(await texts(cancel!.id, 'cancelled'), [
+      'cancelled: perform returned { cancel: null }, with no reason given',
+    ]);
+    assert.deepEqual(await texts(discard!.id, 'discarded'), [
+      'discarded: perform returned { discard: "" }, with no reason given',
+    ]);
+    assert.deepEqual(await texts(error!.id, 'discarded'), [
+      'perform returned { error: null }, with no error given',
+    ]);
+  });
+});
+
+describe('interpretReturn, for values JSON args cannot carry', function () {
+  const cycle = (): Record<string, unknown> => {
+    const a: Record<string, unknown> = { name: 'a' };
+    a.self = a;
+    return a;
+  };
+  const snoozes: [string, unknown, string][] = [
+    ['NaN', NaN, 'NaN'],
+    ['Infinity', Infinity, 'Infinity'],
+    ['a negative number', -5, '-5'],
+    ['a year and a second', MAX_SNOOZE_SECONDS + 1, '31536001'],
+    ['a string', '60', 'the string "60"'],
+    ['a boolean', true, 'true'],
+    ['null', null, 'null'],
+  ];
+  for (const [what, seconds, shown] of snoozes) {
+    it(`{ snooze: ${what} } fails the job, naming the value`, function () {
+      assert.deepEqual(interpretReturn({ snooze: seconds }), {
+        kind: 'failed',
+        error: `invalid return value: { snooze } needs a number of seconds above 0 and at most 31536000 (a year), got ${shown}`,
+        warning: null,
+      });
+    });
+  }
+
+  it('fractions of a second are a valid snooze', function () {
+    assert.deepEqual(interpretReturn({ snooze: 0.5 }), {
+      kind: 'snoozed',
+      seconds: 0.5,
+      warning: null,
+    });
+  });
+
+  it('a reason or error that is not a string is stored as its JSON; one JSON cannot hold, with a warning', function () {
+    assert.deepEqual(interpretReturn({ discard: { code: 'gone', at: [1, 2] } }), {
+      kind: 'discarded',
+      reason: '{"code":"gone","at":[1,2]}',
+      warning: null,
+    });
+    assert.deepEqual(interpretReturn({ error: 42 }), {
+      kind: 'failed',
+      error: '42',
+      warning: null,
+    });
+    const cancelled = interpretReturn({ cancel: cycle() });
+    assert.equal(cancelled.kind, 'cancelled');
+    assert.match(
+      (cancelled as { reason: string }).reason,
+      /an object with keys name, self, which cannot be stored as JSON/,
+    );
+    assert.match(cancelled.warning!, /^cancel: the value cannot be stored as JSON: .*circular/);
+    const failed = interpretReturn({ error: () => 1 });
+    assert.equal(failed.kind, 'failed');
+    assert.match((failed as { error: string }).error, /function, which cannot be stored as JSON/);
+    assert.match(failed.warning!, /^error: /);
+  });
+
+  it('a reason longer than 20000 characters is cut, with a warning', function () {
+    const outcome = interpretReturn({ cancel: 'x'.repeat(25000) });
+    assert.equal((outcome as { reason: string }).reason.length, 20000);
+    assert.equal(outcome.warning, 'cancel: 25000 characters, cut to 20000');
   });
 });
