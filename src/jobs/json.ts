@@ -89,44 +89,93 @@ export function cleanString(value: string): string {
   return value.replace(/\u0000/g, '\uFFFD').replace(LONE_SURROGATE_GLOBAL, '\uFFFD');
 }
 
+/** How many changed values a warning names before it says "and N more". */
+const NAMED_CHANGES = 3;
+
 /**
  * Turns any value into something jsonb can store, or reports why not. Strings are cleaned;
- * values JSON cannot carry are reported so the caller can warn.
+ * what JSON cannot carry is changed as JSON.stringify would (NaN and Infinity become null, a
+ * function is dropped) or kept another way (a BigInt as a string), and `problem` names the path
+ * of each value changed (`result.stats.mean`, `result.items[2]`), so the caller can warn.
+ * `root` names the value itself in those paths.
  */
-export function toStorableJson(value: unknown): { value: unknown; problem: string | null } {
-  let problem: string | null = null;
-  const note = (message: string): void => {
-    problem ??= message;
+export function toStorableJson(
+  value: unknown,
+  root = 'result',
+): { value: unknown; problem: string | null } {
+  // What happened -> the first paths it happened at, and how often (a result of a million NaNs
+  // must not make a warning of a million paths).
+  const changes = new Map<string, { at: string[]; count: number }>();
+  const note = (what: string, where: string): void => {
+    const change = changes.get(what) ?? { at: [], count: 0 };
+    if (change.count++ < NAMED_CHANGES) change.at.push(where);
+    changes.set(what, change);
   };
-  try {
-    const text = JSON.stringify(value, (_key, item: unknown) => {
-      if (typeof item === 'bigint') {
-        note('a BigInt was converted to a string');
+  // The path of each object being serialised: the replacer is called with the holder as `this`,
+  // and every holder passed through the replacer (as a value) before its members are visited.
+  const paths = new WeakMap<object, string>();
+  const pathOf = (holder: unknown, key: string): string => {
+    const base = typeof holder === 'object' && holder !== null ? paths.get(holder) : undefined;
+    if (base === undefined) return root; // the wrapper { '': value } JSON.stringify starts from
+    return Array.isArray(holder) ? `${base}[${key}]` : `${base}.${key}`;
+  };
+  function replacer(this: unknown, key: string, item: unknown): unknown {
+    const where = pathOf(this, key);
+    switch (typeof item) {
+      case 'number':
+        if (!Number.isFinite(item)) note(`${String(item)}, stored as null`, where);
+        return item;
+      case 'bigint':
+        note('a BigInt, stored as a string', where);
         return item.toString();
-      }
-      if (typeof item === 'string') {
+      case 'string': {
         const cleaned = cleanString(item);
-        if (cleaned !== item) note('NUL characters or lone surrogates were replaced');
+        if (cleaned !== item) note('NUL characters or lone surrogates replaced', where);
         return cleaned;
       }
-      if (item !== null && typeof item === 'object' && !Array.isArray(item)) {
-        const keys = Object.keys(item);
-        if (keys.some((key) => cleanString(key) !== key)) {
-          note('NUL characters or lone surrogates were replaced');
-          return Object.fromEntries(
-            keys.map((key) => [cleanString(key), (item as Record<string, unknown>)[key]]),
-          );
+      case 'function':
+      case 'symbol':
+        note(`a ${typeof item}, ${Array.isArray(this) ? 'stored as null' : 'dropped'}`, where);
+        return item;
+      case 'object': {
+        if (item === null) return item;
+        if (item instanceof Map || item instanceof Set) {
+          note(`a ${item instanceof Map ? 'Map' : 'Set'}, stored as {}`, where);
         }
+        let out = item;
+        if (!Array.isArray(item)) {
+          const keys = Object.keys(item);
+          if (keys.some((k) => cleanString(k) !== k)) {
+            note('NUL characters or lone surrogates replaced in keys', where);
+            out = Object.fromEntries(
+              keys.map((k) => [cleanString(k), (item as Record<string, unknown>)[k]]),
+            );
+          }
+        }
+        paths.set(out, where);
+        return out;
       }
-      return item;
+      default:
+        return item;
+    }
+  }
+  const describe = (): string | null => {
+    if (changes.size === 0) return null;
+    const parts = [...changes].map(([what, { at, count }]) => {
+      const more = count > at.length ? ` and ${count - at.length} more` : '';
+      return `${at.join(', ')}${more}: ${what}`;
     });
+    return `changed to be stored as JSON: ${parts.join('; ')}`;
+  };
+  try {
+    const text = JSON.stringify(value, replacer);
     if (text === undefined)
-      return { value: null, problem: 'the value cannot be represented as JSON' };
-    return { value: JSON.parse(text) as unknown, problem };
+      return { value: null, problem: `${root}: the value cannot be represented as JSON` };
+    return { value: JSON.parse(text) as unknown, problem: describe() };
   } catch (error) {
     return {
       value: null,
-      problem: `the value cannot be stored as JSON: ${(error as Error).message}`,
+      problem: `${root}: the value cannot be stored as JSON: ${(error as Error).message}`,
     };
   }
 }

@@ -58,12 +58,12 @@ function outcomeText(value: unknown, field: string): { text: string; warning: st
   if (typeof value === 'string') text = cleanString(value);
   else if (value instanceof Error) text = describeError(value);
   else {
-    const stored = toStorableJson(value);
+    const stored = toStorableJson(value, field);
     text =
       stored.value === null
         ? `(${describeShape(value)}, which cannot be stored as JSON)`
         : cleanString(JSON.stringify(stored.value));
-    warning = stored.problem && `${field}: ${stored.problem}`;
+    warning = stored.problem;
   }
   if (text.length > MAX_OUTCOME_TEXT) {
     warning ??= `${field}: ${text.length} characters, cut to ${MAX_OUTCOME_TEXT}`;
@@ -95,11 +95,7 @@ export function interpretReturn(value: unknown): ThreadOutcome {
     const record = value as Record<string, unknown>;
     if (single(record, 'ok')) {
       const stored = toStorableJson(record.ok);
-      return {
-        kind: 'completed',
-        result: stored.value,
-        warning: stored.problem && `result: ${stored.problem}`,
-      };
+      return { kind: 'completed', result: stored.value, warning: stored.problem };
     }
     if (single(record, 'error')) {
       const { text, warning } = outcomeText(record.error, 'error');
@@ -136,7 +132,7 @@ export function interpretReturn(value: unknown): ThreadOutcome {
   return {
     kind: 'completed',
     result: stored.value,
-    warning: `perform returned a value that is not a documented outcome (${describeShape(value)}); treated as completed${stored.problem ? `, and ${stored.problem}` : ''}`,
+    warning: `perform returned a value that is not a documented outcome (${describeShape(value)}); treated as completed${stored.problem ? `; ${stored.problem}` : ''}`,
   };
 }
 

@@ -68,6 +68,29 @@ describe('bad input', function () {
     assert.match(warnings[0]!, /replaced/);
   });
 
+  it('a result holding NaN or Infinity is stored with null there, and a warning names each path', async function () {
+    node = await startNode(db.schema, db.url);
+    const warnings: { id: number; worker: string; warning: string }[] = [];
+    node.telemetry.on('job:warning', (e) => warnings.push(e));
+    const job = await db.client.insert({ worker: 'dirty', args: { mode: 'numbers' } });
+    const r = await row(job.id, ['completed']);
+    assert.deepEqual(r.result, {
+      count: 3,
+      stats: { mean: null, max: null },
+      series: [1, null, 3],
+    });
+    await eventually(() => Promise.resolve(warnings.length > 0));
+    assert.deepEqual(warnings, [
+      {
+        ...warnings[0]!,
+        id: job.id,
+        worker: 'dirty',
+        warning:
+          'changed to be stored as JSON: result.stats.mean: NaN, stored as null; result.stats.max: Infinity, stored as null; result.series[1]: -Infinity, stored as null',
+      },
+    ]);
+  });
+
   const unstorable: [string, unknown, RegExp][] = [
     ['a BigInt', { n: 10n }, /args\.n: a BigInt cannot be stored as JSON/],
     ['a function', { f: () => 1 }, /args\.f: a function cannot be stored as JSON/],

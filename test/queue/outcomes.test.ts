@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { toStorableJson } from '../../src/jobs/json.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { interpretReturn, MAX_SNOOZE_SECONDS } from '../../src/thread/outcome.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
@@ -286,5 +287,50 @@ describe('interpretReturn, for values JSON args cannot carry', function () {
     const outcome = interpretReturn({ cancel: 'x'.repeat(25000) });
     assert.equal((outcome as { reason: string }).reason.length, 20000);
     assert.equal(outcome.warning, 'cancel: 25000 characters, cut to 20000');
+  });
+});
+
+describe('toStorableJson: what a job produced, as jsonb can hold it', function () {
+  it('names the path of every value it changed, the first three of a kind and a count', function () {
+    const stored = toStorableJson({
+      samples: [NaN, 1, NaN, NaN, NaN, NaN],
+      'odd key': { n: 10n },
+      hooks: { onDone: () => 1, list: [Symbol('s')] },
+      seen: new Set([1]),
+    });
+    assert.deepEqual(stored.value, {
+      samples: [null, 1, null, null, null, null],
+      'odd key': { n: '10' },
+      hooks: { list: [null] },
+      seen: {},
+    });
+    assert.equal(
+      stored.problem,
+      'changed to be stored as JSON: result.samples[0], result.samples[2], result.samples[3] and 2 more: NaN, stored as null; result.odd key.n: a BigInt, stored as a string; result.hooks.onDone: a function, dropped; result.hooks.list[0]: a symbol, stored as null; result.seen: a Set, stored as {}',
+    );
+  });
+
+  it('leaves what JSON holds alone: no warning for plain values, undefined or Dates', function () {
+    const at = new Date('2026-12-03T00:00:00Z');
+    const stored = toStorableJson({ a: [1, 'x', null, true], b: undefined, at });
+    assert.deepEqual(stored, {
+      value: { a: [1, 'x', null, true], at: '2026-12-03T00:00:00.000Z' },
+      problem: null,
+    });
+  });
+
+  it('a bare NaN result, and NaN inside a value that is not a documented outcome, are named too', function () {
+    assert.deepEqual(interpretReturn({ ok: NaN }), {
+      kind: 'completed',
+      result: null,
+      warning: 'changed to be stored as JSON: result: NaN, stored as null',
+    });
+    const odd = interpretReturn({ total: Infinity, n: 2 });
+    assert.deepEqual(odd, {
+      kind: 'completed',
+      result: { total: null, n: 2 },
+      warning:
+        'perform returned a value that is not a documented outcome (an object with keys total, n); treated as completed; changed to be stored as JSON: result.total: Infinity, stored as null',
+    });
   });
 });
