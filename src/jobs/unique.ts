@@ -157,6 +157,21 @@ export function uniqueSpec(
       );
     }
     keys = [...new Set(options.keys as string[])];
+    // Oban compares the listed keys that the args have (Map.take) and never checks the list.
+    // We refuse a key the args object does not have at all: a misspelt key ('acount') would
+    // otherwise leave the job compared on the other keys only (on none, if it was the only
+    // one), so unrelated jobs would count as duplicates and their inserts be dropped without a
+    // word. An optional arg still works: the caller gives it with null (or undefined) as its
+    // value, which says "no value" on purpose rather than by a typo.
+    const missing = keys.filter((k) => !Object.hasOwn(job.args, k));
+    if (missing.length > 0) {
+      const have = Object.keys(job.args);
+      const [one, them] = missing.length === 1 ? ['is not a key', 'it'] : ['are not keys', 'them'];
+      throw new UniqueOptionError(
+        `unique.keys: ${missing.map((k) => JSON.stringify(k)).join(', ')} ${one} of this job's args${suggest(missing[0]!, have)}; its args have ${have.length === 0 ? 'no keys' : have.slice(0, 10).join(', ')}. Give ${them} in the args (null when there is no value) or leave ${them} out of keys`,
+        'keys',
+      );
+    }
   }
   const states =
     options.states === undefined
@@ -172,9 +187,7 @@ export function uniqueSpec(
   if (fields.includes('queue')) compared.queue = job.queue;
   if (fields.includes('args')) {
     compared.args =
-      keys === null
-        ? job.args
-        : Object.fromEntries(keys.filter((k) => k in job.args).map((k) => [k, job.args[k]]));
+      keys === null ? job.args : Object.fromEntries(keys.map((k) => [k, job.args[k]]));
   }
   const key = createHash('sha256').update(canonicalJson(compared)).digest('hex');
   return { key, states, period, replace };

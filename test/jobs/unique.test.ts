@@ -65,6 +65,61 @@ describe('unique jobs', function () {
     assert.deepEqual(b.args, { account: 7, note: 'a' }, 'the existing job is returned unchanged');
   });
 
+  it('refuses keys the args do not have, naming the key and the job, before writing anything', async function () {
+    await db.client.insert({ worker: 'ok', args: { account: 7 }, unique: { keys: ['account'] } });
+    await assert.rejects(
+      db.client.insertMany([
+        { worker: 'ok', args: { account: 8 }, unique: { keys: ['account'] } },
+        { worker: 'ok', args: { account: 9, note: 'x' }, unique: { keys: ['acount'] } },
+      ]),
+      (error: unknown) => {
+        assert.ok(error instanceof InsertError, String(error));
+        assert.equal(error.field, 'unique');
+        assert.equal(
+          error.message,
+          `jobs[1].unique.keys: "acount" is not a key of this job's args (did you mean "account"?); its args have account, note. Give it in the args (null when there is no value) or leave it out of keys`,
+        );
+        return true;
+      },
+    );
+    const digest = defineWorker<{ user: number; day?: string }>({
+      name: 'digest',
+      unique: { keys: ['user', 'day'] },
+      perform: () => undefined,
+    });
+    // A worker's own unique options are checked against each insert's args the same way.
+    await assert.rejects(
+      db.client.insert({ worker: digest, args: { user: 1 } }),
+      /^InsertError: job\.unique\.keys: "day" is not a key of this job's args; its args have user\./,
+    );
+    // An arg inherited from Object.prototype is no key of the args either.
+    await assert.rejects(
+      db.client.insert({ worker: 'ok', args: { a: 1 }, unique: { keys: ['toString'] } }),
+      /unique\.keys: "toString" is not a key/,
+    );
+    assert.equal(await count(), 1, 'only the first insert wrote a job');
+  });
+
+  it('an optional key given as null or undefined is accepted: null is compared as a value, undefined as absent (as JSON stores them)', async function () {
+    const digest = defineWorker<{ user: number; day?: string | null }>({
+      name: 'digest',
+      unique: { keys: ['user', 'day'], period: 'infinity' },
+      perform: () => undefined,
+    });
+    const [a, b, c, d] = await db.client.insertMany([
+      { worker: digest, args: { user: 1, day: null } },
+      { worker: digest, args: { user: 1, day: null } },
+      { worker: digest, args: { user: 1, day: '2026-12-03' } },
+      { worker: digest, args: { user: 1, day: undefined } },
+    ]);
+    assert.deepEqual(
+      [a, b, c, d].map((r) => r!.conflict),
+      [false, true, false, false],
+    );
+    assert.equal(b!.id, a!.id);
+    assert.equal(await count(), 3);
+  });
+
   it('compares the chosen fields: worker, queue, args', async function () {
     const all = await db.client.insert({ worker: 'ok', queue: 'a', unique: {} });
     const otherQueue = await db.client.insert({ worker: 'ok', queue: 'b', unique: {} });
