@@ -23,15 +23,17 @@ export async function renderStatus(client: Quern, heartbeatTimeout = 5000): Prom
     seconds(n.ageMs),
     Object.keys(n.queues).join(',') || '(none)',
   ]);
+  // A dead node's queues run nothing, whatever its last heartbeat said: their state is `dead`
+  // and their running count unknown (`-`; the lifeline rescues what they held).
   const nodeRows = nodes.flatMap((n) =>
     Object.entries(n.queues).map(([queue, q]) => [
       n.name,
       queue,
       q.limit,
       q.threads,
-      q.running,
-      q.paused ? 'paused' : 'running',
-      `${Math.round(n.ageMs / 1000)}s ago`,
+      alive(n) ? q.running : '-',
+      !alive(n) ? 'dead' : q.paused ? 'paused' : 'running',
+      seconds(n.ageMs),
     ]),
   );
   const states = [
@@ -71,7 +73,9 @@ export const status: Command = {
         print(await renderStatus(connected.client, connected.config.heartbeatTimeout));
         return 0;
       }
-      await watchStatus(connected.client);
+      await watchStatus(connected.client, {
+        heartbeatTimeout: connected.config.heartbeatTimeout,
+      });
     } finally {
       await connected.close();
     }

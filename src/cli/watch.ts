@@ -11,13 +11,22 @@ import { renderStatus } from './status.js';
 
 export interface WatchOptions {
   intervalMs?: number;
+  /** ms after which a silent node is shown as dead: the config's `heartbeatTimeout`. */
+  heartbeatTimeout?: number;
   out?: NodeJS.WriteStream;
   /** Resolves when the view should stop (SIGINT/SIGTERM by default). */
   until?: Promise<unknown>;
 }
 
-export async function renderFrame(client: Quern, queries: StatsQueries): Promise<string> {
-  const [status, recent] = await Promise.all([renderStatus(client), queries.recent(client.pool)]);
+export async function renderFrame(
+  client: Quern,
+  queries: StatsQueries,
+  heartbeatTimeout?: number,
+): Promise<string> {
+  const [status, recent] = await Promise.all([
+    renderStatus(client, heartbeatTimeout),
+    queries.recent(client.pool),
+  ]);
   const queues = recent.filter((r) => r.by === 'queue');
   const activity =
     queues.length === 0
@@ -63,7 +72,7 @@ export async function watchStatus(client: Quern, options: WatchOptions = {}): Pr
       const started = Date.now();
       let body: string;
       try {
-        body = await renderFrame(client, queries);
+        body = await renderFrame(client, queries, options.heartbeatTimeout);
       } catch (error) {
         body = `database not answering: ${(error as Error).message}; retrying each second`;
       }
