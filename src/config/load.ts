@@ -127,6 +127,12 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
     throw new ConfigError(
       `heartbeatTimeout: must be at least three heartbeatIntervals (${heartbeatInterval * 3} ms), got ${heartbeatTimeout}`,
     );
+  // A node cut off from the database stops its jobs before heartbeatTimeout (src/node/fence.ts):
+  // it needs room for that after a late heartbeat, and before the lifeline may rescue them.
+  if (heartbeatTimeout < heartbeatInterval * 4)
+    throw new ConfigError(
+      `heartbeatTimeout: must be at least four heartbeatIntervals (${heartbeatInterval * 4} ms), got ${heartbeatTimeout} with heartbeatInterval ${heartbeatInterval}: a node that cannot write its heartbeat stops its running jobs before heartbeatTimeout, and needs that room to tell a lost database from a late heartbeat`,
+    );
 
   return {
     node: nodeName,

@@ -30,6 +30,7 @@ import { attachLogger, createLogger } from '../telemetry/logger.js';
 import { startMetricsServer, type MetricsServer } from '../telemetry/metrics.js';
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import { ControlChannel, type ControlMessage } from './control.js';
+import { fenceTimings, HeartbeatFence } from './fence.js';
 import { joinCluster, waitForNameToBeFree } from './membership.js';
 
 export type PluginFactory = (context: PluginContext, node: QuernNode) => PeriodicPlugin[];
@@ -64,6 +65,8 @@ export class QuernNode {
   private plugins: PeriodicPlugin[] = [];
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private heartbeating: Promise<void> | null = null;
+  /** Stops this node's jobs when it cannot write heartbeats (see fence.ts). */
+  private fence: HeartbeatFence | null = null;
   private leaving = false;
   private detachLogger: (() => void) | null = null;
   /** The Prometheus exporter, when `metrics` is configured. */
@@ -188,6 +191,11 @@ export class QuernNode {
             'a node of this name sent a heartbeat recently: waiting to see whether it is still alive',
           ),
       });
+      this.fence = new HeartbeatFence(fenceTimings(config), {
+        fence: (silentMs) => this.onFence(silentMs),
+        lift: (fencedMs) => this.onFenceLifted(fencedMs),
+      });
+      const joinSent = HeartbeatFence.now();
       const joined = await joinCluster({
         pool: this.pool,
         schema: config.schema,
@@ -199,6 +207,8 @@ export class QuernNode {
         queues: {},
       });
       this.joined = true;
+      // Joining wrote this node's first heartbeat: from here, jobs may run, so the fence counts.
+      this.fence.written(joinSent);
       if (joined.startedCluster) log.info('no other live node: this node starts the cluster');
       if (joined.rescued.rescued + joined.rescued.discarded > 0)
         log.warn(joined.rescued, 'rescued jobs an earlier process of this node left executing');
@@ -264,6 +274,7 @@ export class QuernNode {
       },
     });
     this.supervisors.set(queue, supervisor);
+    if (this.fence?.fenced) supervisor.producer.fenced = true; // it fetches once the fence lifts
     supervisor.start();
     return supervisor;
   }
@@ -299,7 +310,11 @@ export class QuernNode {
       void this.heartbeat()
         .catch(() => undefined)
         .finally(() => {
-          if (this.state === 'running' || this.state === 'starting') this.scheduleHeartbeat();
+          // On while stopping too: jobs run through the shutdown grace period, and a node that
+          // fell silent then would see them rescued (and fence them itself) while they run.
+          if (this.leaving) return;
+          if (this.state === 'running' || this.state === 'starting' || this.state === 'stopping')
+            this.scheduleHeartbeat();
         });
     }, this.config.heartbeatInterval);
     this.heartbeatTimer.unref();
@@ -321,6 +336,8 @@ export class QuernNode {
 
   async heartbeat(): Promise<void> {
     if (!this.nodes || this.leaving) return;
+    // Taken before sending: the row's time is never earlier, so the fence never counts late.
+    const sentAt = HeartbeatFence.now();
     const beat = this.breaker.probe(() =>
       this.nodes.heartbeat(
         this.pool,
@@ -332,8 +349,37 @@ export class QuernNode {
     );
     this.heartbeating = beat.catch(() => undefined);
     await beat;
+    this.fence?.written(sentAt);
     // The database answers again: jobs claimed by fetches whose answer was lost go back.
     if (this.lostFetches.pending > 0) await this.lostFetches.release();
+  }
+
+  /**
+   * No heartbeat was written for `silentMs`: another node may soon rescue this node's jobs, so
+   * they stop here first (fence.ts). Fetching stops on every queue; claimed jobs not started go
+   * back when the database can be written; running jobs get their abort signal, and their
+   * threads are terminated after the fence's grace. Their outcomes (`interrupted`: available,
+   * attempt refunded) go through the outcome writer, fenced by attempt token: if a rescue came
+   * first the write is refused, else the job simply goes back.
+   */
+  private onFence(silentMs: number): void {
+    const { heartbeatTimeout } = this.config;
+    const { graceMs } = this.fence!.timings;
+    const reason = `no heartbeat written for ${Math.round(silentMs)} ms; other nodes may rescue this node's jobs after heartbeatTimeout (${heartbeatTimeout} ms)`;
+    let jobs = 0;
+    for (const supervisor of this.supervisors.values())
+      jobs += supervisor.fence(`node ${this.name} lost the database: ${reason}`, graceMs);
+    this.telemetry.emit('node:fence', {
+      node: this.name,
+      jobs,
+      silentMs: Math.round(silentMs),
+      reason,
+    });
+  }
+
+  private onFenceLifted(fencedMs: number): void {
+    for (const supervisor of this.supervisors.values()) supervisor.lift();
+    this.telemetry.emit('node:unfence', { node: this.name, fencedMs: Math.round(fencedMs) });
   }
 
   /** Stops a running job on this node (the cancel of a job that another node may have asked for). */
@@ -395,6 +441,7 @@ export class QuernNode {
   }
 
   private async teardown(reason: string): Promise<void> {
+    this.fence?.stop();
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     this.control?.stop();
     for (const plugin of this.plugins) await plugin.stop();

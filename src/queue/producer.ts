@@ -8,6 +8,9 @@
 // overlaps fetching with running, and one fetch claims a few hundred rows. Claimed jobs that
 // never started (stop, pause, a crashed pool, a cancel) go back as `available` with their attempt
 // refunded, through the same outcome writer, so shutdown flushes them too.
+//
+// Fenced (the node could not write its heartbeat, src/node/fence.ts): as paused, but apart from
+// the user's pause, so lifting the fence brings back exactly the queues the user did not pause.
 
 import type pg from 'pg';
 import type { JobQueries, OutcomeRow } from '../db/queries/jobs.js';
@@ -45,6 +48,9 @@ let fetchSequence = 0;
 export class Producer {
   limit: number;
   private isPaused: boolean;
+  private isFenced = false;
+  /** Counts fences: a fetch sent before one does not run what it claimed. */
+  private fenceEpoch = 0;
   private threads: ThreadPool | null = null;
   private readonly running = new Map<number, RunningJob>();
   /** Claimed (executing in the database) but not started yet, in fetch order. */
@@ -79,6 +85,35 @@ export class Producer {
   }
 
   private readonly pollInterval: number;
+
+  get fenced(): boolean {
+    return this.isFenced;
+  }
+
+  set fenced(value: boolean) {
+    if (value === this.isFenced) return;
+    this.isFenced = value;
+    if (value) {
+      this.fenceEpoch++;
+      this.release();
+    } else {
+      this.wake();
+    }
+  }
+
+  /**
+   * Stops every running job for a fence: abort signal, thread terminated after `graceMs`. Their
+   * outcome is `interrupted` (available again, attempt refunded) unless they complete meanwhile.
+   * Returns how many were asked to stop.
+   */
+  stopRunning(message: string, graceMs: number): number {
+    const threads = this.threads;
+    if (!threads) return 0;
+    let stopped = 0;
+    for (const id of this.running.keys())
+      if (threads.stop(id, 'fence', message, graceMs)) stopped++;
+    return stopped;
+  }
 
   get runningCount(): number {
     return this.running.size;
@@ -120,7 +155,7 @@ export class Producer {
   }
 
   private canRun(): boolean {
-    return !this.stopped && !this.isPaused && this.threads !== null;
+    return !this.stopped && !this.isPaused && !this.isFenced && this.threads !== null;
   }
 
   /** How many jobs to claim now: none while more than half the look-ahead is still waiting. */
@@ -152,6 +187,7 @@ export class Producer {
         const want = this.wanted();
         const token = `${this.deps.runId}.${++fetchSequence}`;
         let rows: JobRecord[];
+        const epoch = this.fenceEpoch;
         try {
           rows = await this.deps.call(() =>
             this.deps.queries.fetch(this.deps.pool, this.deps.queue, want, this.deps.node, token),
@@ -161,6 +197,13 @@ export class Producer {
           // claim may have committed with its answer lost: the node puts such jobs back.
           this.deps.onFetchFailed?.(token, error);
           return;
+        }
+        if (epoch !== this.fenceEpoch) {
+          // Sent before a fence and answered after it (a connection that stalled and came back):
+          // the fence may have been lifted meanwhile, but the jobs may have been rescued too.
+          // They go back, fenced by their token, without running.
+          for (const record of rows) this.giveBack(record, { kind: 'interrupted' });
+          break;
         }
         this.waiting.push(...rows);
         this.pump();

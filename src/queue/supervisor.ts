@@ -127,6 +127,17 @@ export class QueueSupervisor {
     this.producer.wake();
   }
 
+  /** The node lost its heartbeats: no fetching, every running job stopped; returns how many. */
+  fence(message: string, graceMs: number): number {
+    this.producer.fenced = true;
+    return this.producer.stopRunning(message, graceMs);
+  }
+
+  /** Heartbeats are written again: fetch again, unless the queue is paused. */
+  lift(): void {
+    this.producer.fenced = false;
+  }
+
   stopFetching(): void {
     this.producer.stop();
   }

@@ -37,10 +37,21 @@ export type RunResult =
   /** Another job's thread death took this one down: run it again, attempt refunded. */
   | { kind: 'interrupted' };
 
+/**
+ * Why a job is being stopped. `fence`: its node could not write a heartbeat for long enough that
+ * another node may soon rescue the job (src/node/fence.ts); it goes back, attempt refunded.
+ */
+export type StopReason = 'timeout' | 'cancel' | 'fence';
+
 interface RunningTask {
   job: Job;
   threadId: number | null;
-  stopping: { reason: 'timeout' | 'cancel'; message: string } | null;
+  stopping: {
+    reason: StopReason;
+    message: string;
+    /** Date.now() by which the thread is terminated; set when the signal is sent, or for a fence at once. */
+    terminateAt: number | null;
+  } | null;
   graceTimer: NodeJS.Timeout | null;
   timeoutTimer: NodeJS.Timeout | null;
 }
@@ -129,7 +140,8 @@ export class ThreadPool {
     const task = this.tasks.get(jobId);
     if (!task) return;
     task.threadId = threadId;
-    // A stop asked for before the job started: signal it now, and give it its grace period.
+    // A stop asked for before the job started: signal it now, and give it its grace period (a
+    // fence's deadline stays where it was: past it, the thread is terminated at once).
     if (task.stopping) this.signalStop(task);
   }
 
@@ -167,6 +179,10 @@ export class ThreadPool {
       return { kind: 'cancelled', reason: task.stopping.message };
     if (task.stopping?.reason === 'timeout')
       return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome };
+    // Fenced: a job that completed within its grace is recorded as such; anything else (most
+    // often the abort it was given) says nothing about the job, so it goes back to run again.
+    if (task.stopping?.reason === 'fence' && outcome.kind !== 'completed')
+      return { kind: 'interrupted' };
     return { kind: 'outcome', outcome };
   }
 
@@ -248,6 +264,7 @@ export class ThreadPool {
       return { kind: 'cancelled', reason: task.stopping.message };
     if (task.stopping?.reason === 'timeout')
       return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome: null };
+    if (task.stopping?.reason === 'fence') return { kind: 'interrupted' };
     // perform never started (the task was queued on the thread): nothing ran, nothing is owed.
     if (this.destroyed || task.threadId === null) return { kind: 'interrupted' };
     const threadId = task.threadId;
@@ -272,23 +289,51 @@ export class ThreadPool {
     setImmediate(() => this.options.onThreadDeath?.({ threadId, error, jobs, culprit }));
   }
 
-  /** Signals the job to stop; terminates its thread if it is still running after the grace period. */
-  stop(jobId: number, reason: 'timeout' | 'cancel', message: string): boolean {
+  /**
+   * Signals the job to stop; terminates its thread if it is still running after the grace period
+   * (`cancelGracePeriod` unless given). A fence's grace runs from now, even for a job that has not
+   * reached its thread yet, and shortens the grace of a job already being stopped: its deadline
+   * is one the thread must not outlive.
+   */
+  stop(jobId: number, reason: StopReason, message: string, graceMs?: number): boolean {
     const task = this.tasks.get(jobId);
-    if (!task || task.stopping) return Boolean(task);
-    task.stopping = { reason, message };
+    if (!task) return false;
+    if (task.stopping) {
+      if (reason === 'fence' && graceMs !== undefined) this.terminateBy(task, Date.now() + graceMs);
+      return true;
+    }
+    task.stopping = {
+      reason,
+      message,
+      terminateAt:
+        reason === 'fence' ? Date.now() + (graceMs ?? this.options.cancelGracePeriod) : null,
+    };
     if (task.threadId !== null) this.signalStop(task);
+    else if (task.stopping.terminateAt !== null) this.terminateBy(task, task.stopping.terminateAt);
     return true;
   }
 
   private signalStop(task: RunningTask): void {
     const cancel: CancelMessage = { jobId: task.job.id, reason: task.stopping?.message ?? '' };
     this.cancelChannel.postMessage(cancel);
+    this.terminateBy(
+      task,
+      task.stopping?.terminateAt ?? Date.now() + this.options.cancelGracePeriod,
+    );
+  }
+
+  /** (Re)sets the termination timer to `at`, never later than a deadline already set. */
+  private terminateBy(task: RunningTask, at: number): void {
+    if (!task.stopping) return;
+    if (task.stopping.terminateAt !== null && task.graceTimer && task.stopping.terminateAt <= at)
+      return;
+    task.stopping.terminateAt = at;
     if (task.graceTimer) clearTimeout(task.graceTimer);
-    task.graceTimer = setTimeout(() => this.terminate(task), this.options.cancelGracePeriod);
+    task.graceTimer = setTimeout(() => this.terminate(task), Math.max(0, at - Date.now()));
   }
 
   private terminate(task: RunningTask): void {
+    task.graceTimer = null; // fired: a job reaching its thread after this is terminated at once
     if (!this.tasks.has(task.job.id) || task.threadId === null) return;
     const worker = this.piscina.threads.find((t) => t.threadId === task.threadId);
     if (!worker) return;

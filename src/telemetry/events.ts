@@ -65,6 +65,13 @@ export interface TelemetryEvents {
   'pool:restart': { queue: string; node: string; restarts: number };
   'node:up': { node: string; queues: string[] };
   'node:down': { node: string; reason: string };
+  /**
+   * The node wrote no heartbeat for `silentMs`: it stopped fetching and asked its `jobs` running
+   * jobs to stop, before another node may rescue them (src/node/fence.ts).
+   */
+  'node:fence': { node: string; jobs: number; silentMs: number; reason: string };
+  /** A heartbeat was written again after `fencedMs` fenced: the queues fetch again. */
+  'node:unfence': { node: string; fencedMs: number };
   'notifier:reconnect': { node: string; attempt: number };
   'telemetry:error': { event: string; error: Error };
 }

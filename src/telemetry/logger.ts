@@ -89,6 +89,18 @@ export function attachLogger(
   on('pool:restart', (e) => log.warn(e, `pool of queue ${e.queue} restarted`));
   on('node:up', (e) => log.info(e, `node ${e.node} up`));
   on('node:down', (e) => log.info(e, `node ${e.node} down`));
+  on('node:fence', (e) =>
+    log.warn(
+      e,
+      `node ${e.node} fenced: stopped fetching and stopped ${e.jobs} running jobs (${e.reason})`,
+    ),
+  );
+  on('node:unfence', (e) =>
+    log.info(
+      e,
+      `node ${e.node} heartbeats written again after ${e.fencedMs} ms fenced; fetching again`,
+    ),
+  );
   on('notifier:reconnect', (e) => log.warn(e, 'notification connection lost; reconnecting'));
   on('telemetry:error', (e) =>
     log.error({ event: e.event, error: e.error.message }, `a listener of ${e.event} threw`),

@@ -1,0 +1,251 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { QuernNode } from '../../src/node/node.js';
+import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
+import {
+  nodeConfig,
+  spawnCluster,
+  startNode,
+  writeConfig,
+  type SpawnedNode,
+} from '../helpers/node.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+
+// A network split: node A reaches PostgreSQL through a proxy in this process, node B directly.
+// Cutting the proxy leaves the server up for B, whose lifeline rescues A's jobs once A's heartbeat
+// is heartbeatTimeout old. A must have stopped them by then (src/node/fence.ts), or the same job
+// runs on two nodes at once. The `ticker` worker writes every moment of each run to a file both
+// nodes share, so an overlap of two runs shows as a line of the older run after the newer began.
+
+interface Line {
+  job: number;
+  run: string;
+  what: string;
+  at: number;
+}
+
+function readLines(file: string): Line[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((text) => {
+      const [job, run, what, at] = text.split(' ');
+      return { job: Number(job), run: run!, what: what!, at: Number(at) };
+    });
+}
+
+/** The runs of one job in the order they started; fails if one was alive after the next began. */
+function runsWithoutOverlap(lines: Line[], job: number): { run: string; lines: Line[] }[] {
+  const runs: { run: string; lines: Line[] }[] = [];
+  for (const line of lines.filter((l) => l.job === job)) {
+    let index = runs.findIndex((r) => r.run === line.run);
+    if (index < 0) {
+      runs.push({ run: line.run, lines: [] });
+      index = runs.length - 1;
+    }
+    const newest = runs.at(-1)!;
+    if (index !== runs.length - 1)
+      assert.fail(
+        `job ${job}: run ${line.run} was still alive (${line.what} at ${line.at}) after run ${newest.run} started at ${newest.lines[0]!.at}`,
+      );
+    runs[index]!.lines.push(line);
+  }
+  return runs;
+}
+
+describe('a network split: one node cut off from PostgreSQL while the server stays up', function () {
+  let db: TestSchema;
+  let proxy: TcpProxy;
+  const spawned: SpawnedNode[] = [];
+  const nodes: QuernNode[] = [];
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+    proxy = new TcpProxy(db.url);
+    await proxy.start();
+  });
+  afterEach(async function () {
+    this.timeout(30000);
+    for (const node of spawned) node.child.kill('SIGKILL');
+    await Promise.all(spawned.splice(0).map((n) => n.exited));
+    await proxy.restore();
+    await Promise.all(nodes.splice(0).map((n) => n.stop()));
+    await proxy.stop();
+    await cleanup(this, db);
+  });
+
+  it('the cut-off node stops its jobs before the other node rescues them; they run once more, never twice at once; it fetches again when reconnected', async function () {
+    this.timeout(90000);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'quern-split-')), 'ticks.txt');
+    const settings = {
+      logLevel: 'info',
+      heartbeatInterval: 200,
+      heartbeatTimeout: 2000,
+      cancelGracePeriod: 500,
+      plugins: { stager: { interval: 200 }, lifeline: { interval: 100 } },
+    };
+    const a = spawnCluster(
+      [
+        '--config',
+        writeConfig({
+          ...nodeConfig(db.schema, proxy.url),
+          ...settings,
+          queues: { long: { limit: 2, pollInterval: 200 }, solo: { limit: 1, pollInterval: 200 } },
+        }),
+      ],
+      { NODE_NAME: 'split-a' },
+    );
+    spawned.push(a);
+    await a.waitForLog(/node split-a started/);
+    // B waits with its queue paused until A runs both jobs; then it is the node that could rescue.
+    const b = spawnCluster(
+      [
+        '--config',
+        writeConfig({
+          ...nodeConfig(db.schema, db.url),
+          ...settings,
+          queues: { long: { limit: 2, pollInterval: 200, paused: true } },
+        }),
+      ],
+      { NODE_NAME: 'split-b' },
+    );
+    spawned.push(b);
+    await b.waitForLog(/node split-b started/);
+
+    // One job that honours its abort signal, one that ignores it (its thread must be terminated).
+    const polite = await db.client.insert({
+      worker: 'ticker',
+      queue: 'long',
+      args: { file, ms: 4000 },
+    });
+    const stubborn = await db.client.insert({
+      worker: 'ticker',
+      queue: 'long',
+      args: { file, ms: 4000, honour: false },
+    });
+    const onA = async () => {
+      const rows = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM jobs WHERE state = 'executing' AND attempted_by[1] = 'split-a'`,
+      );
+      const started = new Set(readLines(file).map((l) => l.job));
+      return rows[0]!.n === 2 && started.has(polite.id) && started.has(stubborn.id);
+    };
+    await eventually(onA, 20000, 'both jobs running on split-a');
+    await db.client.resumeQueue('long', { node: 'split-b' });
+    await b.waitForLog(/queue long resumed/);
+
+    const cutAt = Date.now();
+    await proxy.cut();
+
+    await a.waitForLog(/fenced: stopped fetching and stopped 2 running jobs/, 20000);
+    const finished = async () => {
+      const rows = await db.query<{ id: number; state: string; node: string }>(
+        `SELECT id, state::text, attempted_by[1] AS node FROM jobs WHERE queue = 'long' ORDER BY id`,
+      );
+      return rows.every((r) => r.state === 'completed') ? rows : null;
+    };
+    const done = await eventually(finished, 40000, 'both jobs completed after the split');
+    assert.deepEqual(
+      done.map((r) => r.node),
+      ['split-b', 'split-b'],
+    );
+
+    const lines = readLines(file);
+    const pidA = String(a.child.pid);
+    const pidB = String(b.child.pid);
+    for (const job of [polite, stubborn]) {
+      const runs = runsWithoutOverlap(lines, job.id);
+      assert.deepEqual(
+        runs.map((r) => r.run.split('.')[0]),
+        [pidA, pidB],
+        `job ${job.id} ran on A, then on B`,
+      );
+      const [onNodeA, onNodeB] = runs as [(typeof runs)[0], (typeof runs)[0]];
+      const lastOnA = onNodeA.lines.at(-1)!;
+      // Stopped by A itself, before heartbeatTimeout (2000 ms) from the cut; counting from A's
+      // last heartbeat, which came before the cut, it was earlier still.
+      assert.ok(
+        lastOnA.at - cutAt < 2000,
+        `job ${job.id}: A's run was alive ${lastOnA.at - cutAt} ms after the cut`,
+      );
+      assert.ok(!onNodeA.lines.some((l) => l.what === 'end'), 'A did not finish it');
+      if (job.id === polite.id) assert.equal(lastOnA.what, 'abort', 'it got its abort signal');
+      assert.equal(onNodeB.lines.at(-1)!.what, 'end', 'B ran it to the end');
+    }
+
+    // A comes back: its held outcomes are refused (the jobs were rescued), and it fetches again.
+    await proxy.restore();
+    await a.waitForLog(/heartbeats written again after \d+ ms fenced; fetching again/, 20000);
+    const solo = await db.client.insert({
+      worker: 'ticker',
+      queue: 'solo',
+      args: { file, ms: 10 },
+    });
+    await eventually(
+      async () => {
+        const [row] = await db.query<{ state: string; node: string }>(
+          `SELECT state::text, attempted_by[1] AS node FROM jobs WHERE id = $1`,
+          [solo.id],
+        );
+        return row?.state === 'completed' && row.node === 'split-a';
+      },
+      20000,
+      'a new job run by split-a after it reconnected',
+    );
+    const after = await db.query<{ state: string; node: string; attempt: number; errors: string }>(
+      `SELECT state::text, attempted_by[1] AS node, attempt, errors::text FROM jobs WHERE queue = 'long' ORDER BY id`,
+    );
+    for (const row of after) {
+      assert.equal(row.state, 'completed', 'the old runner did not overwrite what B recorded');
+      assert.equal(row.node, 'split-b');
+      assert.match(row.errors, /rescued: node split-a stopped sending heartbeats/);
+    }
+  });
+
+  it('a node that lost its heartbeats gives back its queues as they were: a paused queue stays paused', async function () {
+    this.timeout(60000);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'quern-fence-')), 'ticks.txt');
+    const node = await startNode(db.schema, proxy.url, {
+      node: 'fenced',
+      heartbeatInterval: 200,
+      heartbeatTimeout: 2000,
+      queues: { default: { limit: 1, pollInterval: 200 }, held: { limit: 1, paused: true } },
+    });
+    nodes.push(node);
+    const job = await db.client.insert({ worker: 'ticker', args: { file, ms: 60000 } });
+    await node.telemetry.waitFor('job:start', (e) => e.id === job.id);
+    const fence = node.telemetry.waitFor('node:fence', undefined, 20000);
+    await proxy.cut();
+    const fenced = await fence;
+    assert.equal(fenced.node, 'fenced');
+    assert.equal(fenced.jobs, 1);
+    assert.ok(fenced.silentMs >= 1350 && fenced.silentMs < 1800, `fenced at ${fenced.silentMs} ms`);
+    assert.match(fenced.reason, /no heartbeat written for \d+ ms/);
+    const runs = runsWithoutOverlap(readLines(file), job.id);
+    await eventually(() =>
+      Promise.resolve(node.supervisors.get('default')!.producer.runningCount === 0),
+    );
+    assert.equal(runs[0]!.lines.length > 0, true);
+
+    const lifted = node.telemetry.waitFor('node:unfence', undefined, 20000);
+    // The interrupted outcome was held; written now, the job is available again, attempt refunded.
+    const back = node.telemetry.waitFor('job:stop', (e) => e.id === job.id, 20000);
+    await proxy.restore();
+    await lifted;
+    assert.equal((await back).state, 'available');
+    assert.equal(node.supervisors.get('held')!.producer.paused, true, 'held stays paused');
+    assert.equal(node.supervisors.get('default')!.producer.fenced, false);
+    // The same job runs again here, as attempt 1 (the fenced attempt was given back).
+    const again = await node.telemetry.waitFor('job:start', (e) => e.id === job.id, 20000);
+    assert.equal(again.attempt, 1);
+    const [row] = await db.query<{ errors: string }>(
+      `SELECT errors::text FROM jobs WHERE id = $1`,
+      [job.id],
+    );
+    assert.equal(row!.errors, '[]', 'not rescued: it went back by itself');
+    await db.client.cancel(job.id);
+  });
+});
