@@ -81,6 +81,11 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       () => ({ ...base(), queues: { ['q'.repeat(64)]: 1 } }),
       /queues\.q+: a queue name .* of at most 63 bytes/,
     ],
+    [
+      'a heartbeatTimeout too short for a cut-off node to stop its jobs before they are rescued',
+      () => ({ ...base(), heartbeatInterval: 1000, heartbeatTimeout: 3500 }),
+      /heartbeatTimeout: must be at least four heartbeatIntervals \(4000 ms\), got 3500 with heartbeatInterval 1000: a node that cannot write its heartbeat stops its running jobs before heartbeatTimeout/,
+    ],
     ['a file that is not JSON', () => ({}), /is not valid JSON/],
   ];
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fenceTimings } from '../../src/node/fence.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import {
@@ -247,5 +248,27 @@ describe('a network split: one node cut off from PostgreSQL while the server sta
     );
     assert.equal(row!.errors, '[]', 'not rescued: it went back by itself');
     await db.client.cancel(job.id);
+  });
+});
+
+describe('fence timings', function () {
+  it('stop, grace and deadline leave one heartbeatInterval before a rescue may come', function () {
+    // The defaults: abort at 3 s without a heartbeat, threads terminated at 4 s, rescue from 5 s.
+    assert.deepEqual(
+      fenceTimings({ heartbeatInterval: 1000, heartbeatTimeout: 5000, cancelGracePeriod: 5000 }),
+      { stopAfterMs: 3000, graceMs: 1000, deadlineMs: 4000 },
+    );
+    // A short cancelGracePeriod is kept whole; the abort then comes later.
+    assert.deepEqual(
+      fenceTimings({ heartbeatInterval: 200, heartbeatTimeout: 5000, cancelGracePeriod: 500 }),
+      { stopAfterMs: 4300, graceMs: 500, deadlineMs: 4800 },
+    );
+    // The tightest timeout config allows: the abort still comes after two heartbeatIntervals.
+    const tight = fenceTimings({
+      heartbeatInterval: 1000,
+      heartbeatTimeout: 4000,
+      cancelGracePeriod: 5000,
+    });
+    assert.deepEqual(tight, { stopAfterMs: 2250, graceMs: 750, deadlineMs: 3000 });
   });
 });
