@@ -19,7 +19,7 @@ import type { JobEventBase, Telemetry } from '../telemetry/events.js';
 import { defaultBackoff } from '../worker/define.js';
 import type { RegisteredWorker } from '../worker/registry.js';
 import type { OutcomeWriter } from './outcomes.js';
-import type { RunResult, ThreadPool } from './threads.js';
+import type { PoolEntry, RunResult, ThreadPool } from './threads.js';
 
 export interface ProducerDeps {
   queue: string;
@@ -81,7 +81,10 @@ export class Producer {
   /** Pausing also gives back the jobs claimed ahead, so other nodes can run them. */
   set paused(value: boolean) {
     this.isPaused = value;
-    if (value) this.release();
+    if (value) {
+      this.release();
+      this.threads?.releaseUnstarted();
+    }
   }
 
   private readonly pollInterval: number;
@@ -96,6 +99,7 @@ export class Producer {
     if (value) {
       this.fenceEpoch++;
       this.release();
+      this.threads?.releaseUnstarted();
     } else {
       this.wake();
     }
@@ -115,8 +119,25 @@ export class Producer {
     return stopped;
   }
 
+  /** Jobs inside perform (handed-out jobs may still wait for a slot on their thread). */
   get runningCount(): number {
-    return this.running.size;
+    return this.threads ? this.threads.performingCount : this.running.size;
+  }
+
+  /**
+   * How many claimed jobs beyond the limit may wait on the threads rather than here. With only
+   * `limit` jobs handed out, each batch is as large as the slots that just freed (10 at limit 20),
+   * and every batch costs a message each way; handing out up to three limits' worth of the
+   * look-ahead makes batches of 40 (bench W2: main thread ~45 ms per 1,000 jobs at limit 200,
+   * ~60 at limit 20). The threads' own caps then keep the limit, so this holds only when they
+   * add up to no more than it (threads x concurrency <= limit); otherwise nothing waits there.
+   * Jobs waiting on a thread are given back like those waiting here (pause, stop, cancel), and
+   * their timeouts and durations count from the start of perform.
+   */
+  private ahead(): number {
+    const threads = this.threads;
+    if (!threads || this.prefetch === 0 || threads.performers > this.limit) return 0;
+    return Math.min(this.prefetch, 3 * this.limit);
   }
 
   runningIds(): number[] {
@@ -142,6 +163,7 @@ export class Producer {
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = null;
     this.release();
+    this.threads?.releaseUnstarted();
   }
 
   private schedulePoll(): void {
@@ -218,7 +240,7 @@ export class Producer {
       this.release();
       return;
     }
-    const free = this.limit - this.running.size;
+    const free = this.limit + this.ahead() - this.running.size;
     if (free > 0 && this.waiting.length > 0) this.dispatch(this.waiting.splice(0, free));
   }
 
@@ -249,11 +271,10 @@ export class Producer {
   /** Starts jobs; those bound for the thread pool go together (one message per thread). */
   private dispatch(records: JobRecord[]): void {
     const threads = this.threads;
-    const pooled: { job: Job; timeoutMs: number | null }[] = [];
-    const finishes: ((result: RunResult) => void)[] = [];
+    const pooled: PoolEntry[] = [];
     for (const record of records) {
-      const startedAt = Date.now();
-      this.running.set(record.id, { record, startedAt });
+      const handedAt = Date.now();
+      this.running.set(record.id, { record, startedAt: handedAt });
       this.unwritten++;
       const job = jobOf(record);
       const queueTimeMs = Math.max(
@@ -272,30 +293,32 @@ export class Producer {
         queueTimeMs,
       });
       const registered = this.deps.workers.get(record.worker);
-      const finish = (result: RunResult): void =>
-        this.finish(record, job, registered, result, startedAt, queueTimeMs);
+      const done = (result: RunResult, startedAt: number | null): void =>
+        this.finish(record, job, registered, result, startedAt ?? handedAt, queueTimeMs);
       if (!registered || !threads) {
         void Promise.resolve().then(() =>
-          finish({
-            kind: 'outcome',
-            outcome: {
-              kind: 'failed',
-              error: `unknown worker ${JSON.stringify(record.worker)}: no worker of that name is registered on node ${this.deps.node}`,
-              warning: null,
+          done(
+            {
+              kind: 'outcome',
+              outcome: {
+                kind: 'failed',
+                error: `unknown worker ${JSON.stringify(record.worker)}: no worker of that name is registered on node ${this.deps.node}`,
+                warning: null,
+              },
             },
-          }),
+            null,
+          ),
         );
         continue;
       }
-      pooled.push({ job, timeoutMs: timeoutFor(registered, job) });
-      finishes.push(finish);
+      pooled.push({ job, timeoutMs: timeoutFor(registered, job), done });
     }
     if (!threads || pooled.length === 0) return;
-    threads.runMany(pooled).forEach((run, index) => {
-      void run
-        .catch((error: unknown): RunResult => ({ kind: 'crashed', error: String(error) }))
-        .then(finishes[index]);
-    });
+    const ahead = this.ahead();
+    // Handed out ahead, a batch is a thread's share of everything that may wait on the threads.
+    const batchSize =
+      ahead > 0 ? Math.ceil((this.limit + ahead) / threads.configuredThreads) : undefined;
+    threads.runMany(pooled, batchSize);
   }
 
   private finish(

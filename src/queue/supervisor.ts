@@ -5,6 +5,7 @@
 // backoff a fresh pool is started. Other queues and the node carry on throughout.
 
 import type { QueueConfig } from '../config/types.js';
+import { MAX_QUEUE_LIMIT } from '../config/load.js';
 import type { Telemetry } from '../telemetry/events.js';
 import { Producer, type ProducerDeps } from './producer.js';
 import { ThreadPool, type ThreadDeath } from './threads.js';
@@ -63,6 +64,8 @@ export class QueueSupervisor {
       concurrency: config.concurrency,
       memoryLimitMb: config.memoryLimitMb,
       cancelGracePeriod: this.options.cancelGracePeriod,
+      // The most the producer hands out: its limit (scalable up to the maximum) and look-ahead.
+      capacity: MAX_QUEUE_LIMIT + config.prefetch,
       // A death reported by a pool we already replaced is not this pool's.
       onThreadDeath: (death) => {
         if (this.threads === pool) this.onThreadDeath(death);

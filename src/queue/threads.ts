@@ -1,7 +1,7 @@
-// The bridge between a queue and its piscina pool. It runs jobs as piscina tasks (one job, or a
-// batch of jobs that became runnable together, in one message), knows which thread
-// runs which job (threads report it when a job starts), and stops jobs: the cooperative abort
-// signal first, then, after a grace period, the thread is terminated. When a thread dies, the
+// The bridge between a queue and its piscina pool. It runs jobs as piscina tasks (a batch of jobs
+// that became runnable together, in one message), knows which thread runs which job (the thread
+// writes it into memory shared with this side when the job starts, see SharedSlots), and stops
+// jobs: the cooperative abort signal first, then, after a grace period, the thread is terminated. When a thread dies, the
 // job that killed it (the thread names it when it can) is a failed attempt; the jobs that merely
 // shared the thread are reported `interrupted`, so they go back without losing an attempt.
 //
@@ -20,6 +20,8 @@ import type {
   BatchOutcomes,
   BatchTask,
   CancelMessage,
+  RunnerOutcome,
+  SharedSlots,
   ThreadData,
   ThreadMessage,
 } from '../thread/runner.js';
@@ -45,7 +47,8 @@ export type StopReason = 'timeout' | 'cancel' | 'fence';
 
 interface RunningTask {
   job: Job;
-  threadId: number | null;
+  /** Its place in the shared slots (threadId and start time, written by the thread). */
+  slot: number;
   stopping: {
     reason: StopReason;
     message: string;
@@ -54,6 +57,13 @@ interface RunningTask {
   } | null;
   graceTimer: NodeJS.Timeout | null;
   timeoutTimer: NodeJS.Timeout | null;
+}
+
+/** A job handed to the pool, and where its result goes (with when its perform began). */
+export interface PoolEntry {
+  job: Job;
+  timeoutMs: number | null;
+  done: (result: RunResult, startedAt: number | null) => void;
 }
 
 export interface ThreadDeath {
@@ -72,6 +82,8 @@ export interface ThreadPoolOptions {
   concurrency: number;
   memoryLimitMb: number | null;
   cancelGracePeriod: number;
+  /** Most jobs handed to the pool at once (running and waiting on threads); sizes the slots. */
+  capacity: number;
   /** Called once per thread that died on its own (not for threads we terminated). */
   onThreadDeath?: (death: ThreadDeath) => void;
 }
@@ -86,23 +98,46 @@ export class ThreadPool {
   private readonly crashReports = new Map<number, { job: number | null; error: string }>();
   private readonly deathsReported = new Set<number>();
   /** Batches whose outcomes are still due: how to settle one job of each. */
-  private readonly batches = new Map<number, (id: number, outcome: ThreadOutcome) => void>();
+  private readonly batches = new Map<number, (id: number, outcome: RunnerOutcome) => void>();
   private batchSequence = 0;
   private destroyed = false;
+  private readonly threadIds: Int32Array;
+  private readonly startedAt: Float64Array;
+  private readonly performing: Int32Array;
+  private readonly generation: Int32Array;
+  private readonly slotMask: number;
+  private nextSlot = 0;
 
   constructor(private readonly options: ThreadPoolOptions) {
     const channelName = `quern-cancel-${options.queue}-${randomUUID()}`;
+    // A ring of slots, at least twice as many as jobs the pool may hold: a slot is used again
+    // only after every job handed out since has, so a live job's slot is never overwritten.
+    const size = 2 ** Math.ceil(Math.log2(Math.max(64, options.capacity * 2 + 16)));
+    const slots: SharedSlots = {
+      threadIds: new SharedArrayBuffer(size * 4),
+      startedAt: new SharedArrayBuffer(size * 8),
+      performing: new SharedArrayBuffer(4),
+      generation: new SharedArrayBuffer(4),
+    };
+    this.threadIds = new Int32Array(slots.threadIds);
+    this.startedAt = new Float64Array(slots.startedAt);
+    this.performing = new Int32Array(slots.performing);
+    this.generation = new Int32Array(slots.generation);
+    this.slotMask = size - 1;
     const workerData: ThreadData = {
       workersDir: options.workersDir,
       cancelChannel: channelName,
       concurrency: options.concurrency,
+      slots,
     };
     this.cancelChannel = new BroadcastChannel(channelName);
     this.piscina = new Piscina({
       filename: RUNNER,
       minThreads: options.threads,
       maxThreads: options.threads,
-      concurrentTasksPerWorker: options.concurrency,
+      // Every task goes to a thread at once, never into piscina's own queue, where a pause or a
+      // stop could not reach it: the runner itself holds a thread to `concurrency` jobs.
+      concurrentTasksPerWorker: options.capacity,
       idleTimeout: Infinity,
       workerData,
       ...(options.memoryLimitMb
@@ -115,11 +150,7 @@ export class ThreadPool {
   }
 
   private onMessage(message: ThreadMessage): void {
-    if (message.type === 'started') {
-      this.startedOn(message.job, message.threadId);
-    } else if (message.type === 'batch-started') {
-      for (const id of message.jobs) this.startedOn(id, message.threadId);
-    } else if (message.type === 'outcomes') {
+    if (message.type === 'outcomes') {
       const settle = this.batches.get(message.batch);
       if (settle) for (const [id, outcome] of message.outcomes) settle(id, outcome);
     } else if (message.type === 'crash') {
@@ -136,31 +167,50 @@ export class ThreadPool {
     return this.piscina.threads.length;
   }
 
-  private startedOn(jobId: number, threadId: number): void {
-    const task = this.tasks.get(jobId);
-    if (!task) return;
-    task.threadId = threadId;
-    // A stop asked for before the job started: signal it now, and give it its grace period (a
-    // fence's deadline stays where it was: past it, the thread is terminated at once).
-    if (task.stopping) this.signalStop(task);
+  get configuredThreads(): number {
+    return this.options.threads;
+  }
+
+  /** Jobs the threads run at once at most: past it, handed-out jobs wait on their thread. */
+  get performers(): number {
+    return this.options.threads * this.options.concurrency;
+  }
+
+  /** Jobs of this pool inside perform now (handed-out jobs may still wait for a slot). */
+  get performingCount(): number {
+    return Atomics.load(this.performing, 0);
+  }
+
+  /** The thread running the job's perform, or null while it has not started. */
+  private threadOf(task: RunningTask): number | null {
+    return Atomics.load(this.threadIds, task.slot) || null;
   }
 
   private track(job: Job, timeoutMs: number | null): RunningTask {
-    const task: RunningTask = {
-      job,
-      threadId: null,
-      stopping: null,
-      graceTimer: null,
-      timeoutTimer: null,
-    };
+    const slot = this.nextSlot++ & this.slotMask;
+    Atomics.store(this.threadIds, slot, 0);
+    const task: RunningTask = { job, slot, stopping: null, graceTimer: null, timeoutTimer: null };
     this.tasks.set(job.id, task);
-    if (timeoutMs !== null && timeoutMs > 0) {
-      task.timeoutTimer = setTimeout(
-        () => this.stop(job.id, 'timeout', `job timed out after ${timeoutMs} ms`),
-        timeoutMs,
-      );
-    }
+    if (timeoutMs !== null && timeoutMs > 0) this.armTimeout(task, timeoutMs, timeoutMs);
     return task;
+  }
+
+  /**
+   * A job's timeout counts from the start of its perform, not from when it was handed to the
+   * pool (it may wait on its thread for a slot): until it has started, the timer looks again.
+   */
+  private armTimeout(task: RunningTask, timeoutMs: number, inMs: number): void {
+    task.timeoutTimer = setTimeout(() => {
+      task.timeoutTimer = null;
+      if (!this.tasks.has(task.job.id)) return;
+      if (this.threadOf(task) === null) {
+        this.armTimeout(task, timeoutMs, Math.min(timeoutMs, 50));
+        return;
+      }
+      const left = this.startedAt[task.slot]! + timeoutMs - Date.now();
+      if (left > 0) this.armTimeout(task, timeoutMs, left);
+      else this.stop(task.job.id, 'timeout', `job timed out after ${timeoutMs} ms`);
+    }, inMs);
   }
 
   private untrack(task: RunningTask): void {
@@ -172,11 +222,13 @@ export class ThreadPool {
   /** What a job's outcome means once it is back: a stop asked for meanwhile wins. */
   private completed(
     task: RunningTask,
-    outcome: ThreadOutcome,
+    outcome: RunnerOutcome,
     timeoutMs: number | null,
   ): RunResult {
     if (task.stopping?.reason === 'cancel')
       return { kind: 'cancelled', reason: task.stopping.message };
+    // Given back before it started (the queue paused or stopped): it runs again, attempt refunded.
+    if (outcome.kind === 'unstarted') return { kind: 'interrupted' };
     if (task.stopping?.reason === 'timeout')
       return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome };
     // Fenced: a job that completed within its grace is recorded as such; anything else (most
@@ -186,16 +238,12 @@ export class ThreadPool {
     return { kind: 'outcome', outcome };
   }
 
-  async run(job: Job, timeoutMs: number | null): Promise<RunResult> {
-    const task = this.track(job, timeoutMs);
-    try {
-      const outcome = (await this.piscina.run({ job })) as ThreadOutcome;
-      return this.completed(task, outcome, timeoutMs);
-    } catch (error) {
-      return this.failed(task, error as Error, timeoutMs);
-    } finally {
-      this.untrack(task);
-    }
+  /** Gives back every handed-out job that has not started yet (see CancelMessage). */
+  releaseUnstarted(): void {
+    if (this.destroyed) return;
+    Atomics.add(this.generation, 0, 1);
+    const release: CancelMessage = { release: true };
+    this.cancelChannel.postMessage(release);
   }
 
   /**
@@ -205,46 +253,46 @@ export class ThreadPool {
    * never runs more than `concurrency` jobs at once: the runner holds the rest of a batch that
    * piscina placed on an already busy thread until a slot frees.
    */
-  runMany(entries: { job: Job; timeoutMs: number | null }[]): Promise<RunResult>[] {
-    if (entries.length === 1) return [this.run(entries[0]!.job, entries[0]!.timeoutMs)];
-    // Batches as large as a thread may run at once: each message costs the main thread tens
-    // of microseconds, so splitting 10 freed slots into one batch per thread doubled them (bench
+  runMany(entries: PoolEntry[], batchSize = this.options.concurrency): void {
+    // Batches as large as a thread may run at once, or larger when jobs are handed out ahead:
+    // each message costs the main thread tens of microseconds (more when waking a thread on a
+    // busy machine), so splitting 10 freed slots into one batch per thread doubled them (bench
     // W2: ~4,000 tasks for 20,000 jobs with batches of ceil(n / threads)).
-    const size = Math.max(1, this.options.concurrency);
-    const results: Promise<RunResult>[] = [];
-    for (let i = 0; i < entries.length; i += size) {
-      results.push(...this.runBatch(entries.slice(i, i + size)));
-    }
-    return results;
+    const size = Math.max(1, batchSize);
+    for (let i = 0; i < entries.length; i += size) this.runBatch(entries.slice(i, i + size));
   }
 
-  private runBatch(entries: { job: Job; timeoutMs: number | null }[]): Promise<RunResult>[] {
-    if (entries.length === 1) return [this.run(entries[0]!.job, entries[0]!.timeoutMs)];
+  /** One piscina task; each job is settled once, by its outcome or by the task's failure. */
+  private runBatch(entries: PoolEntry[]): void {
     const batch = ++this.batchSequence;
-    const due = new Map<
-      number,
-      { task: RunningTask; timeoutMs: number | null; resolve: (r: RunResult) => void }
-    >();
-    const results = entries.map(
-      ({ job, timeoutMs }) =>
-        new Promise<RunResult>((resolve) => {
-          due.set(job.id, { task: this.track(job, timeoutMs), timeoutMs, resolve });
-        }),
-    );
+    const due = new Map<number, { task: RunningTask; entry: PoolEntry }>();
+    const slots: number[] = [];
+    for (const entry of entries) {
+      const task = this.track(entry.job, entry.timeoutMs);
+      due.set(entry.job.id, { task, entry });
+      slots.push(task.slot);
+    }
     const settle = (id: number, result: (task: RunningTask, ms: number | null) => RunResult) => {
-      const entry = due.get(id);
-      if (!entry) return;
+      const item = due.get(id);
+      if (!item) return;
       due.delete(id);
-      const value = result(entry.task, entry.timeoutMs);
-      this.untrack(entry.task);
-      entry.resolve(value);
+      const { task, entry } = item;
+      const value = result(task, entry.timeoutMs);
+      const startedAt = this.threadOf(task) === null ? null : this.startedAt[task.slot]!;
+      this.untrack(task);
       if (due.size === 0) this.batches.delete(batch);
+      entry.done(value, startedAt);
     };
     this.batches.set(batch, (id, outcome) =>
       settle(id, (task, ms) => this.completed(task, outcome, ms)),
     );
-    const message: BatchTask = { batch, jobs: entries.map((e) => e.job) };
-    this.piscina.run(message, { name: 'runBatch' }).then(
+    const message: BatchTask = {
+      batch,
+      jobs: entries.map((e) => e.job),
+      slots,
+      generation: Atomics.load(this.generation, 0),
+    };
+    this.piscina.run(message).then(
       (outcomes: BatchOutcomes) => {
         for (const [id, outcome] of outcomes)
           settle(id, (task, ms) => this.completed(task, outcome, ms));
@@ -255,7 +303,6 @@ export class ThreadPool {
           settle(id, (task, ms) => this.failed(task, error as Error, ms));
       },
     );
-    return results;
   }
 
   /** Why a task's promise was rejected: its thread died, or the pool is going away. */
@@ -265,9 +312,10 @@ export class ThreadPool {
     if (task.stopping?.reason === 'timeout')
       return { kind: 'timeout', timeoutMs: timeoutMs ?? 0, outcome: null };
     if (task.stopping?.reason === 'fence') return { kind: 'interrupted' };
-    // perform never started (the task was queued on the thread): nothing ran, nothing is owed.
-    if (this.destroyed || task.threadId === null) return { kind: 'interrupted' };
-    const threadId = task.threadId;
+    // perform never started (the job waited in the queue or on the thread): nothing ran, nothing
+    // is owed.
+    const threadId = this.threadOf(task);
+    if (this.destroyed || threadId === null) return { kind: 'interrupted' };
     if (this.terminated.has(threadId)) return { kind: 'interrupted' };
     const report = this.crashReports.get(threadId);
     const reason = `worker thread died: ${report?.error ?? describeDeath(error, this.options.memoryLimitMb)}`;
@@ -284,7 +332,7 @@ export class ThreadPool {
     this.deathsReported.add(threadId);
     // Collected on the next tick: every task of the dead thread is rejected in the same turn.
     const jobs = [...this.tasks.values()]
-      .filter((t) => t.threadId === threadId)
+      .filter((t) => this.threadOf(t) === threadId)
       .map((t) => t.job.id);
     setImmediate(() => this.options.onThreadDeath?.({ threadId, error, jobs, culprit }));
   }
@@ -308,8 +356,9 @@ export class ThreadPool {
       terminateAt:
         reason === 'fence' ? Date.now() + (graceMs ?? this.options.cancelGracePeriod) : null,
     };
-    if (task.threadId !== null) this.signalStop(task);
-    else if (task.stopping.terminateAt !== null) this.terminateBy(task, task.stopping.terminateAt);
+    // Told to every thread even before it started: the one holding it (or receiving it later)
+    // gives it back unstarted, and the grace period only ends a job that is in its perform.
+    this.signalStop(task);
     return true;
   }
 
@@ -333,12 +382,20 @@ export class ThreadPool {
   }
 
   private terminate(task: RunningTask): void {
-    task.graceTimer = null; // fired: a job reaching its thread after this is terminated at once
-    if (!this.tasks.has(task.job.id) || task.threadId === null) return;
-    const worker = this.piscina.threads.find((t) => t.threadId === task.threadId);
+    task.graceTimer = null;
+    if (!this.tasks.has(task.job.id)) return;
+    const threadId = this.threadOf(task);
+    if (threadId === null) {
+      // Not started: the stop reaches it on its thread, which gives it back unstarted. Look again
+      // in case it began just before the stop arrived (soon, for a fence's deadline).
+      const again = task.stopping?.reason === 'fence' ? 20 : this.options.cancelGracePeriod;
+      task.graceTimer = setTimeout(() => this.terminate(task), again);
+      return;
+    }
+    const worker = this.piscina.threads.find((t) => t.threadId === threadId);
     if (!worker) return;
     // Everything else on that thread dies with it; `failed` reports those jobs as interrupted.
-    this.terminated.set(task.threadId, task.job.id);
+    this.terminated.set(threadId, task.job.id);
     void worker.terminate();
   }
 

@@ -19,33 +19,62 @@ export interface ThreadData {
   cancelChannel: string;
   /** Most jobs this thread runs at once (the queue's `concurrency`); absent: no cap. */
   concurrency?: number;
+  /** Shared with the main thread: who runs what, written here, read there (see JobSlots). */
+  slots?: SharedSlots;
 }
 
-export interface ThreadTask {
-  job: Job;
+/**
+ * Memory shared by a pool's threads and its main thread, instead of a "started" message per
+ * batch: each job handed to the pool gets a slot, and the thread that begins its perform writes
+ * its threadId and start time there. The main thread reads them only when it needs them (to
+ * stop a job, to tell a thread's death apart from its neighbours', for a duration), so a batch
+ * costs one message each way. `performing` counts the pool's jobs inside perform.
+ */
+export interface SharedSlots {
+  threadIds: SharedArrayBuffer;
+  startedAt: SharedArrayBuffer;
+  performing: SharedArrayBuffer;
+  /**
+   * Bumped by the main thread each time it gives back the jobs waiting for a slot (pause, stop).
+   * A job of a batch sent under an older value does not wait: the batch may reach its thread
+   * after the broadcast that releases waiting jobs (the two travel on different channels).
+   */
+  generation: SharedArrayBuffer;
 }
 
-/** Several jobs in one message (see runBatch). */
+/** Several jobs in one message (see runBatch); `slots[i]` is the slot of `jobs[i]`. */
 export interface BatchTask {
   batch: number;
   jobs: Job[];
+  slots: number[];
+  generation: number;
 }
 
-export type BatchOutcomes = [number, ThreadOutcome][];
+/** What the thread says of a job: an outcome, or that it gave the job back unstarted. */
+export type RunnerOutcome = ThreadOutcome | { kind: 'unstarted' };
 
-export interface CancelMessage {
-  jobId: number;
-  reason: string;
-}
+export type BatchOutcomes = [number, RunnerOutcome][];
+
+/** On the pool's channel: stop one job, or give back every job still waiting for a slot. */
+export type CancelMessage = { jobId: number; reason: string } | { release: true };
 
 /** What a thread tells the main thread (through piscina's 'message' event). */
 export type ThreadMessage =
-  | { type: 'started'; job: number; threadId: number }
-  | { type: 'batch-started'; jobs: number[]; threadId: number }
   | { type: 'outcomes'; batch: number; outcomes: BatchOutcomes }
   | { type: 'crash'; job: number | null; threadId: number; error: string };
 
 const data = workerData as ThreadData;
+const shared = data.slots && {
+  threadIds: new Int32Array(data.slots.threadIds),
+  startedAt: new Float64Array(data.slots.startedAt),
+  performing: new Int32Array(data.slots.performing),
+  generation: new Int32Array(data.slots.generation),
+};
+
+/** Whether the main thread gave back the waiting jobs since this batch was sent. */
+function released(generation: number): boolean {
+  return shared !== undefined && Atomics.load(shared.generation, 0) !== generation;
+}
 
 /**
  * Job code runs at a lower CPU priority (nice + 5) than the node's main thread. On Linux a
@@ -75,15 +104,34 @@ registry.catch(() => undefined);
 const running = new Map<number, AbortController>();
 
 const cancels = new BroadcastChannel(data.cancelChannel);
+/**
+ * Stops asked for jobs that have not reached this thread: a batch may still sit in piscina's
+ * queue when its job is cancelled, and whichever thread it lands on must not start it. Every
+ * thread hears every stop, so the list is capped (oldest forgotten first).
+ */
+const stoppedEarly = new Set<number>();
+const STOPPED_EARLY_CAP = 10000;
+
 cancels.onmessage = (event: unknown) => {
   const message = (event as { data: CancelMessage }).data;
-  running.get(message.jobId)?.abort(new Error(message.reason));
+  if ('release' in message) {
+    // The queue paused or stopped: jobs still waiting for a slot go back, unstarted.
+    for (const entry of slotQueue.splice(0)) entry(false);
+    waitingForSlot.clear();
+    return;
+  }
+  const controller = running.get(message.jobId);
+  controller?.abort(new Error(message.reason));
   // Stopped while still waiting for a slot on this thread: it ends now, without running.
   const waiting = waitingForSlot.get(message.jobId);
   if (waiting) {
     waitingForSlot.delete(message.jobId);
     slotQueue.splice(slotQueue.indexOf(waiting), 1);
     waiting(false);
+  } else if (!controller) {
+    stoppedEarly.add(message.jobId);
+    if (stoppedEarly.size > STOPPED_EARLY_CAP)
+      stoppedEarly.delete(stoppedEarly.values().next().value!);
   }
 };
 
@@ -148,15 +196,6 @@ process.on('uncaughtException', (error) => {
   exit(1);
 });
 
-export default async function run(task: ThreadTask): Promise<ThreadOutcome> {
-  const { job } = task;
-  registry ??= loadWorkers(data.workersDir);
-  const workers = await registry;
-  const started: ThreadMessage = { type: 'started', job: job.id, threadId };
-  parentPort?.postMessage(started);
-  return perform(workers, job);
-}
-
 /**
  * Runs several jobs at once, sent in one message: moving a job to a thread and back costs tens
  * of microseconds per message, which capped the node near 6-10k jobs/s (notes/piscina.md: one
@@ -165,15 +204,9 @@ export default async function run(task: ThreadTask): Promise<ThreadOutcome> {
  * loop go back in one message; the last ones are the task's result. Each job keeps its own
  * abort signal, timeout and crash attribution.
  */
-export async function runBatch(task: BatchTask): Promise<BatchOutcomes> {
+export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> {
   registry ??= loadWorkers(data.workersDir);
   const workers = await registry;
-  const started: ThreadMessage = {
-    type: 'batch-started',
-    jobs: task.jobs.map((job) => job.id),
-    threadId,
-  };
-  parentPort?.postMessage(started);
   let left = task.jobs.length;
   let ready: BatchOutcomes = [];
   let flushQueued = false;
@@ -185,8 +218,8 @@ export async function runBatch(task: BatchTask): Promise<BatchOutcomes> {
     parentPort?.postMessage(message);
   };
   return new Promise((resolve) => {
-    for (const job of task.jobs) {
-      void perform(workers, job).then((outcome) => {
+    task.jobs.forEach((job, index) => {
+      void perform(workers, job, task.slots[index]!, task.generation).then((outcome) => {
         ready.push([job.id, outcome]);
         if (--left === 0) {
           resolve(ready);
@@ -197,12 +230,17 @@ export async function runBatch(task: BatchTask): Promise<BatchOutcomes> {
           setImmediate(flush);
         }
       });
-    }
+    });
   });
 }
 
 /** One job's perform, never rejecting: whatever happens becomes an outcome. */
-async function perform(workers: Map<string, RegisteredWorker>, job: Job): Promise<ThreadOutcome> {
+async function perform(
+  workers: Map<string, RegisteredWorker>,
+  job: Job,
+  slot: number,
+  generation: number,
+): Promise<RunnerOutcome> {
   const registered = workers.get(job.worker);
   if (!registered) {
     return {
@@ -211,13 +249,20 @@ async function perform(workers: Map<string, RegisteredWorker>, job: Job): Promis
       warning: null,
     };
   }
-  const slot = acquireSlot(job.id);
-  if (slot !== true && !(await slot)) {
-    // The main thread asked it to stop (cancel or timeout) before it began; it reports that.
-    return { kind: 'failed', error: 'stopped before it started', warning: null };
-  }
+  if (stoppedEarly.delete(job.id)) return { kind: 'unstarted' };
+  // A job that would wait for a slot after its batch was released goes back at once; one that
+  // finds a free slot runs, as a job handed to the pool always did.
+  if (slotsUsed >= slotLimit && released(generation)) return { kind: 'unstarted' };
+  const free = acquireSlot(job.id);
+  // Stopped (cancelled, or given back by a pause) while it waited: the main thread decides.
+  if (free !== true && !(await free)) return { kind: 'unstarted' };
   const controller = new AbortController();
   running.set(job.id, controller);
+  if (shared) {
+    Atomics.store(shared.threadIds, slot, threadId);
+    shared.startedAt[slot] = Date.now();
+    Atomics.add(shared.performing, 0, 1);
+  }
   try {
     const value: unknown = await currentJob.run(job.id, () =>
       registered.definition.perform(job as never, controller.signal),
@@ -227,6 +272,7 @@ async function perform(workers: Map<string, RegisteredWorker>, job: Job): Promis
     return { kind: 'failed', error: describeError(error), warning: null };
   } finally {
     running.delete(job.id);
+    if (shared) Atomics.sub(shared.performing, 0, 1);
     releaseSlot();
   }
 }

@@ -73,6 +73,10 @@ describe('queue look-ahead (prefetch)', function () {
       Array.from({ length: 6 }, (_, i) => ({ worker: 'slow', args: { ms: 60000, i } })),
     );
     await eventually(async () => (await states()).executing === 6, 10000, '6 claimed');
+    // Paused once the first job is in its perform: the five others, claimed ahead (waiting here
+    // or on the thread for a slot), go back; a job that has not begun goes back too.
+    const producer = node.supervisors.get('default')!.producer;
+    await eventually(() => Promise.resolve(producer.runningCount === 1), 10000, 'the first runs');
     await db.client.pauseQueue('default');
     const after = await eventually(
       async () => {
@@ -95,22 +99,24 @@ describe('queue look-ahead (prefetch)', function () {
       Array.from({ length: 3 }, (_, i) => ({ worker: 'slow', args: { ms: 60000, i } })),
     );
     await eventually(async () => (await states()).executing === 3, 10000, '3 claimed');
-    const started: number[] = [];
-    node.telemetry.on('job:start', (e) => started.push(e.id));
+    const producer = node.supervisors.get('default')!.producer;
+    await eventually(() => Promise.resolve(producer.runningCount === 1), 10000, 'the first runs');
     const last = jobs[2]!;
     const told = node.telemetry.waitFor('job:cancel', (e) => e.id === last.id);
+    const stopped = node.telemetry.waitFor('job:stop', (e) => e.id === last.id);
     const result = await db.client.cancel(last.id);
     assert.equal(result.after, 'cancelled');
     const cancel = await told;
-    // The node found it among the claimed-ahead jobs: it is dropped there, never started.
+    // The node found it among the claimed-ahead jobs (here, or waiting on its thread for a
+    // slot): it is dropped there, never started.
     assert.equal(cancel.running, true);
+    assert.equal((await stopped).state, 'cancelled');
     const [row] = await db.query<{ state: string; attempt: number }>(
       'SELECT state::text, attempt FROM jobs WHERE id = $1',
       [last.id],
     );
     assert.equal(row!.state, 'cancelled');
-    const producer = node.supervisors.get('default')!.producer;
     assert.ok(!producer.runningIds().includes(last.id));
-    assert.ok(!started.includes(last.id));
+    assert.equal(producer.runningCount, 1, 'only the first job is in its perform');
   });
 });

@@ -82,8 +82,12 @@ describe('Prometheus metrics', function () {
 
     const { status, text, type } = await eventually(async () => {
       const scraped = await scrape();
-      // counters are bumped when the outcome is written, which the rows above already show
-      return sample(scraped.text, 'quern_jobs_total', { worker: 'returns' }) ? scraped : null;
+      // counters are bumped when the outcome is written, which the rows above already show; the
+      // slow job counts as running once its perform has begun on its thread (just after job:start)
+      return sample(scraped.text, 'quern_jobs_total', { worker: 'returns' }) &&
+        sample(scraped.text, 'quern_queue_running', { queue: 'other' }) === 1
+        ? scraped
+        : null;
     });
     assert.equal(status, 200);
     assert.match(type, /^text\/plain/);
