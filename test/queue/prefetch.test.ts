@@ -119,4 +119,25 @@ describe('queue look-ahead (prefetch)', function () {
     assert.ok(!producer.runningIds().includes(last.id));
     assert.equal(producer.runningCount, 1, 'only the first job is in its perform');
   });
+
+  it('a job waiting on its thread for a slot: its timeout and duration count from its perform', async function () {
+    node = await start(5, 1);
+    const stops = new Map<number, { state: string; durationMs: number }>();
+    node.telemetry.on('job:stop', (e) => stops.set(e.id, e));
+    // Three jobs of 400 ms with a 700 ms timeout, one at a time: the last waits ~800 ms for its
+    // slot, longer than its timeout, and must still complete.
+    const jobs = await db.client.insertMany(
+      Array.from({ length: 3 }, (_, i) => ({ worker: 'slow', args: { ms: 400, timeout: 700, i } })),
+    );
+    await eventually(async () => (await states()).completed === 3, 15000, '3 completed');
+    await eventually(() => Promise.resolve(stops.size === 3), 5000, 'three job:stop events');
+    for (const job of jobs) {
+      const stop = stops.get(job.id)!;
+      assert.equal(stop.state, 'completed');
+      assert.ok(
+        stop.durationMs >= 350 && stop.durationMs < 700,
+        `job ${job.id} ran ${stop.durationMs} ms, its own perform only`,
+      );
+    }
+  });
 });
