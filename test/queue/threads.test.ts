@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import type { QuernNode } from '../../src/node/node.js';
 import type { TelemetryEvents } from '../../src/telemetry/events.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
@@ -176,5 +177,17 @@ describe('worker thread deaths, timeouts and cancellation', function () {
       assert.equal(r.attempt, 1);
       assert.equal(starts.get(other.id), 1, 'ran once, never interrupted');
     }
+  });
+
+  it('the thread entry point is an async module, so piscina imports it rather than require()-ing it', function () {
+    // Node 20's require() of an ES module aborted the process when a thread was terminated while
+    // loading it (see src/thread/runner.ts); piscina falls back to import() when require() throws.
+    const require = createRequire(import.meta.url);
+    assert.throws(
+      () => require('../../src/thread/runner.js'),
+      // ERR_REQUIRE_ESM on Node versions without require() of ES modules
+      (error: { code?: string }) =>
+        error.code === 'ERR_REQUIRE_ASYNC_MODULE' || error.code === 'ERR_REQUIRE_ESM',
+    );
   });
 });
