@@ -237,6 +237,8 @@ export class Quern {
         action: 'cancel',
         id,
         node: attemptedBy?.[0] ?? null,
+        // Only the attempt that was cancelled: a retry may run the job again before this lands.
+        token: attemptedBy?.[1] ?? null,
       });
       return {
         id,

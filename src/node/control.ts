@@ -18,7 +18,7 @@ export type QueueAction = 'pause' | 'resume' | 'scale' | 'start' | 'stop';
 
 export type ControlMessage =
   | { action: QueueAction; queue: string; node: string | null; limit?: number }
-  | { action: 'cancel'; id: number; node: string | null };
+  | { action: 'cancel'; id: number; node: string | null; token?: string | null };
 
 /** The default limit of a queue started at runtime without one. */
 export const DEFAULT_STARTED_LIMIT = 10;
@@ -109,7 +109,7 @@ export class ControlChannel {
     if (message.action === 'cancel') {
       // The poll may have seen the cancelled row, and stopped the job, before this message came.
       const running =
-        node.cancelRunning(message.id, 'cancelled by request') ||
+        node.cancelRunning(message.id, 'cancelled by request', message.token) ||
         this.stoppedByPoll.has(message.id);
       node.telemetry.emit('job:cancel', { id: message.id, node: node.name, running });
       return;
@@ -209,9 +209,9 @@ export class ControlChannel {
     const foreign = await node.breaker.call(() => this.maintenance.notMine(node.pool, attempts));
     const now = Date.now();
     for (const [id, at] of this.stoppedByPoll) if (now - at > 60_000) this.stoppedByPoll.delete(id);
-    for (const id of foreign) {
-      if (node.cancelRunning(id, 'the job was cancelled, or rescued by another node, meanwhile'))
-        this.stoppedByPoll.set(id, now);
+    for (const { id, token } of foreign) {
+      const reason = 'the job was cancelled, or rescued by another node, meanwhile';
+      if (node.cancelRunning(id, reason, token)) this.stoppedByPoll.set(id, now);
     }
   }
 }

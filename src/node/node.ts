@@ -383,9 +383,9 @@ export class QuernNode {
   }
 
   /** Stops a running job on this node (the cancel of a job that another node may have asked for). */
-  cancelRunning(id: number, reason: string): boolean {
+  cancelRunning(id: number, reason: string, token?: string | null): boolean {
     for (const supervisor of this.supervisors.values()) {
-      if (supervisor.producer.cancelRunning(id, reason)) return true;
+      if (supervisor.producer.cancelRunning(id, reason, token)) return true;
     }
     return false;
   }

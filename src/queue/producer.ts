@@ -52,7 +52,11 @@ export class Producer {
   /** Counts fences: a fetch sent before one does not run what it claimed. */
   private fenceEpoch = 0;
   private threads: ThreadPool | null = null;
-  private readonly running = new Map<number, RunningJob>();
+  /**
+   * Handed to the pool, by attempt token: a job cancelled and retried at once can be fetched
+   * again while its cancelled attempt is still stopping, and the two must not be confused.
+   */
+  private readonly running = new Map<string, RunningJob>();
   /** Claimed (executing in the database) but not started yet, in fetch order. */
   private readonly waiting: JobRecord[] = [];
   private readonly prefetch: number;
@@ -114,8 +118,8 @@ export class Producer {
     const threads = this.threads;
     if (!threads) return 0;
     let stopped = 0;
-    for (const id of this.running.keys())
-      if (threads.stop(id, 'fence', message, graceMs)) stopped++;
+    for (const token of this.running.keys())
+      if (threads.stop(token, 'fence', message, graceMs)) stopped++;
     return stopped;
   }
 
@@ -141,7 +145,7 @@ export class Producer {
   }
 
   runningIds(): number[] {
-    return [...this.running.keys()];
+    return [...this.running.values()].map((r) => r.record.id);
   }
 
   attach(threads: ThreadPool | null): void {
@@ -256,7 +260,7 @@ export class Producer {
   }
 
   private giveBack(record: JobRecord, result: RunResult): void {
-    const token = record.attemptedBy?.[1] ?? '';
+    const token = tokenOf(record);
     const row = outcomeRow(record, jobOf(record), undefined, result, token);
     this.unwritten++;
     this.deps.outcomes.push({
@@ -274,7 +278,8 @@ export class Producer {
     const pooled: PoolEntry[] = [];
     for (const record of records) {
       const handedAt = Date.now();
-      this.running.set(record.id, { record, startedAt: handedAt });
+      const token = tokenOf(record);
+      this.running.set(token, { record, startedAt: handedAt });
       this.unwritten++;
       const job = jobOf(record);
       const queueTimeMs = Math.max(
@@ -311,7 +316,7 @@ export class Producer {
         );
         continue;
       }
-      pooled.push({ job, timeoutMs: timeoutFor(registered, job), done });
+      pooled.push({ job, key: token, timeoutMs: timeoutFor(registered, job), done });
     }
     if (!threads || pooled.length === 0) return;
     const ahead = this.ahead();
@@ -329,9 +334,9 @@ export class Producer {
     startedAt: number,
     queueTimeMs: number,
   ): void {
-    this.running.delete(record.id);
+    this.running.delete(tokenOf(record));
     const durationMs = Date.now() - startedAt;
-    const token = record.attemptedBy?.[1] ?? '';
+    const token = tokenOf(record);
     const row = outcomeRow(record, job, registered, result, token);
     const warning = result.kind === 'outcome' ? result.outcome.warning : null;
     const isFailure =
@@ -400,16 +405,26 @@ export class Producer {
     };
   }
 
-  /** Asks the thread pool to stop a running job (cancel from anywhere). */
-  cancelRunning(id: number, reason: string): boolean {
-    const index = this.waiting.findIndex((record) => record.id === id);
+  /**
+   * Asks the thread pool to stop a running job (cancel from anywhere). With `token`, only that
+   * attempt: a cancel that arrives after the job was retried and fetched again must not stop
+   * the new attempt.
+   */
+  cancelRunning(id: number, reason: string, token?: string | null): boolean {
+    const matches = (record: JobRecord): boolean =>
+      record.id === id && (token == null || tokenOf(record) === token);
+    const index = this.waiting.findIndex(matches);
     if (index >= 0) {
       // Claimed ahead but not started: it is cancelled without running.
       this.giveBack(this.waiting.splice(index, 1)[0]!, { kind: 'cancelled', reason });
       return true;
     }
-    if (!this.running.has(id) || !this.threads) return false;
-    return this.threads.stop(id, 'cancel', reason);
+    const threads = this.threads;
+    if (!threads) return false;
+    let stopped = false;
+    for (const [key, run] of this.running)
+      if (matches(run.record) && threads.stop(key, 'cancel', reason)) stopped = true;
+    return stopped;
   }
 
   private checkIdle(): void {
@@ -432,9 +447,14 @@ export class Producer {
       id: r.record.id,
       worker: r.record.worker,
       startedAt: r.startedAt,
-      token: r.record.attemptedBy?.[1] ?? '',
+      token: tokenOf(r.record),
     }));
   }
+}
+
+/** The attempt token of a claimed job (attempted_by[2]). */
+function tokenOf(record: JobRecord): string {
+  return record.attemptedBy?.[1] ?? '';
 }
 
 function firstLine(text: string): string {

@@ -47,6 +47,7 @@ export type StopReason = 'timeout' | 'cancel' | 'fence';
 
 interface RunningTask {
   job: Job;
+  key: string;
   /** Its place in the shared slots (threadId and start time, written by the thread). */
   slot: number;
   stopping: {
@@ -62,6 +63,8 @@ interface RunningTask {
 /** A job handed to the pool, and where its result goes (with when its perform began). */
 export interface PoolEntry {
   job: Job;
+  /** This attempt's token: a job cancelled and retried at once may have two attempts here. */
+  key: string;
   timeoutMs: number | null;
   done: (result: RunResult, startedAt: number | null) => void;
 }
@@ -91,7 +94,8 @@ export interface ThreadPoolOptions {
 export class ThreadPool {
   private readonly piscina: Piscina;
   private readonly cancelChannel: BroadcastChannel;
-  private readonly tasks = new Map<number, RunningTask>();
+  /** By attempt token (PoolEntry.key). */
+  private readonly tasks = new Map<string, RunningTask>();
   /** Threads we terminated on purpose (a timeout or a cancel), with the job it was for. */
   private readonly terminated = new Map<number, number>();
   /** What a dying thread said about its death, by threadId. */
@@ -186,11 +190,18 @@ export class ThreadPool {
     return Atomics.load(this.threadIds, task.slot) || null;
   }
 
-  private track(job: Job, timeoutMs: number | null): RunningTask {
+  private track(job: Job, key: string, timeoutMs: number | null): RunningTask {
     const slot = this.nextSlot++ & this.slotMask;
     Atomics.store(this.threadIds, slot, 0);
-    const task: RunningTask = { job, slot, stopping: null, graceTimer: null, timeoutTimer: null };
-    this.tasks.set(job.id, task);
+    const task: RunningTask = {
+      job,
+      key,
+      slot,
+      stopping: null,
+      graceTimer: null,
+      timeoutTimer: null,
+    };
+    this.tasks.set(key, task);
     if (timeoutMs !== null && timeoutMs > 0) this.armTimeout(task, timeoutMs, timeoutMs);
     return task;
   }
@@ -202,21 +213,21 @@ export class ThreadPool {
   private armTimeout(task: RunningTask, timeoutMs: number, inMs: number): void {
     task.timeoutTimer = setTimeout(() => {
       task.timeoutTimer = null;
-      if (!this.tasks.has(task.job.id)) return;
+      if (!this.tasks.has(task.key)) return;
       if (this.threadOf(task) === null) {
         this.armTimeout(task, timeoutMs, Math.min(timeoutMs, 50));
         return;
       }
       const left = this.startedAt[task.slot]! + timeoutMs - Date.now();
       if (left > 0) this.armTimeout(task, timeoutMs, left);
-      else this.stop(task.job.id, 'timeout', `job timed out after ${timeoutMs} ms`);
+      else this.stop(task.key, 'timeout', `job timed out after ${timeoutMs} ms`);
     }, inMs);
   }
 
   private untrack(task: RunningTask): void {
     if (task.timeoutTimer) clearTimeout(task.timeoutTimer);
     if (task.graceTimer) clearTimeout(task.graceTimer);
-    this.tasks.delete(task.job.id);
+    this.tasks.delete(task.key);
   }
 
   /** What a job's outcome means once it is back: a stop asked for meanwhile wins. */
@@ -268,7 +279,7 @@ export class ThreadPool {
     const due = new Map<number, { task: RunningTask; entry: PoolEntry }>();
     const slots: number[] = [];
     for (const entry of entries) {
-      const task = this.track(entry.job, entry.timeoutMs);
+      const task = this.track(entry.job, entry.key, entry.timeoutMs);
       due.set(entry.job.id, { task, entry });
       slots.push(task.slot);
     }
@@ -343,8 +354,8 @@ export class ThreadPool {
    * reached its thread yet, and shortens the grace of a job already being stopped: its deadline
    * is one the thread must not outlive.
    */
-  stop(jobId: number, reason: StopReason, message: string, graceMs?: number): boolean {
-    const task = this.tasks.get(jobId);
+  stop(key: string, reason: StopReason, message: string, graceMs?: number): boolean {
+    const task = this.tasks.get(key);
     if (!task) return false;
     if (task.stopping) {
       if (reason === 'fence' && graceMs !== undefined) this.terminateBy(task, Date.now() + graceMs);
@@ -363,7 +374,11 @@ export class ThreadPool {
   }
 
   private signalStop(task: RunningTask): void {
-    const cancel: CancelMessage = { jobId: task.job.id, reason: task.stopping?.message ?? '' };
+    const cancel: CancelMessage = {
+      jobId: task.job.id,
+      attempt: task.job.attempt,
+      reason: task.stopping?.message ?? '',
+    };
     this.cancelChannel.postMessage(cancel);
     this.terminateBy(
       task,
@@ -383,7 +398,7 @@ export class ThreadPool {
 
   private terminate(task: RunningTask): void {
     task.graceTimer = null;
-    if (!this.tasks.has(task.job.id)) return;
+    if (!this.tasks.has(task.key)) return;
     const threadId = this.threadOf(task);
     if (threadId === null) {
       // Not started: the stop reaches it on its thread, which gives it back unstarted. Look again
@@ -397,10 +412,6 @@ export class ThreadPool {
     // Everything else on that thread dies with it; `failed` reports those jobs as interrupted.
     this.terminated.set(threadId, task.job.id);
     void worker.terminate();
-  }
-
-  runningJobIds(): number[] {
-    return [...this.tasks.keys()];
   }
 
   async destroy(): Promise<void> {

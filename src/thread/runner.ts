@@ -56,7 +56,12 @@ export type RunnerOutcome = ThreadOutcome | { kind: 'unstarted' };
 export type BatchOutcomes = [number, RunnerOutcome][];
 
 /** On the pool's channel: stop one job, or give back every job still waiting for a slot. */
-export type CancelMessage = { jobId: number; reason: string } | { release: true };
+export type CancelMessage = { jobId: number; attempt: number; reason: string } | { release: true };
+
+/** Jobs are told apart by attempt: a job cancelled and retried at once may run twice here. */
+function runKey(id: number, attempt: number): string {
+  return `${id}:${attempt}`;
+}
 
 /** What a thread tells the main thread (through piscina's 'message' event). */
 export type ThreadMessage =
@@ -109,7 +114,7 @@ await registry.then(
   () => undefined,
   () => undefined,
 );
-const running = new Map<number, AbortController>();
+const running = new Map<string, AbortController>();
 
 const cancels = new BroadcastChannel(data.cancelChannel);
 /**
@@ -117,7 +122,7 @@ const cancels = new BroadcastChannel(data.cancelChannel);
  * queue when its job is cancelled, and whichever thread it lands on must not start it. Every
  * thread hears every stop, so the list is capped (oldest forgotten first).
  */
-const stoppedEarly = new Set<number>();
+const stoppedEarly = new Set<string>();
 const STOPPED_EARLY_CAP = 10000;
 
 cancels.onmessage = (event: unknown) => {
@@ -128,16 +133,17 @@ cancels.onmessage = (event: unknown) => {
     waitingForSlot.clear();
     return;
   }
-  const controller = running.get(message.jobId);
+  const key = runKey(message.jobId, message.attempt);
+  const controller = running.get(key);
   controller?.abort(new Error(message.reason));
   // Stopped while still waiting for a slot on this thread: it ends now, without running.
-  const waiting = waitingForSlot.get(message.jobId);
+  const waiting = waitingForSlot.get(key);
   if (waiting) {
-    waitingForSlot.delete(message.jobId);
+    waitingForSlot.delete(key);
     slotQueue.splice(slotQueue.indexOf(waiting), 1);
     waiting(false);
   } else if (!controller) {
-    stoppedEarly.add(message.jobId);
+    stoppedEarly.add(key);
     if (stoppedEarly.size > STOPPED_EARLY_CAP)
       stoppedEarly.delete(stoppedEarly.values().next().value!);
   }
@@ -151,21 +157,21 @@ cancels.onmessage = (event: unknown) => {
 const slotLimit = data.concurrency ?? Infinity;
 let slotsUsed = 0;
 const slotQueue: ((run: boolean) => void)[] = [];
-const waitingForSlot = new Map<number, (run: boolean) => void>();
+const waitingForSlot = new Map<string, (run: boolean) => void>();
 
 /** Resolves true when the job may run, false when it was stopped while waiting. */
-function acquireSlot(jobId: number): Promise<boolean> | true {
+function acquireSlot(key: string): Promise<boolean> | true {
   if (slotsUsed < slotLimit) {
     slotsUsed++;
     return true;
   }
   return new Promise<boolean>((resolve) => {
     const entry = (run: boolean): void => {
-      waitingForSlot.delete(jobId);
+      waitingForSlot.delete(key);
       resolve(run);
     };
     slotQueue.push(entry);
-    waitingForSlot.set(jobId, entry);
+    waitingForSlot.set(key, entry);
   });
 }
 
@@ -257,15 +263,16 @@ async function perform(
       warning: null,
     };
   }
-  if (stoppedEarly.delete(job.id)) return { kind: 'unstarted' };
+  const key = runKey(job.id, job.attempt);
+  if (stoppedEarly.delete(key)) return { kind: 'unstarted' };
   // A job that would wait for a slot after its batch was released goes back at once; one that
   // finds a free slot runs, as a job handed to the pool always did.
   if (slotsUsed >= slotLimit && released(generation)) return { kind: 'unstarted' };
-  const free = acquireSlot(job.id);
+  const free = acquireSlot(key);
   // Stopped (cancelled, or given back by a pause) while it waited: the main thread decides.
   if (free !== true && !(await free)) return { kind: 'unstarted' };
   const controller = new AbortController();
-  running.set(job.id, controller);
+  running.set(key, controller);
   if (shared) {
     Atomics.store(shared.threadIds, slot, threadId);
     shared.startedAt[slot] = Date.now();
@@ -279,7 +286,7 @@ async function perform(
   } catch (error) {
     return { kind: 'failed', error: describeError(error), warning: null };
   } finally {
-    running.delete(job.id);
+    running.delete(key);
     if (shared) Atomics.sub(shared.performing, 0, 1);
     releaseSlot();
   }

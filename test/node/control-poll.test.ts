@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { JobQueries } from '../../src/db/queries/jobs.js';
+import { sendControl } from '../../src/node/control.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import { startNode } from '../helpers/node.js';
@@ -31,6 +32,51 @@ describe('control without notifications (the poll)', function () {
       job.id,
     ]);
     assert.equal(row!.state, 'cancelled');
+  });
+
+  it('a job cancelled and retried at once: a late stop reaches only the cancelled attempt', async function () {
+    const first = node!.telemetry.waitFor('job:start', (e) => e.worker === 'slow', 5000);
+    const job = await db.client.insert({ worker: 'slow', args: { ms: 60000 } });
+    await first;
+    const [before] = await db.query<{ attempted_by: string[] }>(
+      'SELECT attempted_by FROM jobs WHERE id = $1',
+      [job.id],
+    );
+    const oldToken = before!.attempted_by[1]!;
+    // Cancelled in its row (no message: the node learns it from its poll), then retried at once:
+    // the node may fetch the second attempt while the first is still running here.
+    const firstStopped = node!.telemetry.waitFor(
+      'job:stop',
+      (e) => e.id === job.id && e.attempt === 1,
+      5000,
+    );
+    const second = node!.telemetry.waitFor(
+      'job:start',
+      (e) => e.id === job.id && e.attempt === 2,
+      5000,
+    );
+    await new JobQueries(db.schema).cancel(db.pool, job.id);
+    await db.client.retry(job.id);
+    assert.equal((await firstStopped).state, 'cancelled');
+    await second;
+    // The cancel message of the first attempt arrives late, naming its token.
+    const told = node!.telemetry.waitFor('job:cancel', (e) => e.id === job.id, 5000);
+    await sendControl(db.pool, db.schema, {
+      action: 'cancel',
+      id: job.id,
+      node: node!.name,
+      token: oldToken,
+    });
+    await told; // (running: true, as the poll stopped that attempt here)
+    const producer = node!.supervisors.get('default')!.producer;
+    assert.equal(producer.runningCount, 1, 'the second attempt still runs');
+    const [row] = await db.query<{ state: string; attempt: number; errors: unknown[] }>(
+      'SELECT state::text, attempt, errors FROM jobs WHERE id = $1',
+      [job.id],
+    );
+    assert.equal(row!.state, 'executing');
+    assert.equal(row!.attempt, 2);
+    assert.equal(row!.errors.length, 1, 'only the cancel of the first attempt is recorded');
   });
 
   it('a saved queue change is applied at the next poll', async function () {

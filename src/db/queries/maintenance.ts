@@ -120,15 +120,18 @@ export class MaintenanceQueries {
   }
 
   /** Of the attempts given (job id and token), those whose row is no longer executing under that token. */
-  async notMine(db: Queryable, attempts: { id: number; token: string }[]): Promise<number[]> {
+  async notMine(
+    db: Queryable,
+    attempts: { id: number; token: string }[],
+  ): Promise<{ id: number; token: string }[]> {
     if (attempts.length === 0) return [];
-    const { rows } = await db.query<{ id: number }>(
-      `SELECT a.id FROM jsonb_to_recordset($1::jsonb) AS a(id bigint, token text)
+    const { rows } = await db.query<{ id: number; token: string }>(
+      `SELECT a.id, a.token FROM jsonb_to_recordset($1::jsonb) AS a(id bigint, token text)
        LEFT JOIN ${this.t} j ON j.id = a.id
        WHERE j.id IS NULL OR j.state <> 'executing' OR j.attempted_by[2] IS DISTINCT FROM a.token`,
       [JSON.stringify(attempts)],
     );
-    return rows.map((r) => r.id);
+    return rows;
   }
 
   /**
