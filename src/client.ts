@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { DEFAULT_SCHEMA, MAX_QUEUE_LIMIT } from './config/load.js';
 import { ConfigError } from './config/validate.js';
-import { isPlainIdentifier, MAX_QUEUE_LENGTH, MAX_SCHEMA_LENGTH } from './db/identifiers.js';
+import { isPlainIdentifier, MAX_QUEUE_LENGTH, schemaNameProblem } from './db/identifiers.js';
 import { migrateUp } from './db/migrate.js';
 import { JobQueries, type Queryable } from './db/queries/jobs.js';
 import { NodeQueries } from './db/queries/nodes.js';
@@ -67,11 +67,8 @@ export class Quern {
 
   constructor(options: QuernOptions = {}) {
     const schema = options.schema ?? DEFAULT_SCHEMA;
-    if (!isPlainIdentifier(schema, MAX_SCHEMA_LENGTH)) {
-      throw new ConfigError(
-        `schema: ${JSON.stringify(schema)} must be a plain lower-case identifier of at most ${MAX_SCHEMA_LENGTH} bytes`,
-      );
-    }
+    const schemaProblem = schemaNameProblem(schema);
+    if (schemaProblem !== null) throw new ConfigError(`schema: ${schemaProblem}`);
     this.schema = schema;
     const testing = options.testing ?? 'disabled';
     if (testing !== 'disabled' && testing !== 'inline' && testing !== 'manual') {

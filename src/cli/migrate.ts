@@ -1,7 +1,7 @@
 // `migrate [--down N] [--prefix SCHEMA]`: applies migrations, or rolls back to version N.
 
 import { migrateDown, migrateUp } from '../db/migrate.js';
-import { isPlainIdentifier, MAX_SCHEMA_LENGTH } from '../db/identifiers.js';
+import { schemaNameProblem } from '../db/identifiers.js';
 import { configFromFlags, connectClient, print, UsageError } from './context.js';
 import type { Command } from './main.js';
 import { Progress, seconds } from './progress.js';
@@ -13,8 +13,8 @@ export const migrate: Command = {
       throw new UsageError(`migrate takes no arguments, got ${positionals.join(' ')}`);
     const config = configFromFlags(values.config as string | undefined);
     const schema = (values.prefix as string | undefined) ?? config.schema;
-    if (!isPlainIdentifier(schema, MAX_SCHEMA_LENGTH))
-      throw new UsageError(`--prefix: ${JSON.stringify(schema)} is not a plain schema name`);
+    const problem = schemaNameProblem(schema);
+    if (problem !== null) throw new UsageError(`--prefix: ${problem}`);
     let target: number | null = null;
     if (values.down !== undefined) {
       target = Number(values.down);

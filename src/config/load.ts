@@ -5,8 +5,24 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { isPlainIdentifier, MAX_QUEUE_LENGTH, MAX_SCHEMA_LENGTH } from '../db/identifiers.js';
+import { queueNameProblem, schemaNameProblem } from '../db/identifiers.js';
+import { MAX_ATTEMPTS_LIMIT } from '../jobs/insert.js';
 import { checkTimezone, cronEntryIdentity, parseCronExpression } from '../plugins/cron-schedule.js';
+import {
+  MAX_BREAKER_FAILURES,
+  MAX_CONCURRENCY,
+  MAX_INTERVAL_MS,
+  MAX_MEMORY_LIMIT_MB,
+  MAX_POOL_SIZE,
+  MAX_PRUNE_AGE_SECONDS,
+  MAX_PRUNE_LIMIT,
+  MAX_QUEUE_LIMIT,
+  MAX_RESTART_WINDOW_SECONDS,
+  MAX_RESTARTS,
+  MAX_TIMER_MS,
+} from './bounds.js';
+import { databaseUrlProblem } from './database-url.js';
+import { nodeNameProblem } from './node-name.js';
 import type { CronEntryConfig, NodeConfig, PluginsConfig, QueueConfig } from './types.js';
 import {
   ConfigError,
@@ -48,6 +64,24 @@ const QUEUE_KEYS = [
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export const DEFAULT_SCHEMA = 'quern';
+export { MAX_QUEUE_LIMIT } from './bounds.js';
+
+/** Notes for the messages of millisecond keys: the unit, and why the cap. */
+const TIMER_NOTE = 'ms, at most 24 days: Node timers cannot wait longer';
+const INTERVAL_NOTE = 'ms, at most a day';
+
+/** A millisecond key: an integer from `min` to `max`, or `fallback` when absent. */
+function milliseconds(
+  value: unknown,
+  where: string,
+  fallback: number,
+  min: number,
+  max: number = MAX_TIMER_MS,
+): number {
+  if (value === undefined) return fallback;
+  const note = max === MAX_TIMER_MS ? TIMER_NOTE : INTERVAL_NOTE;
+  return expectInteger(value, where, { min, max, note });
+}
 
 export interface LoadOptions {
   /** Where relative paths (workers, data folder) are resolved from. */
@@ -71,21 +105,22 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
   rejectUnknownKeys(input, TOP_KEYS, 'config');
 
   const schema = input.schema === undefined ? DEFAULT_SCHEMA : expectString(input.schema, 'schema');
-  if (!isPlainIdentifier(schema, MAX_SCHEMA_LENGTH)) {
-    throw new ConfigError(
-      `schema: ${JSON.stringify(schema)} must be a plain lower-case identifier ([a-z_][a-z0-9_]*) of at most ${MAX_SCHEMA_LENGTH} bytes`,
-    );
-  }
+  const schemaProblem = schemaNameProblem(schema);
+  if (schemaProblem !== null) throw new ConfigError(`schema: ${schemaProblem}`);
 
   const database = input.database === undefined ? {} : expectObject(input.database, 'database');
   rejectUnknownKeys(database, ['url', 'poolSize', 'dataDir'], 'database');
   const envUrl = env.DATABASE_URL && env.DATABASE_URL.length > 0 ? env.DATABASE_URL : null;
   const url =
     envUrl ?? (database.url === undefined ? null : expectString(database.url, 'database.url'));
+  // Named after where it came from; the URL itself is never printed (it may hold a password).
+  const urlProblem = url === null ? null : databaseUrlProblem(url);
+  if (urlProblem !== null)
+    throw new ConfigError(`${envUrl !== null ? 'DATABASE_URL' : 'database.url'}: ${urlProblem}`);
   const poolSize =
     database.poolSize === undefined
       ? 10
-      : expectInteger(database.poolSize, 'database.poolSize', { min: 2 });
+      : expectInteger(database.poolSize, 'database.poolSize', { min: 2, max: MAX_POOL_SIZE });
   const dataDir = path.resolve(
     baseDir,
     database.dataDir === undefined ? '.data' : expectString(database.dataDir, 'database.dataDir'),
@@ -93,15 +128,18 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
 
   const queuesInput =
     input.queues === undefined ? { default: 10 } : expectObject(input.queues, 'queues');
+  // JSON.parse makes "__proto__" an own key, so Object.entries sees it; queueConfig refuses it
+  // (and "constructor") before anything is assigned.
   const queues: Record<string, QueueConfig> = {};
   for (const [name, value] of Object.entries(queuesInput)) queues[name] = queueConfig(name, value);
 
+  const envNode = env.NODE_NAME && env.NODE_NAME.length > 0 ? env.NODE_NAME : null;
   const nodeName =
-    env.NODE_NAME && env.NODE_NAME.length > 0
-      ? env.NODE_NAME
-      : input.node === undefined
-        ? `${hostname()}-${process.pid}`
-        : expectString(input.node, 'node');
+    envNode ??
+    (input.node === undefined ? `${hostname()}-${process.pid}` : expectString(input.node, 'node'));
+  const nodeProblem = nodeNameProblem(nodeName);
+  if (nodeProblem !== null)
+    throw new ConfigError(`${envNode !== null ? 'NODE_NAME' : 'node'}: ${nodeProblem}`);
 
   const logLevel =
     env.LOG_LEVEL && env.LOG_LEVEL.length > 0 ? env.LOG_LEVEL : (input.logLevel ?? 'info');
@@ -118,9 +156,9 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
     );
   }
 
-  const positiveMs = (key: (typeof TOP_KEYS)[number], fallback: number): number =>
-    input[key] === undefined ? fallback : expectInteger(input[key], key, { min: 1 });
-  const heartbeatInterval = positiveMs('heartbeatInterval', 1000);
+  const positiveMs = (key: (typeof TOP_KEYS)[number], fallback: number, max?: number): number =>
+    milliseconds(input[key], key, fallback, 1, max);
+  const heartbeatInterval = positiveMs('heartbeatInterval', 1000, MAX_INTERVAL_MS);
   const heartbeatTimeout = positiveMs('heartbeatTimeout', Math.max(5000, heartbeatInterval * 5));
   // A timeout within reach of one late heartbeat would rescue the jobs of live nodes.
   if (heartbeatTimeout < heartbeatInterval * 3)
@@ -157,15 +195,9 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
   };
 }
 
-/** The largest `limit` a queue may have, in the config or set at runtime. */
-export const MAX_QUEUE_LIMIT = 10000;
-
 export function queueConfig(name: string, value: unknown): QueueConfig {
-  if (!isPlainIdentifier(name, MAX_QUEUE_LENGTH)) {
-    throw new ConfigError(
-      `queues.${name}: a queue name must be a plain lower-case identifier ([a-z_][a-z0-9_]*) of at most ${MAX_QUEUE_LENGTH} bytes`,
-    );
-  }
+  const nameProblem = queueNameProblem(name);
+  if (nameProblem !== null) throw new ConfigError(`queues.${name}: ${nameProblem}`);
   const where = `queues.${name}`;
   const options = typeof value === 'number' ? { limit: value } : expectObject(value, where);
   rejectUnknownKeys(options, QUEUE_KEYS, where);
@@ -177,15 +209,22 @@ export function queueConfig(name: string, value: unknown): QueueConfig {
   const concurrency =
     options.concurrency === undefined
       ? Math.ceil(limit / threads)
-      : expectInteger(options.concurrency, `${where}.concurrency`, { min: 1 });
+      : expectInteger(options.concurrency, `${where}.concurrency`, {
+          min: 1,
+          max: MAX_CONCURRENCY,
+          note: 'jobs one thread runs at once',
+        });
   return {
     limit,
     threads,
     concurrency,
-    pollInterval:
-      options.pollInterval === undefined
-        ? 1000
-        : expectInteger(options.pollInterval, `${where}.pollInterval`, { min: 10 }),
+    pollInterval: milliseconds(
+      options.pollInterval,
+      `${where}.pollInterval`,
+      1000,
+      10,
+      MAX_INTERVAL_MS,
+    ),
     prefetch:
       options.prefetch === undefined
         ? 0
@@ -194,7 +233,11 @@ export function queueConfig(name: string, value: unknown): QueueConfig {
     memoryLimitMb:
       options.memoryLimitMb === undefined
         ? null
-        : expectInteger(options.memoryLimitMb, `${where}.memoryLimitMb`, { min: 16 }),
+        : expectInteger(options.memoryLimitMb, `${where}.memoryLimitMb`, {
+            min: 16,
+            max: MAX_MEMORY_LIMIT_MB,
+            note: 'MiB of heap per thread',
+          }),
   };
 }
 
@@ -205,15 +248,16 @@ function restartBudgetConfig(value: unknown): NodeConfig['restartBudget'] {
     restarts:
       input.restarts === undefined
         ? 5
-        : expectInteger(input.restarts, 'restartBudget.restarts', { min: 1 }),
+        : expectInteger(input.restarts, 'restartBudget.restarts', { min: 1, max: MAX_RESTARTS }),
     seconds:
       input.seconds === undefined
         ? 60
-        : expectInteger(input.seconds, 'restartBudget.seconds', { min: 1 }),
-    backoff:
-      input.backoff === undefined
-        ? 30000
-        : expectInteger(input.backoff, 'restartBudget.backoff', { min: 1 }),
+        : expectInteger(input.seconds, 'restartBudget.seconds', {
+            min: 1,
+            max: MAX_RESTART_WINDOW_SECONDS,
+            note: 'seconds, at most a day',
+          }),
+    backoff: milliseconds(input.backoff, 'restartBudget.backoff', 30000, 1),
   };
 }
 
@@ -224,13 +268,9 @@ function breakerConfig(value: unknown): NodeConfig['breaker'] {
     failures:
       input.failures === undefined
         ? 5
-        : expectInteger(input.failures, 'breaker.failures', { min: 1 }),
-    windowMs:
-      input.windowMs === undefined
-        ? 10000
-        : expectInteger(input.windowMs, 'breaker.windowMs', { min: 1 }),
-    openMs:
-      input.openMs === undefined ? 1000 : expectInteger(input.openMs, 'breaker.openMs', { min: 1 }),
+        : expectInteger(input.failures, 'breaker.failures', { min: 1, max: MAX_BREAKER_FAILURES }),
+    windowMs: milliseconds(input.windowMs, 'breaker.windowMs', 10000, 1),
+    openMs: milliseconds(input.openMs, 'breaker.openMs', 1000, 1),
   };
 }
 
@@ -265,10 +305,7 @@ function pluginsConfig(value: unknown): PluginsConfig {
 
   return {
     stager: {
-      interval:
-        stager.interval === undefined
-          ? 1000
-          : expectInteger(stager.interval, 'plugins.stager.interval', { min: 10 }),
+      interval: milliseconds(stager.interval, 'plugins.stager.interval', 1000, 10),
     },
     pruner: {
       enabled:
@@ -278,25 +315,27 @@ function pluginsConfig(value: unknown): PluginsConfig {
       maxAge:
         pruner.maxAge === undefined
           ? 60
-          : expectInteger(pruner.maxAge, 'plugins.pruner.maxAge', { min: 0 }),
-      interval:
-        pruner.interval === undefined
-          ? 30000
-          : expectInteger(pruner.interval, 'plugins.pruner.interval', { min: 10 }),
+          : expectInteger(pruner.maxAge, 'plugins.pruner.maxAge', {
+              min: 0,
+              max: MAX_PRUNE_AGE_SECONDS,
+              note: 'seconds, at most 10 years; "pruner": false keeps jobs forever',
+            }),
+      interval: milliseconds(pruner.interval, 'plugins.pruner.interval', 30000, 10),
       limit:
         pruner.limit === undefined
           ? 10000
-          : expectInteger(pruner.limit, 'plugins.pruner.limit', { min: 1 }),
+          : expectInteger(pruner.limit, 'plugins.pruner.limit', {
+              min: 1,
+              max: MAX_PRUNE_LIMIT,
+              note: 'rows per delete statement',
+            }),
     },
     lifeline: {
       enabled:
         lifeline.enabled === undefined
           ? true
           : expectBoolean(lifeline.enabled, 'plugins.lifeline.enabled'),
-      interval:
-        lifeline.interval === undefined
-          ? 5000
-          : expectInteger(lifeline.interval, 'plugins.lifeline.interval', { min: 10 }),
+      interval: milliseconds(lifeline.interval, 'plugins.lifeline.interval', 5000, 10),
     },
     cron: cronConfig(cron, crontab),
   };
@@ -327,10 +366,9 @@ function cronConfig(cron: Record<string, unknown>, crontab: unknown[]): PluginsC
     } catch (error) {
       throw new ConfigError(`${label}.expression: ${(error as Error).message}`);
     }
-    if (entry.queue !== null && !isPlainIdentifier(entry.queue, MAX_QUEUE_LENGTH))
-      throw new ConfigError(
-        `${label}.queue: ${JSON.stringify(entry.queue)} must be a plain lower-case identifier ([a-z_][a-z0-9_]*)`,
-      );
+    const queueProblem = entry.queue === null ? null : queueNameProblem(entry.queue);
+    if (queueProblem !== null)
+      throw new ConfigError(`${label}.queue: ${JSON.stringify(entry.queue)}: ${queueProblem}`);
     // Two identical entries would share their slots: one of them would never fire.
     const identity = cronEntryIdentity(entry, timezone);
     const earlier = seen.get(identity);
@@ -382,7 +420,10 @@ function cronEntry(value: unknown, where: string): CronEntryConfig {
     maxAttempts:
       input.maxAttempts === undefined
         ? null
-        : expectInteger(input.maxAttempts, `${where}.maxAttempts`, { min: 1 }),
+        : expectInteger(input.maxAttempts, `${where}.maxAttempts`, {
+            min: 1,
+            max: MAX_ATTEMPTS_LIMIT,
+          }),
     tags:
       input.tags === undefined
         ? null

@@ -57,19 +57,35 @@ export function rejectUnknownKeys(
   }
 }
 
+/**
+ * An integer within [min, max]. Every message names the key and, when given, the allowed range
+ * (and `note`: the unit or the reason for the bound), so a user can fix the value from it alone.
+ */
 export function expectInteger(
   value: unknown,
   where: string,
-  { min, max }: { min?: number; max?: number } = {},
+  { min, max, note }: { min?: number; max?: number; note?: string } = {},
 ): number {
+  const range =
+    min !== undefined && max !== undefined
+      ? `${min} to ${max}`
+      : min !== undefined
+        ? `${min} or more`
+        : max !== undefined
+          ? `at most ${max}`
+          : null;
+  const allowed =
+    range === null && note === undefined
+      ? ''
+      : ` (allowed: ${[range, note].filter((p) => p !== null && p !== undefined).join('; ')})`;
   if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new ConfigError(`${where}: expected an integer, got ${describe(value)}`);
+    throw new ConfigError(`${where}: expected an integer, got ${describe(value)}${allowed}`);
   }
   if (min !== undefined && value < min) {
-    throw new ConfigError(`${where}: must be at least ${min}, got ${value}`);
+    throw new ConfigError(`${where}: must be at least ${min}, got ${value}${allowed}`);
   }
   if (max !== undefined && value > max) {
-    throw new ConfigError(`${where}: must be at most ${max}, got ${value}`);
+    throw new ConfigError(`${where}: must be at most ${max}, got ${value}${allowed}`);
   }
   return value;
 }

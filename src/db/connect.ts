@@ -4,6 +4,7 @@
 
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { databaseUrlProblem } from '../config/database-url.js';
 import { startEmbedded, type EmbeddedDatabase } from './embedded.js';
 
 // Return bigint ids and counts as JavaScript numbers: ids stay far below 2^53 in practice, and
@@ -42,6 +43,9 @@ export async function waitForDatabase(
   log: Logger,
   options: { attempts?: number; signal?: AbortSignal } = {},
 ): Promise<void> {
+  // loadConfig refuses such URLs already; this keeps any other caller from retrying one forever.
+  const urlProblem = databaseUrlProblem(url);
+  if (urlProblem !== null) throw new DatabaseConfigError(`database URL: ${urlProblem}`);
   const attempts = options.attempts ?? Infinity;
   let delay = 250;
   for (let attempt = 1; ; attempt++) {

@@ -1,0 +1,38 @@
+// A database URL that cannot be used is a configuration error, found before any connection is
+// tried. pg parses a connection string against a dummy base ('postgres://base'), so 'not a url'
+// became host "base" and `mysql://x@y/z` host "y": both were retried forever as if the server
+// were down. Messages never repeat the URL, which may hold a password.
+
+const EXAMPLE = 'postgres://user:password@host:5432/database';
+const PROTOCOLS = ['postgres:', 'postgresql:'];
+
+/** Parses `url` as an absolute URL the way pg-connection-string does, or returns null. */
+function parseAbsolute(url: string): URL | null {
+  // pg encodes spaces and stray % signs first, and allows an empty host ('postgres://u@/db').
+  const text = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url)
+    ? encodeURI(url).replace(/%25(\d\d)/g, '%$1')
+    : url;
+  for (const candidate of [text, text.replace('@/', '@___DUMMY___/')]) {
+    try {
+      return new URL(candidate);
+    } catch {
+      // try the next form
+    }
+  }
+  return null;
+}
+
+/**
+ * What is wrong with `url` as a PostgreSQL connection URL, or null when it is usable. A unix
+ * socket is reached with a query parameter: postgres:///database?host=/var/run/postgresql.
+ */
+export function databaseUrlProblem(url: string): string | null {
+  const parsed = parseAbsolute(url);
+  if (parsed === null) return `cannot be parsed as a URL; expected ${EXAMPLE}`;
+  if (!PROTOCOLS.includes(parsed.protocol))
+    return `the protocol is ${JSON.stringify(parsed.protocol.slice(0, 20))}, expected postgres:// or postgresql:// (${EXAMPLE})`;
+  // 'postgres:db' parses too, as a path without a host, which pg reads as database "b".
+  if (!/^\s*postgres(ql)?:\/\//i.test(url))
+    return `expected postgres:// or postgresql:// followed by the host (${EXAMPLE})`;
+  return null;
+}
