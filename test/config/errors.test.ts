@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { databaseUrl } from '../helpers/db.js';
-import { nodeConfig, runCli, writeConfig } from '../helpers/node.js';
+import { nodeConfig, runCli, spawnCluster, writeConfig } from '../helpers/node.js';
 
 // Every configuration error stops `node cluster.js` before anything starts: a message naming
 // the key, exit code 1, no schema created, no node row written.
@@ -86,6 +86,56 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       () => ({ ...base(), heartbeatInterval: 1000, heartbeatTimeout: 3500 }),
       /heartbeatTimeout: must be at least four heartbeatIntervals \(4000 ms\), got 3500 with heartbeatInterval 1000: a node that cannot write its heartbeat stops its running jobs before heartbeatTimeout/,
     ],
+    [
+      'a grace period past what a Node timer can wait',
+      () => ({ ...base(), shutdownGracePeriod: 1e300 }),
+      /shutdownGracePeriod: must be at most 2073600000, got 1e\+300 \(allowed: 1 to 2073600000; ms, at most 24 days: Node timers cannot wait longer\)/,
+    ],
+    [
+      'a poll interval of 1e12 ms',
+      () => withQueue({ limit: 5, pollInterval: 1e12 }),
+      /queues\.default\.pollInterval: must be at most 86400000, got 1000000000000 \(allowed: 10 to 86400000; ms, at most a day\)/,
+    ],
+    [
+      'a concurrency of a million',
+      () => withQueue({ limit: 5, concurrency: 1000000 }),
+      /queues\.default\.concurrency: must be at most 10000, got 1000000 \(allowed: 1 to 10000/,
+    ],
+    [
+      'a heap limit of 1e9 MiB',
+      () => withQueue({ limit: 5, memoryLimitMb: 1e9 }),
+      /queues\.default\.memoryLimitMb: must be at most 65536, got 1000000000 \(allowed: 16 to 65536/,
+    ],
+    [
+      'a pool of 100000 connections',
+      () => ({ ...base(), database: { url: databaseUrl(), poolSize: 100000 } }),
+      /database\.poolSize: must be at most 1000, got 100000 \(allowed: 2 to 1000\)/,
+    ],
+    [
+      'the information_schema as schema',
+      () => ({ ...base(), schema: 'information_schema' }),
+      /schema: "information_schema" is reserved by PostgreSQL/,
+    ],
+    [
+      'pg_catalog as schema (PostgreSQL: "unacceptable schema name")',
+      () => ({ ...base(), schema: 'pg_catalog' }),
+      /schema: "pg_catalog" is reserved by PostgreSQL/,
+    ],
+    [
+      'a queue named __proto__ (an own key after JSON.parse)',
+      () => ({ ...base(), queues: { ['__proto__']: 5 } }),
+      /queues\.__proto__: a queue name cannot be "__proto__"/,
+    ],
+    [
+      'a node name with a NUL character',
+      () => ({ ...base(), node: 'x\u0000y' }),
+      /node: must be printable text without control characters, got U\+0000 at position 1/,
+    ],
+    [
+      'a database.url that is not a postgres URL',
+      () => ({ ...base(), database: { url: 'mysql://x:secret@y/z' } }),
+      /database\.url: the protocol is "mysql:", expected postgres:\/\/ or postgresql:\/\//,
+    ],
     ['a file that is not JSON', () => ({}), /is not valid JSON/],
   ];
 
@@ -99,9 +149,46 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       const result = await runCli(['--config', file], { LOG_LEVEL: 'info' });
       assert.equal(result.code, 1, `exit code; stderr: ${result.stderr}`);
       assert.match(result.stderr, message);
-      assert.doesNotMatch(result.stdout + result.stderr, /started|database ready/);
+      assert.doesNotMatch(result.stdout + result.stderr, /started|database ready|secret/);
     });
   }
+
+  // An unusable URL used to be retried forever, as if the server were down: it must stop the
+  // node at once (before any retry would be logged), naming DATABASE_URL, without the password.
+  for (const [url, message] of [
+    ['not a url', /DATABASE_URL: cannot be parsed as a URL; expected postgres:\/\//],
+    ['mysql://x:secret@y/z', /DATABASE_URL: the protocol is "mysql:", expected postgres:\/\//],
+  ] as const) {
+    it(`DATABASE_URL=${JSON.stringify(url)} exits 1 at once`, async function () {
+      const node = spawnCluster(['--config', writeConfig(base())], { DATABASE_URL: url });
+      const { code } = await node.exited;
+      assert.equal(code, 1, `exit code; output: ${node.output()}`);
+      assert.match(node.output(), message);
+      assert.doesNotMatch(node.output(), /retrying|not answering|secret/);
+    });
+  }
+
+  it('migrate --prefix information_schema is refused before anything is created', async function () {
+    const result = await runCli([
+      'migrate',
+      '--prefix',
+      'information_schema',
+      '--config',
+      writeConfig(base()),
+    ]);
+    assert.equal(result.code, 2, `exit code; stderr: ${result.stderr}`);
+    assert.match(result.stderr, /--prefix: "information_schema" is reserved by PostgreSQL/);
+    const client = new pg.Client({ connectionString: databaseUrl() });
+    await client.connect();
+    try {
+      const { rows } = await client.query(
+        `SELECT 1 FROM pg_tables WHERE schemaname = 'information_schema' AND tablename = 'jobs'`,
+      );
+      assert.equal(rows.length, 0);
+    } finally {
+      await client.end();
+    }
+  });
 
   after(async function () {
     const client = new pg.Client({ connectionString: databaseUrl() });
