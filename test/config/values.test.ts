@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import pino from 'pino';
+import { configFromFlags } from '../../src/cli/context.js';
 import { Quern } from '../../src/client.js';
 import {
   MAX_INTERVAL_MS,
@@ -11,11 +13,12 @@ import { loadConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/validate.js';
 import { DatabaseConfigError, waitForDatabase } from '../../src/db/connect.js';
 import { databaseUrl } from '../helpers/db.js';
-import { startNode } from '../helpers/node.js';
+import { startNode, writeConfig } from '../helpers/node.js';
 
 // Every numeric key has an upper bound, and every name that reaches PostgreSQL or a JavaScript
 // object key is checked, in loadConfig, with a message naming the key and what is allowed.
 // (test/config/errors.test.ts checks that such errors stop `node cluster.js` with exit code 1.)
+// Also: relative paths are resolved against the config file's folder.
 
 /** Sets `value` at the dotted `key` of a fresh object. */
 function at(key: string, value: unknown): Record<string, unknown> {
@@ -294,5 +297,15 @@ describe('configuration database URL', function () {
         /^database URL: the protocol is "mysql:"/.test(error.message) &&
         !error.message.includes('secret'),
     );
+  });
+});
+
+describe('configuration paths', function () {
+  it('resolves relative workers and dataDir against the config file folder, not the working directory', function () {
+    const file = writeConfig({ workers: 'my-workers', database: { dataDir: '../data' } });
+    const config = configFromFlags(file);
+    assert.notEqual(path.dirname(file), process.cwd());
+    assert.equal(config.workers, path.join(path.dirname(file), 'my-workers'));
+    assert.equal(config.database.dataDir, path.resolve(path.dirname(file), '../data'));
   });
 });
