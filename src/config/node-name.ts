@@ -13,7 +13,8 @@ const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
 
 /** What is wrong with `name` as a node name, or null when it is usable. */
 export function nodeNameProblem(name: string): string | null {
-  const length = [...name].length;
+  // Characters as code points (an emoji is one, as the user sees it, mostly).
+  const length = Array.from(name).length;
   if (length > MAX_NODE_NAME_LENGTH)
     return `must be at most ${MAX_NODE_NAME_LENGTH} characters, got ${length}`;
   const bad = UNPRINTABLE.exec(name);

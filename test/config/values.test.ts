@@ -25,7 +25,11 @@ function at(key: string, value: unknown): Record<string, unknown> {
   const parts = key.split('.');
   const root: Record<string, unknown> = {};
   let object = root;
-  for (const part of parts.slice(0, -1)) object = (object[part] = {}) as Record<string, unknown>;
+  for (const part of parts.slice(0, -1)) {
+    const inner: Record<string, unknown> = {};
+    object[part] = inner;
+    object = inner;
+  }
   object[parts.at(-1)!] = value;
   return root;
 }
