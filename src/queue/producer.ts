@@ -13,6 +13,7 @@
 // the user's pause, so lifting the fence brings back exactly the queues the user did not pause.
 
 import type pg from 'pg';
+import { MAX_TIMER_MS } from '../config/bounds.js';
 import type { JobQueries, OutcomeRow } from '../db/queries/jobs.js';
 import { jobOf, type Job, type JobRecord, type JobState } from '../jobs/types.js';
 import type { JobEventBase, Telemetry } from '../telemetry/events.js';
@@ -466,7 +467,10 @@ function timeoutFor(registered: RegisteredWorker, job: Job): number | null {
   if (timeout === undefined) return null;
   try {
     const ms = typeof timeout === 'function' ? timeout(job) : timeout;
-    return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? ms : null;
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) return null;
+    // Node's timers cannot wait longer (a larger delay fires after 1 ms): a longer timeout is
+    // as good as none, and is held to the longest one a timer keeps.
+    return Math.min(ms, MAX_TIMER_MS);
   } catch {
     return null;
   }

@@ -1,0 +1,45 @@
+// A job's timeout beyond what a Node timer can hold (about 24.8 days) must not fire at once:
+// setTimeout turns a larger delay into 1 ms.
+
+import assert from 'node:assert/strict';
+import type { QuernNode } from '../../src/node/node.js';
+import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
+import { startNode } from '../helpers/node.js';
+
+describe('job timeouts', function () {
+  let db: TestSchema;
+  let node: QuernNode | undefined;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    await node?.stop();
+    node = undefined;
+    await cleanup(this, db);
+  });
+
+  it('a timeout longer than a timer can wait is held to the longest one, not fired at once', async function () {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      await runLongTimeoutJob();
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.ok(!warnings.includes('TimeoutOverflowWarning'), 'no timer overflowed');
+  });
+
+  async function runLongTimeoutJob(): Promise<void> {
+    node = await startNode(db.schema, db.url);
+    const job = await db.client.insert({ worker: 'slow', args: { ms: 200, timeout: 1e12 } });
+    const row = await eventually(async () => {
+      const [found] = await db.query<{ state: string; errors: unknown[] }>(
+        'SELECT state::text, errors FROM jobs WHERE id = $1',
+        [job.id],
+      );
+      return found && found.state !== 'available' && found.state !== 'executing' ? found : null;
+    }, 10000);
+    assert.equal(row.state, 'completed', JSON.stringify(row.errors));
+  }
+});
