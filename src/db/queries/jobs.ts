@@ -121,6 +121,11 @@ export class JobQueries {
    * Claims up to `limit` available jobs of one queue, in priority, scheduled time, id order.
    * SKIP LOCKED lets every node fetch at once without waiting on each other; the ORDER BY
    * matches the partial index jobs_fetch, so finished history is never scanned.
+   * `attempt < max_attempts`: a row with no attempt left is never claimed. Such a row should not
+   * exist (outcomes and rescues discard it), but one that did (an older version's fallback, a
+   * hand edit) made `attempt + 1` break the attempt_range CHECK, which failed the whole statement:
+   * the queue stopped on every node, on every fetch, across restarts. The condition is a filter
+   * on the rows jobs_fetch yields; the plan is unchanged (checked with EXPLAIN).
    */
   async fetch(
     db: Queryable,
@@ -134,7 +139,7 @@ export class JobQueries {
       text: `
       WITH picked AS (
         SELECT id FROM ${this.t}
-        WHERE state = 'available' AND queue = $1
+        WHERE state = 'available' AND queue = $1 AND attempt < max_attempts
         ORDER BY priority, scheduled_at, id
         LIMIT $2
         FOR UPDATE SKIP LOCKED
@@ -183,9 +188,16 @@ export class JobQueries {
    * Writes a batch of outcomes in one statement. A row is written only while the job is still
    * executing under the same attempt token, so a runner whose job was rescued or cancelled
    * meanwhile cannot overwrite it. Returns the ids that were written.
+   * A 'retryable' outcome for a job with no attempt left (attempt - refund >= max_attempts) is
+   * written as 'discarded' (discarded_at set, scheduled_at kept): callers decide retry or discard,
+   * but not all of them know the attempt (the writer's fallback for an outcome the database
+   * refused does not). Left retryable, such a job ran again past its attempts, and a second
+   * refusal left it at max_attempts + 1, where the fetch's attempt + 1 broke attempt_range.
    */
   async recordOutcomes(db: Queryable, outcomes: OutcomeRow[]): Promise<Set<number>> {
     if (outcomes.length === 0) return new Set();
+    // A retry asked for a job that has no attempt left.
+    const spent = `(o.state = 'retryable' AND j.attempt - o.refund >= j.max_attempts)`;
     const { rows } = await db.query<{ id: number }>({
       name: this.names.outcome,
       text: `
@@ -194,11 +206,11 @@ export class JobQueries {
           id bigint, token text, state text, delay double precision, error text, result jsonb, refund integer)
       )
       UPDATE ${this.t} j SET
-        state = o.state::${quoteIdentifier(this.schema)}.job_state,
+        state = CASE WHEN ${spent} THEN 'discarded' ELSE o.state END::${quoteIdentifier(this.schema)}.job_state,
         completed_at = CASE WHEN o.state = 'completed' THEN now() ELSE j.completed_at END,
         cancelled_at = CASE WHEN o.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
-        discarded_at = CASE WHEN o.state = 'discarded' THEN now() ELSE j.discarded_at END,
-        scheduled_at = CASE WHEN o.delay IS NULL THEN j.scheduled_at ELSE now() + make_interval(secs => o.delay) END,
+        discarded_at = CASE WHEN o.state = 'discarded' OR ${spent} THEN now() ELSE j.discarded_at END,
+        scheduled_at = CASE WHEN o.delay IS NULL OR ${spent} THEN j.scheduled_at ELSE now() + make_interval(secs => o.delay) END,
         errors = CASE WHEN o.error IS NULL THEN j.errors
                       ELSE j.errors || jsonb_build_array(jsonb_build_object('at', now(), 'attempt', j.attempt, 'error', o.error)) END,
         result = CASE WHEN o.state = 'completed' THEN o.result ELSE j.result END,
