@@ -88,7 +88,10 @@ export class OutcomeWriter {
     } catch (error) {
       // A value the database refuses (it should not happen: outcomes are cleaned in the thread)
       // must fail its own job only. Split the batch to find it; connection errors rethrow.
-      if (isDataError(error)) {
+      // A batch too long to be one JavaScript string (several results near the thread's limit:
+      // JSON.stringify throws RangeError past ~512 MB) is split the same way; before, it was
+      // retried whole, forever, and held every outcome of the node behind it.
+      if (isDataError(error) || error instanceof RangeError) {
         if (batch.length > 1) {
           const middle = Math.ceil(batch.length / 2);
           await this.write(batch.slice(0, middle));
@@ -96,6 +99,8 @@ export class OutcomeWriter {
           return;
         }
         const only = batch[0]!;
+        // Written as retryable whatever the attempt: recordOutcomes discards it instead when the
+        // job has no attempt left (a job on its last attempt must not run again).
         if (!only.fallback) {
           const message = cleanString((error as Error).message);
           const row: OutcomeRow = {
@@ -156,8 +161,12 @@ export class OutcomeWriter {
   }
 }
 
-function isDataError(error: unknown): boolean {
+/** Whether the database refused the values of the batch, rather than being unreachable. */
+export function isDataError(error: unknown): boolean {
   const code = (error as { code?: string } | null)?.code;
-  // 22xxx data exceptions (invalid text representation, untranslatable character, ...).
-  return typeof code === 'string' && code.startsWith('22');
+  // 22xxx data exceptions (invalid text representation, untranslatable character, ...), and
+  // 54xxx program limits (a string too long for jsonb, 54000; nesting too deep, 54001): both
+  // are about a value, not the connection. A 54 treated as a connection problem held every
+  // outcome of the node behind the one too large, retried forever, memory growing.
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('54'));
 }
