@@ -102,7 +102,8 @@ const NAMED_CHANGES = 3;
 export function toStorableJson(
   value: unknown,
   root = 'result',
-): { value: unknown; problem: string | null } {
+  maxLength = Infinity,
+): { value: unknown; problem: string | null; tooLong?: number } {
   // What happened -> the first paths it happened at, and how often (a result of a million NaNs
   // must not make a warning of a million paths).
   const changes = new Map<string, { at: string[]; count: number }>();
@@ -171,6 +172,8 @@ export function toStorableJson(
     const text = JSON.stringify(value, replacer);
     if (text === undefined)
       return { value: null, problem: `${root}: the value cannot be represented as JSON` };
+    // Checked before parsing it back: a value that will be refused costs no second copy.
+    if (text.length > maxLength) return { value: null, problem: null, tooLong: text.length };
     return { value: JSON.parse(text) as unknown, problem: describe() };
   } catch (error) {
     return {

@@ -23,7 +23,36 @@ export const MAX_OUTCOME_TEXT = 20000;
  */
 export const MAX_SNOOZE_SECONDS = 365 * 24 * 60 * 60;
 
+/**
+ * The longest result kept, in characters of its JSON text: 64 MiB (67,108,864). A longer one
+ * fails its job here, in the thread, so it never crosses to the main thread. PostgreSQL refuses
+ * a jsonb string of 256 MB or more (SQLSTATE 54000), and a batch of outcomes is one JSON text
+ * of at most V8's ~512 MB string length; at 64 Mi characters (at most 3 UTF-8 bytes each) a
+ * result fits the first, and several fit one batch.
+ */
+export const MAX_RESULT_LENGTH = 64 * 1024 * 1024;
+
+/**
+ * What perform threw, as text for the job's errors; never throws. A thrown value is user code:
+ * an Error whose `message` or `stack` getter throws, or a Proxy whose traps throw, once escaped
+ * from here (outside the job's context, after perform returned) and killed the thread, and
+ * every neighbour job on it was charged a failed attempt.
+ */
 export function describeError(error: unknown): string {
+  try {
+    return describeErrorOrThrow(error);
+  } catch (failure) {
+    let why: string;
+    try {
+      why = describeErrorOrThrow(failure);
+    } catch {
+      why = 'reading it threw, and so did reading what that threw';
+    }
+    return cleanString(`could not read the error perform threw: ${why}`).slice(0, MAX_OUTCOME_TEXT);
+  }
+}
+
+function describeErrorOrThrow(error: unknown): string {
   if (error instanceof Error) {
     const text =
       error.stack && error.stack.includes(error.message)
@@ -88,13 +117,39 @@ function invalid(message: string): ThreadOutcome {
  * cycle) is carried out, with a warning naming what was changed.
  */
 export function interpretReturn(value: unknown): ThreadOutcome {
+  // Reading the value runs user code (getters, Proxy traps): if that throws, the job fails with
+  // the reason, rather than the thread (see describeError).
+  try {
+    return interpretReturnOrThrow(value);
+  } catch (error) {
+    return {
+      kind: 'failed',
+      error: cleanString(
+        `could not read the value perform returned: ${describeError(error)}`,
+      ).slice(0, MAX_OUTCOME_TEXT),
+      warning: null,
+    };
+  }
+}
+
+/** A result over MAX_RESULT_LENGTH fails the job, naming its size and the limit. */
+function tooLarge(length: number): ThreadOutcome {
+  return {
+    kind: 'failed',
+    error: `the result is too large to store: its JSON is ${length} characters, more than the limit of ${MAX_RESULT_LENGTH} (64 MiB)`,
+    warning: null,
+  };
+}
+
+function interpretReturnOrThrow(value: unknown): ThreadOutcome {
   if (value === undefined || value === null || value === 'ok') {
     return { kind: 'completed', result: null, warning: null };
   }
   if (typeof value === 'object' && !Array.isArray(value)) {
     const record = value as Record<string, unknown>;
     if (single(record, 'ok')) {
-      const stored = toStorableJson(record.ok);
+      const stored = toStorableJson(record.ok, 'result', MAX_RESULT_LENGTH);
+      if (stored.tooLong !== undefined) return tooLarge(stored.tooLong);
       return { kind: 'completed', result: stored.value, warning: stored.problem };
     }
     if (single(record, 'error')) {
@@ -128,7 +183,8 @@ export function interpretReturn(value: unknown): ThreadOutcome {
   }
   // Documented rule (as Oban): any other value means success; it is stored if it can be, and a
   // warning says the return value was not one of the documented outcomes.
-  const stored = toStorableJson(value);
+  const stored = toStorableJson(value, 'result', MAX_RESULT_LENGTH);
+  if (stored.tooLong !== undefined) return tooLarge(stored.tooLong);
   return {
     kind: 'completed',
     result: stored.value,

@@ -233,17 +233,25 @@ export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> 
   };
   return new Promise((resolve) => {
     task.jobs.forEach((job, index) => {
-      void perform(workers, job, task.slots[index]!, task.generation).then((outcome) => {
-        ready.push([job.id, outcome]);
-        if (--left === 0) {
-          resolve(ready);
-          return;
-        }
-        if (!flushQueued) {
-          flushQueued = true;
-          setImmediate(flush);
-        }
-      });
+      // perform never rejects; the catch is the last guard that a job's outcome always comes
+      // back, as this job's failure, rather than as an unhandled rejection killing the thread.
+      void perform(workers, job, task.slots[index]!, task.generation)
+        .catch((error: unknown): RunnerOutcome => ({
+          kind: 'failed',
+          error: describeError(error),
+          warning: null,
+        }))
+        .then((outcome) => {
+          ready.push([job.id, outcome]);
+          if (--left === 0) {
+            resolve(ready);
+            return;
+          }
+          if (!flushQueued) {
+            flushQueued = true;
+            setImmediate(flush);
+          }
+        });
     });
   });
 }
@@ -279,12 +287,19 @@ async function perform(
     Atomics.add(shared.performing, 0, 1);
   }
   try {
-    const value: unknown = await currentJob.run(job.id, () =>
-      registered.definition.perform(job as never, controller.signal),
-    );
+    let value: unknown;
+    try {
+      value = await currentJob.run(job.id, () =>
+        registered.definition.perform(job as never, controller.signal),
+      );
+    } catch (error) {
+      // describeError never throws (what perform threw may be hostile: a throwing getter, a
+      // Proxy); this runs outside the job's context, where a throw killed the thread and
+      // charged every job on it.
+      return { kind: 'failed', error: describeError(error), warning: null };
+    }
+    // Never throws either: a value that cannot be read fails this job.
     return interpretReturn(value);
-  } catch (error) {
-    return { kind: 'failed', error: describeError(error), warning: null };
   } finally {
     running.delete(key);
     if (shared) Atomics.sub(shared.performing, 0, 1);
