@@ -2,7 +2,7 @@
 // node's outcome writer, or a worker thread and the neighbour jobs on it.
 
 import assert from 'node:assert/strict';
-import type pg from 'pg';
+import pg from 'pg';
 import type { JobQueries, OutcomeRow } from '../../src/db/queries/jobs.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { isDataError, OutcomeWriter } from '../../src/queue/outcomes.js';
@@ -192,7 +192,9 @@ describe('the outcome writer, for batches it cannot send', function () {
       },
     } as unknown as JobQueries;
     const errors: Error[] = [];
-    const writer = new OutcomeWriter({} as pg.Pool, queries, {
+    // Never connects: the fake queries are given it and ignore it.
+    const pool = new pg.Pool({ max: 1 });
+    const writer = new OutcomeWriter(pool, queries, {
       onError: (error) => errors.push(error),
     });
     try {
@@ -206,6 +208,7 @@ describe('the outcome writer, for batches it cannot send', function () {
       assert.deepEqual(sizes, [5, 3, 2, 1, 2]);
     } finally {
       writer.close();
+      await pool.end();
     }
   });
 
