@@ -63,6 +63,7 @@ describe('outcomes the database refuses, or the thread cannot read', function ()
     const row = await finished(bad.id, ['discarded']);
     assert.equal(row.attempt, 1);
     assert.ok(row.discarded_at instanceof Date);
+    assert.equal((row.scheduled_at as Date).getTime(), bad.scheduledAt.getTime(), 'not moved');
     assert.equal(row.result, null);
     const errors = row.errors as ErrorEntry[];
     assert.equal(errors.length, 1);
