@@ -2,9 +2,11 @@
 // pg client), look them up, cancel and retry them, and control queues across the cluster. It
 // needs no running node: everything goes through PostgreSQL.
 
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import pg from 'pg';
 import { DEFAULT_SCHEMA, MAX_QUEUE_LIMIT } from './config/load.js';
-import { ConfigError } from './config/validate.js';
+import { ConfigError, isPlainObject, suggest } from './config/validate.js';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH, schemaNameProblem } from './db/identifiers.js';
 import { migrateUp } from './db/migrate.js';
 import { JobQueries, type Queryable } from './db/queries/jobs.js';
@@ -17,7 +19,7 @@ import type { Job, JobRecord, JobState } from './jobs/types.js';
 import { runPerform, stateOf } from './testing/perform.js';
 import { sendControl, type QueueAction } from './node/control.js';
 import type { InsertJob, WorkerDefinition } from './worker/define.js';
-import { loadWorkers } from './worker/registry.js';
+import { loadWorkers, validateDefinition, WorkerLoadError } from './worker/registry.js';
 import { collectStats, type Stats } from './telemetry/stats.js';
 
 export interface QuernOptions {
@@ -25,7 +27,10 @@ export interface QuernOptions {
   connectionString?: string;
   pool?: pg.Pool;
   schema?: string;
-  /** Worker definitions (or a folder of them) whose defaults apply to inserts by name. */
+  /**
+   * Worker definitions, or a folder of them (a relative path is resolved against process.cwd()
+   * when the client is made), whose defaults apply to inserts by name.
+   */
   workers?: WorkerDefinition<never>[] | string;
   /**
    * `inline`: insert runs each job at once in this thread and stores nothing (no database
@@ -43,6 +48,8 @@ export interface CallOptions {
   /** The caller's client, so the call commits or rolls back with the caller's transaction. */
   client?: Queryable;
 }
+
+const CALL_OPTION_KEYS = ['client'] as const;
 
 export interface ChangeResult {
   id: number;
@@ -93,13 +100,32 @@ export class Quern {
     this.statsQueries = new StatsQueries(schema);
     this.unique = new UniqueQueries(schema);
     if (Array.isArray(options.workers)) {
-      for (const definition of options.workers) this.definitions.set(definition.name, definition);
-    } else if (typeof options.workers === 'string') {
-      const dir = options.workers;
-      this.workersLoaded = loadWorkers(dir).then((workers) => {
+      options.workers.forEach((definition, index) => {
+        validateDefinition(definition, `workers[${index}]`);
+        this.definitions.set(definition.name, definition);
+      });
+    } else if (typeof options.workers === 'string' && options.workers !== '') {
+      const dir = path.resolve(options.workers);
+      this.workersLoaded = loadWorkerFolder(dir).then((workers) => {
         for (const [name, registered] of workers) this.definitions.set(name, registered.definition);
       });
+      // A failed load rejects the first call that needs the workers (insert, workerDefinition,
+      // ready), and every one after. Without this handler it would also be an unhandled
+      // rejection, which ends the process before any call could catch it.
+      this.workersLoaded.catch(() => undefined);
+    } else if (options.workers !== undefined) {
+      throw new ConfigError(
+        `workers: expected a folder path or an array of worker definitions, got ${JSON.stringify(options.workers)}`,
+      );
     }
+  }
+
+  /**
+   * Resolves once the workers folder is loaded (at once without one); rejects with the
+   * WorkerLoadError naming the folder or file that failed. Inserts wait for it themselves.
+   */
+  async ready(): Promise<void> {
+    await this.workersLoaded;
   }
 
   /** Applies migrations (nodes do this at start; useful for tests and scripts). */
@@ -125,7 +151,7 @@ export class Quern {
 
   async insert<Args = Record<string, unknown>>(
     job: InsertJob<Args>,
-    options: CallOptions = {},
+    options?: CallOptions | null,
   ): Promise<InsertResult> {
     const [result] = await this.insertMany([job], options);
     return result!;
@@ -134,16 +160,17 @@ export class Quern {
   /** Inserts every job in one statement (and one notification), or none if any is invalid. */
   async insertMany<Args = Record<string, unknown>>(
     jobs: InsertJob<Args>[],
-    options: CallOptions = {},
+    options?: CallOptions | null,
   ): Promise<InsertResult[]> {
+    const client = callerClient(options);
     if (!Array.isArray(jobs)) throw new InsertError('jobs: expected an array of jobs', 'jobs');
     const normalized = await this.prepare(jobs);
     if (this.testing === 'inline') return this.performInline(normalized);
     if (normalized.some((n) => n.unique)) {
-      return insertUniqueBatch(this.pool, options.client, this.unique, normalized);
+      return insertUniqueBatch(this.pool, client, this.unique, normalized);
     }
     const rows = await this.jobs.insert(
-      options.client ?? this.pool,
+      client ?? this.pool,
       normalized.map((n) => n.row),
     );
     // The records are fresh objects: adding the flag is cheaper than copying each (bench W1).
@@ -154,6 +181,12 @@ export class Quern {
   async workerDefinition(name: string): Promise<WorkerDefinition<never> | undefined> {
     await this.workersLoaded;
     return this.definitions.get(name);
+  }
+
+  /** The names of the workers known to this client, sorted. */
+  async workerNames(): Promise<string[]> {
+    await this.workersLoaded;
+    return [...this.definitions.keys()].sort();
   }
 
   /** testing: 'inline': each job runs now, in order, in this thread; nothing is stored. */
@@ -211,8 +244,9 @@ export class Quern {
     return results;
   }
 
-  getJob(id: number, options: CallOptions = {}): Promise<JobRecord | null> {
-    return this.jobs.get(options.client ?? this.pool, checkId(id));
+  async getJob(id: number, options?: CallOptions | null): Promise<JobRecord | null> {
+    const client = callerClient(options);
+    return this.jobs.get(client ?? this.pool, checkId(id));
   }
 
   listJobs(
@@ -343,6 +377,64 @@ export class Quern {
   async close(): Promise<void> {
     if (this.ownsPool) await this.pool.end();
   }
+}
+
+/** The workers folder: it must exist (a misspelt path would silently leave no defaults). */
+async function loadWorkerFolder(dir: string): ReturnType<typeof loadWorkers> {
+  const where = `workers: ${dir}`;
+  let isFolder: boolean;
+  try {
+    isFolder = (await stat(dir)).isDirectory();
+  } catch (error) {
+    throw new WorkerLoadError(
+      `${where}: no such folder (${(error as Error).message}); a relative path is resolved against the current directory, ${process.cwd()}`,
+      dir,
+    );
+  }
+  if (!isFolder) throw new WorkerLoadError(`${where}: not a folder`, dir);
+  return loadWorkers(dir);
+}
+
+/**
+ * The second argument of insert, insertMany and getJob: nothing (undefined or null), or
+ * `{ client }`. A misspelt key would silently run the call outside the caller's transaction.
+ */
+function callerClient(options: unknown): Queryable | undefined {
+  if (options === undefined || options === null) return undefined;
+  if (!isPlainObject(options)) {
+    throw new InsertError(
+      `options: expected an object such as { client }, got ${describe(options)}`,
+      'options',
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!(CALL_OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new InsertError(
+        `options.${key}: unknown option "${key}"${suggest(key, CALL_OPTION_KEYS)}; the only option is client`,
+        key,
+      );
+    }
+  }
+  const client = options.client;
+  if (client === undefined) return undefined;
+  if (
+    client === null ||
+    typeof client !== 'object' ||
+    typeof (client as { query?: unknown }).query !== 'function'
+  ) {
+    throw new InsertError(
+      `options.client: expected a pg client (a PoolClient or Client, with a query function), got ${describe(client)}`,
+      'client',
+    );
+  }
+  return client as Queryable;
+}
+
+function describe(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? typeof value;
+  return Array.isArray(value)
+    ? 'an array'
+    : `an object (${value.constructor?.name ?? 'no prototype'})`;
 }
 
 function checkId(id: unknown): number {

@@ -99,7 +99,9 @@ export function validateDefinition(value: unknown, file: string): WorkerDefiniti
 
 export async function loadWorkers(dir: string): Promise<Map<string, RegisteredWorker>> {
   const workers = new Map<string, RegisteredWorker>();
-  for (const file of workerFiles(dir)) {
+  // Absolute, so compiledPath finds the project's tsconfig.json even for a relative folder
+  // (`workers` from the project root: its parent is `.`, where the upward search stopped).
+  for (const file of workerFiles(path.resolve(dir))) {
     let target = file;
     if (file.endsWith('.ts')) {
       const compiled = compiledPath(file);

@@ -1,0 +1,99 @@
+// The client's `workers` folder: a relative path is resolved against the current directory,
+// `.ts` workers load from their dist/ copies as on a node, and a folder that cannot be loaded
+// is an error of the first call that needs it, never an unhandled rejection.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Quern } from '../../src/client.js';
+import { ConfigError } from '../../src/config/validate.js';
+import { WorkerLoadError } from '../../src/worker/registry.js';
+import { ROOT } from '../helpers/node.js';
+
+const CLIENT_JS = pathToFileURL(path.join(ROOT, 'dist', 'src', 'client.js')).href;
+
+/** Runs an ES module script in its own process (an unhandled rejection would end it with 1). */
+async function runScript(
+  cwd: string,
+  body: string,
+): Promise<{ code: number | null; out: string; err: string }> {
+  const script = `import { Quern } from ${JSON.stringify(CLIENT_JS)};\n${body}`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { code, out, err };
+}
+
+describe('client workers folder', function () {
+  it('a relative folder is resolved against the current directory; .ts workers load from dist/', async function () {
+    const { code, out, err } = await runScript(
+      ROOT,
+      `const quern = new Quern({ testing: 'inline', workers: 'workers' });
+      const job = await quern.insert({ worker: 'echo', args: { message: 'hi' } });
+      console.log(JSON.stringify({ names: await quern.workerNames(), state: job.state, result: job.result }));`,
+    );
+    assert.equal(code, 0, err);
+    assert.deepEqual(JSON.parse(out), {
+      names: ['echo', 'gzip-file', 'hash-file'],
+      state: 'completed',
+      result: 'hi',
+    });
+  });
+
+  it('a folder that does not exist rejects the first call that needs it, naming the folder; the process lives on', async function () {
+    const cwd = mkdtempSync(path.join(tmpdir(), 'quern-no-workers-'));
+    const { code, out, err } = await runScript(
+      cwd,
+      `const quern = new Quern({ testing: 'inline', workers: 'workers' });
+      // A second client on the same folder fails after the first: by the time its failure is
+      // seen, the first client's load has failed too, with no call waiting on it yet.
+      await new Quern({ testing: 'inline', workers: 'workers' }).ready().catch(() => undefined);
+      await new Promise((resolve) => setImmediate(resolve));
+      const seen = [];
+      for (const call of [() => quern.insert({ worker: 'echo' }), () => quern.ready(), () => quern.workerDefinition('echo')]) {
+        try { await call(); seen.push('resolved'); } catch (error) { seen.push(error.name + ': ' + error.message); }
+      }
+      console.log(JSON.stringify(seen));`,
+    );
+    assert.equal(code, 0, err);
+    const seen = JSON.parse(out) as string[];
+    assert.equal(seen.length, 3);
+    for (const message of seen) {
+      assert.match(message, /^WorkerLoadError: workers: /);
+      assert.ok(message.includes(`${path.join(cwd, 'workers')}: no such folder`), message);
+      assert.ok(message.includes('resolved against the current directory'), message);
+    }
+  });
+
+  it('a worker that cannot be loaded: insert and ready reject with its file; the constructor does not throw', async function () {
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-bad-workers-'));
+    writeFileSync(path.join(dir, 'broken.js'), "throw new Error('broken at import');\n");
+    const quern = new Quern({ testing: 'inline', workers: dir });
+    await assert.rejects(quern.insert({ worker: 'broken' }), (error: unknown) => {
+      assert.ok(error instanceof WorkerLoadError, String(error));
+      assert.equal(error.file, path.join(dir, 'broken.js'));
+      assert.match(error.message, /broken\.js: cannot be loaded: broken at import/);
+      return true;
+    });
+    await assert.rejects(quern.ready(), WorkerLoadError);
+  });
+
+  it('a path to a file, an empty string or a number as workers is refused', async function () {
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-file-workers-'));
+    const file = path.join(dir, 'not-a-folder.js');
+    writeFileSync(file, 'export default {};\n');
+    const quern = new Quern({ testing: 'inline', workers: file });
+    await assert.rejects(quern.ready(), /workers: .*not-a-folder\.js: not a folder/);
+    assert.throws(() => new Quern({ testing: 'inline', workers: '' }), ConfigError);
+    assert.throws(
+      () => new Quern({ testing: 'inline', workers: 7 as never }),
+      /workers: expected a folder path or an array of worker definitions, got 7/,
+    );
+  });
+});
