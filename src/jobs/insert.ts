@@ -13,6 +13,16 @@ import { uniqueSpec, UniqueOptionError, type UniqueSpec } from './unique.js';
 /** max_attempts is an integer column and attempt may reach max_attempts + 1. */
 export const MAX_ATTEMPTS_LIMIT = 2147483646;
 
+/**
+ * The window of scheduledAt. PostgreSQL's timestamptz reaches far beyond it, but a JS Date past
+ * year 9999 becomes an ISO string PostgreSQL cannot read ("+275760-..."), and a time before 1970
+ * can only be a mistake (a past time runs the job at once, as now does).
+ */
+export const MIN_SCHEDULED_AT = Date.UTC(1970, 0, 1);
+export const MAX_SCHEDULED_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+/** 100 years of 365 days, in seconds: far past any real delay, well inside an interval. */
+export const MAX_SCHEDULE_IN = 100 * 365 * 86400;
+
 export class InsertError extends Error {
   override name = 'InsertError';
   constructor(
@@ -136,15 +146,27 @@ export function normalizeInsert(
   if (job.scheduledAt !== undefined) {
     const at = job.scheduledAt;
     if (!(at instanceof Date) || Number.isNaN(at.getTime()))
-      fail('scheduledAt', 'must be a valid Date');
+      fail('scheduledAt', `must be a valid Date, got ${describeValue(at)}`);
+    const time = (at as Date).getTime();
+    if (time < MIN_SCHEDULED_AT || time > MAX_SCHEDULED_AT) {
+      fail(
+        'scheduledAt',
+        `must be from 1970-01-01 to 9999-12-31 (UTC), got ${(at as Date).toISOString()}`,
+      );
+    }
     scheduledAt = (at as Date).toISOString();
   }
   if (job.scheduleIn !== undefined) {
     const seconds = job.scheduleIn;
-    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) {
+    if (
+      typeof seconds !== 'number' ||
+      !Number.isFinite(seconds) ||
+      seconds < 0 ||
+      seconds > MAX_SCHEDULE_IN
+    ) {
       fail(
         'scheduleIn',
-        `must be a number of seconds of 0 or more, got ${JSON.stringify(seconds)}`,
+        `must be a number of seconds from 0 to ${MAX_SCHEDULE_IN} (100 years), got ${describeValue(seconds)}`,
       );
     }
     scheduleIn = seconds as number;
@@ -177,6 +199,12 @@ export function normalizeInsert(
     unique,
     definition,
   };
+}
+
+function describeValue(value: unknown): string {
+  if (value instanceof Date) return 'an invalid Date';
+  if (typeof value === 'number') return String(value); // JSON.stringify(NaN) would say null
+  return JSON.stringify(value) ?? typeof value;
 }
 
 export type { InsertJob };

@@ -1,0 +1,136 @@
+// The insert edges a newcomer hits: the call options (`{ client }` only, a client that can
+// query), and schedule times PostgreSQL cannot hold. Each is an InsertError naming the field
+// (and the job, in insertMany) before anything is written.
+
+import assert from 'node:assert/strict';
+// As the public entry does (through db/connect.ts): pg returns int8 ids as numbers.
+import '../../src/db/connect.js';
+import { InsertError } from '../../src/jobs/insert.js';
+import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
+
+describe('insert edges', function () {
+  let db: TestSchema;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    await cleanup(this, db);
+  });
+
+  async function jobCount(): Promise<number> {
+    const [row] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM jobs');
+    return row!.n;
+  }
+
+  function insertError(field: string, message: RegExp) {
+    return (error: unknown): boolean => {
+      assert.ok(error instanceof InsertError, String(error));
+      assert.equal(error.field, field);
+      assert.match(error.message, message);
+      return true;
+    };
+  }
+
+  it('a misspelt option key is refused with the near one, inside a transaction nothing is written outside it', async function () {
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await assert.rejects(
+        db.client.insert({ worker: 'ok' }, { clinet: client } as never),
+        insertError(
+          'clinet',
+          /options\.clinet: unknown option "clinet" \(did you mean "client"\?\)/,
+        ),
+      );
+      await assert.rejects(
+        db.client.insertMany([{ worker: 'ok' }], { client, tx: true } as never),
+        insertError('tx', /unknown option "tx"/),
+      );
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    await assert.rejects(
+      db.client.getJob(1, { clinet: db.pool } as never),
+      insertError('clinet', /did you mean "client"/),
+    );
+    assert.equal(await jobCount(), 0);
+  });
+
+  it('null or undefined options are no options; a non-object is refused', async function () {
+    const a = await db.client.insert({ worker: 'ok' }, null);
+    const b = await db.client.insert({ worker: 'ok' }, undefined);
+    const many = await db.client.insertMany([{ worker: 'ok' }], null);
+    assert.equal(await jobCount(), 3);
+    assert.equal((await db.client.getJob(a.id, null))?.id, a.id);
+    assert.ok(b.id > a.id && many[0]!.id > b.id);
+    await assert.rejects(
+      db.client.insert({ worker: 'ok' }, 'client' as never),
+      insertError('options', /options: expected an object such as \{ client \}, got "client"/),
+    );
+    assert.equal(await jobCount(), 3);
+  });
+
+  it('a client without a query function is refused, naming client', async function () {
+    for (const client of ['x', {}, null, 42]) {
+      await assert.rejects(
+        db.client.insert({ worker: 'ok' }, { client } as never),
+        insertError('client', /options\.client: expected a pg client .*with a query function/),
+      );
+    }
+    assert.equal(await jobCount(), 0);
+  });
+
+  const badTimes: [string, Record<string, unknown>, string, RegExp][] = [
+    [
+      'a scheduledAt past year 9999',
+      { scheduledAt: new Date(8.64e15) },
+      'scheduledAt',
+      /jobs\[1\]\.scheduledAt: must be from 1970-01-01 to 9999-12-31 \(UTC\), got \+275760/,
+    ],
+    [
+      'a scheduledAt before 1970',
+      { scheduledAt: new Date(-1) },
+      'scheduledAt',
+      /jobs\[1\]\.scheduledAt: must be from 1970-01-01/,
+    ],
+    [
+      'a scheduledAt that is a string',
+      { scheduledAt: '2030-01-01T00:00:00Z' },
+      'scheduledAt',
+      /jobs\[1\]\.scheduledAt: must be a valid Date, got "2030/,
+    ],
+    [
+      'a scheduleIn of 1e15 seconds',
+      { scheduleIn: 1e15 },
+      'scheduleIn',
+      /jobs\[1\]\.scheduleIn: must be a number of seconds from 0 to 3153600000 \(100 years\), got 1000000000000000/,
+    ],
+    ['a NaN scheduleIn', { scheduleIn: NaN }, 'scheduleIn', /got NaN/],
+  ];
+  for (const [what, options, field, message] of badTimes) {
+    it(`${what} is an InsertError naming the job and field; nothing of the batch is written`, async function () {
+      await assert.rejects(
+        db.client.insertMany([{ worker: 'ok' }, { worker: 'ok', ...options }]),
+        insertError(field, message),
+      );
+      assert.equal(await jobCount(), 0);
+    });
+  }
+
+  it('the ends of the windows are accepted and stored', async function () {
+    const last = new Date(Date.UTC(9999, 11, 31, 23, 59, 59));
+    const epoch = new Date(0);
+    const [atEnd, atEpoch, farIn] = await db.client.insertMany([
+      { worker: 'ok', scheduledAt: last },
+      { worker: 'ok', scheduledAt: epoch },
+      { worker: 'ok', scheduleIn: 3_153_600_000 }, // the stated maximum, 100 years
+    ]);
+    assert.equal(atEnd!.scheduledAt.getTime(), last.getTime());
+    assert.equal(atEpoch!.scheduledAt.getTime(), 0);
+    assert.equal(atEpoch!.state, 'available');
+    const years = (farIn!.scheduledAt.getTime() - Date.now()) / (365 * 86400_000);
+    assert.ok(years > 99.9 && years < 100.1, String(years));
+    assert.equal(farIn!.state, 'scheduled');
+  });
+});
