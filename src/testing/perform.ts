@@ -8,8 +8,9 @@ import type { Job, JobState } from '../jobs/types.js';
 import { describeError, interpretReturn, type ThreadOutcome } from '../thread/outcome.js';
 import type { WorkerDefinition } from '../worker/define.js';
 import { validateDefinition } from '../worker/registry.js';
+import { quernFor, type WithQuern } from './context.js';
 
-export interface PerformJobOptions {
+export interface PerformJobOptions extends WithQuern {
   /** The attempt perform sees (default 1); at most maxAttempts. */
   attempt?: number;
   maxAttempts?: number;
@@ -25,7 +26,7 @@ export interface PerformJobOptions {
   signal?: AbortSignal;
 }
 
-const PERFORM_ONLY_KEYS = ['attempt', 'id', 'insertedAt', 'signal'] as const;
+const PERFORM_ONLY_KEYS = ['attempt', 'id', 'insertedAt', 'signal', 'quern'] as const;
 const INSERT_KEYS = ['maxAttempts', 'queue', 'priority', 'tags', 'meta', 'scheduledAt'] as const;
 const ALL_KEYS = [...PERFORM_ONLY_KEYS, ...INSERT_KEYS];
 
@@ -142,17 +143,28 @@ export async function runPerform(
 
 /**
  * Runs `worker`'s perform inline with `args`, after validating them (JSON, the worker's
- * validate hook) and the options, and returns the outcome. Nothing is read or written in the
- * database; works under any test runner.
+ * validate hook) and the options, and returns the outcome. `worker` is a definition, or the
+ * name of a worker the quern client knows (its `workers`; the client of useQuern, or
+ * `{ quern }`). Nothing is read or written in the database; works under any test runner.
  */
 export async function performJob<Args extends object>(
   worker: WorkerDefinition<Args>,
   args: NoInfer<Args>,
+  options?: PerformJobOptions,
+): Promise<PerformOutcome<Args>>;
+export async function performJob(
+  worker: string,
+  args: Record<string, unknown>,
+  options?: PerformJobOptions,
+): Promise<PerformOutcome>;
+export async function performJob(
+  worker: WorkerDefinition<never> | string,
+  args: object,
   options: PerformJobOptions = {},
-): Promise<PerformOutcome<Args>> {
-  const definition = validateDefinition(worker, 'performJob(worker)');
+): Promise<PerformOutcome> {
   const given: unknown = options;
   if (!isPlainObject(given)) throw new PerformJobError('performJob options: expected an object');
+  const definition = await definitionOf(worker, options);
   for (const key of Object.keys(options)) {
     if (!ALL_KEYS.includes(key as (typeof ALL_KEYS)[number])) {
       throw new InsertError(
@@ -202,7 +214,38 @@ export async function performJob<Args extends object>(
     scheduledAt: options.scheduledAt ?? now,
   };
   const run = await runPerform(definition, job, options.signal);
-  return toPerformOutcome(run, job) as PerformOutcome<Args>;
+  return toPerformOutcome(run, job);
+}
+
+/** A definition as given, or looked up by name in the workers of the quern client. */
+async function definitionOf(
+  worker: unknown,
+  options: PerformJobOptions,
+): Promise<WorkerDefinition<never>> {
+  if (typeof worker === 'string') {
+    let quern;
+    try {
+      quern = quernFor(options, 'performJob');
+    } catch {
+      throw new PerformJobError(
+        `performJob(${JSON.stringify(worker)}): a worker name is looked up in the workers of a quern client (new Quern({ workers: 'workers' })), and there is none: call useQuern(quern) or pass { quern }; or pass the worker definition itself`,
+      );
+    }
+    const definition = await quern.workerDefinition(worker);
+    if (!definition) {
+      const known = await quern.workerNames();
+      throw new PerformJobError(
+        `performJob(${JSON.stringify(worker)}): no worker of that name is known to the quern client${suggest(worker, known)} (it knows ${known.length === 0 ? 'none: give it workers' : known.map((n) => JSON.stringify(n)).join(', ')}); or pass the worker definition itself`,
+      );
+    }
+    return definition;
+  }
+  if (worker === null || typeof worker !== 'object') {
+    throw new PerformJobError(
+      `performJob: expected a worker definition (defineWorker({ name, perform })) or the name of a worker known to the quern client, got ${worker === undefined ? 'undefined' : (JSON.stringify(worker) ?? typeof worker)}`,
+    );
+  }
+  return validateDefinition(worker, 'performJob(worker)');
 }
 
 export function toPerformOutcome(
