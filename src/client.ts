@@ -423,7 +423,7 @@ function callerClient(options: unknown): Queryable | undefined {
     typeof (client as { query?: unknown }).query !== 'function'
   ) {
     throw new InsertError(
-      `options.client: expected a pg client (a PoolClient or Client, with a query function), got ${describe(client)}`,
+      `options.client: expected a pg client (a PoolClient, Client or Pool: something with a query function), got ${describe(client)}`,
       'client',
     );
   }
