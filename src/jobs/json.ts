@@ -142,6 +142,9 @@ export function toStorableJson(
         if (item === null) return item;
         if (item instanceof Map || item instanceof Set) {
           note(`a ${item instanceof Map ? 'Map' : 'Set'}, stored as {}`, where);
+        } else if (item instanceof Promise) {
+          // Usually a forgotten await: what it would resolve to is not stored.
+          note('a Promise (not awaited), stored as {}', where);
         }
         let out = item;
         if (!Array.isArray(item)) {

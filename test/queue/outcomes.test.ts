@@ -310,6 +310,15 @@ describe('toStorableJson: what a job produced, as jsonb can hold it', function (
     );
   });
 
+  it('a Promise returned inside a result (a forgotten await) is named in the warning', function () {
+    const pending = new Promise(() => undefined);
+    assert.deepEqual(interpretReturn({ ok: { user: pending } }), {
+      kind: 'completed',
+      result: { user: {} },
+      warning: 'changed to be stored as JSON: result.user: a Promise (not awaited), stored as {}',
+    });
+  });
+
   it('leaves what JSON holds alone: no warning for plain values, undefined or Dates', function () {
     const at = new Date('2026-12-03T00:00:00Z');
     const stored = toStorableJson({ a: [1, 'x', null, true], b: undefined, at });
