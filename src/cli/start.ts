@@ -1,7 +1,10 @@
 // `node cluster.js` / `start`: runs a node until SIGTERM or SIGINT. The first signal stops
-// gracefully (exit 0); a second one exits at once.
+// gracefully (exit 0), also while the node is still starting (waiting for its database, say);
+// a second one exits at once (130). A shutdown that takes longer than shutdownGracePeriod +
+// cancelGracePeriod + SHUTDOWN_MARGIN_MS waits on a database that does not answer: it logs what
+// it was still waiting for and exits 1.
 
-import { QuernNode } from '../node/node.js';
+import { QuernNode, SHUTDOWN_MARGIN_MS } from '../node/node.js';
 import { standardPlugins } from '../plugins/standard.js';
 import { createLogger } from '../telemetry/logger.js';
 import { configFromFlags, UsageError } from './context.js';
@@ -31,10 +34,25 @@ export const start: Command = {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
 
+    // A start that fails on its own (configuration, database refused) rejects here: exit 1.
+    // A signal during start does not wait for it: stop() below makes it give up.
     const started = node.start();
-    const first = await Promise.race([started.then(() => null), stopRequested]);
-    if (first !== null) await started.catch(() => undefined);
-    await node.stop(first ?? (await stopRequested));
+    const signal =
+      (await Promise.race([started.then(() => null), stopRequested])) ?? (await stopRequested);
+
+    const boundMs = config.shutdownGracePeriod + config.cancelGracePeriod + SHUTDOWN_MARGIN_MS;
+    const hardStop = setTimeout(() => {
+      log.error(
+        { boundMs, pending: node.shutdownPending() },
+        `shutdown did not finish within ${boundMs} ms (shutdownGracePeriod + cancelGracePeriod + ${SHUTDOWN_MARGIN_MS} ms): the database is not answering; exiting 1 without waiting further`,
+      );
+      process.exit(1);
+    }, boundMs);
+    try {
+      await node.stop(signal);
+    } finally {
+      clearTimeout(hardStop);
+    }
     log.info('node stopped');
     return 0;
   },

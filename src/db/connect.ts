@@ -38,6 +38,11 @@ export function redactUrl(url: string): string {
   }
 }
 
+/**
+ * Connects until the server answers. `signal` ends the wait at once (a node told to stop while
+ * its database is still down): the attempt in flight is cut, no retry follows, and the signal's
+ * reason is thrown.
+ */
 export async function waitForDatabase(
   url: string,
   log: Logger,
@@ -46,10 +51,22 @@ export async function waitForDatabase(
   // loadConfig refuses such URLs already; this keeps any other caller from retrying one forever.
   const urlProblem = databaseUrlProblem(url);
   if (urlProblem !== null) throw new DatabaseConfigError(`database URL: ${urlProblem}`);
+  const { signal } = options;
   const attempts = options.attempts ?? Infinity;
   let delay = 250;
   for (let attempt = 1; ; attempt++) {
+    signal?.throwIfAborted();
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    // A connect to a server that accepts and never answers waits for its 5 s timeout, and
+    // client.end() does not interrupt it (it half-closes a socket the server leaves open):
+    // the socket itself is destroyed, as pg's own connect timeout does.
+    const cut = (): void => {
+      const stream = (client as unknown as { connection?: { stream?: { destroy(): void } } })
+        .connection?.stream;
+      if (stream) stream.destroy();
+      else void client.end().catch(() => undefined);
+    };
+    signal?.addEventListener('abort', cut, { once: true });
     try {
       await client.connect();
       await client.query('SELECT 1');
@@ -57,21 +74,37 @@ export async function waitForDatabase(
       return;
     } catch (error) {
       await client.end().catch(() => undefined);
+      signal?.throwIfAborted();
       const final = isFinalConnectError(error);
       if (final) {
         throw new DatabaseConfigError(
           `cannot use ${redactUrl(url)}: ${final} (${(error as Error).message})`,
         );
       }
-      if (attempt >= attempts || options.signal?.aborted) throw error;
+      if (attempt >= attempts) throw error;
       log.warn(
         { attempt, retryInMs: delay, error: (error as Error).message },
         `database ${redactUrl(url)} is not answering; retrying`,
       );
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleep(delay, signal);
       delay = Math.min(delay * 2, 10000);
+    } finally {
+      signal?.removeEventListener('abort', cut);
     }
   }
+}
+
+/** Waits `ms`, or less if `signal` aborts (the caller checks it). */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 export interface DatabaseHandle {
@@ -83,9 +116,10 @@ export async function resolveDatabase(
   configuredUrl: string | null,
   dataDir: string,
   log: Logger,
+  signal?: AbortSignal,
 ): Promise<DatabaseHandle> {
   if (configuredUrl) {
-    await waitForDatabase(configuredUrl, log);
+    await waitForDatabase(configuredUrl, log, signal ? { signal } : {});
     return { url: configuredUrl, embedded: null };
   }
   log.info({ dataDir }, 'no database configured: starting an embedded PostgreSQL');

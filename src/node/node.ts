@@ -33,6 +33,19 @@ import { ControlChannel, type ControlMessage } from './control.js';
 import { fenceTimings, HeartbeatFence } from './fence.js';
 import { joinCluster, waitForNameToBeFree } from './membership.js';
 
+/**
+ * Beyond shutdownGracePeriod + cancelGracePeriod, what a shutdown may still take: up to 5 s to
+ * write the last outcomes (OUTCOME_DRAIN_MS) and 5 s to close connections. A shutdown still
+ * running after that waits on a database that does not answer; cli/start.ts then exits 1.
+ */
+export const SHUTDOWN_MARGIN_MS = 10_000;
+const OUTCOME_DRAIN_MS = 5000;
+
+/** Why a start ended early: stop() was called while the node was starting. */
+export class StartAborted extends Error {
+  override name = 'StartAborted';
+}
+
 export type PluginFactory = (context: PluginContext, node: QuernNode) => PeriodicPlugin[];
 
 export interface NodeOptions {
@@ -73,6 +86,11 @@ export class QuernNode {
   metrics: MetricsServer | null = null;
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   private stopping: Promise<void> | null = null;
+  private starting: Promise<void> | null = null;
+  /** Aborted by a stop() during start: the database wait ends, no further step begins. */
+  private readonly startAbort = new AbortController();
+  /** What the shutdown is waiting on now (see shutdownPending). */
+  private readonly stopSteps = new Set<string>();
 
   constructor(
     readonly config: NodeConfig,
@@ -90,21 +108,41 @@ export class QuernNode {
     return this.peer?.leader ?? false;
   }
 
-  async start(): Promise<void> {
-    if (this.state !== 'new') return;
-    this.state = 'starting';
+  /** Starts the node. A stop() meanwhile ends it early: it rejects with StartAborted. */
+  start(): Promise<void> {
+    if (this.state === 'new') {
+      this.state = 'starting';
+      this.starting = this.doStart();
+    }
+    return this.starting ?? Promise.resolve();
+  }
+
+  /** Throws once a stop() was asked for during start; called between start steps. */
+  private checkStart(): void {
+    this.startAbort.signal.throwIfAborted();
+  }
+
+  private async doStart(): Promise<void> {
     const { config, log } = this;
     this.detachLogger = attachLogger(this.telemetry, log, { logArgs: config.logArgs });
     try {
       // First, so the counters see every job this node runs.
       if (config.metrics) this.metrics = await startMetricsServer(this, config.metrics);
       this.workers = await loadWorkers(config.workers);
+      this.checkStart();
       log.info(
         { workers: [...this.workers.keys()], dir: config.workers },
         `loaded ${this.workers.size} workers`,
       );
 
-      this.database = await resolveDatabase(config.database.url, config.database.dataDir, log);
+      // An embedded server started meanwhile is kept in this.database, so teardown stops it.
+      this.database = await resolveDatabase(
+        config.database.url,
+        config.database.dataDir,
+        log,
+        this.startAbort.signal,
+      );
+      this.checkStart();
       this.pool = createPool(
         this.database.url,
         config.database.poolSize,
@@ -123,6 +161,7 @@ export class QuernNode {
       } finally {
         client.release();
       }
+      this.checkStart();
 
       this.jobs = new JobQueries(config.schema);
       this.nodes = new NodeQueries(config.schema);
@@ -176,6 +215,7 @@ export class QuernNode {
       notifier.on('connected', () => this.wake(['*']));
       this.notifier = notifier;
       await notifier.start();
+      this.checkStart();
 
       // The first heartbeat comes before the first fetch, so the lifeline never sees a job of
       // a node without a row; jobs a killed earlier process of this node left are rescued here.
@@ -191,6 +231,7 @@ export class QuernNode {
             'a node of this name sent a heartbeat recently: waiting to see whether it is still alive',
           ),
       });
+      this.checkStart();
       this.fence = new HeartbeatFence(fenceTimings(config), {
         fence: (silentMs) => this.onFence(silentMs),
         lift: (fencedMs) => this.onFenceLifted(fencedMs),
@@ -216,6 +257,7 @@ export class QuernNode {
       if (config.testing !== 'disabled')
         log.info({ testing: config.testing }, 'testing mode: no queue runs on this node');
       await this.control.applySettings();
+      this.checkStart();
       this.peer = new Peer({
         url: this.database.url,
         schema: config.schema,
@@ -226,6 +268,7 @@ export class QuernNode {
       });
       await this.peer.start();
       await this.heartbeat();
+      this.checkStart();
       this.scheduleHeartbeat();
       this.control.start();
       this.state = 'running';
@@ -243,9 +286,14 @@ export class QuernNode {
       );
       this.telemetry.emit('node:up', { node: this.name, queues: [...this.supervisors.keys()] });
     } catch (error) {
-      await this.teardown(`start failed: ${(error as Error).message}`).catch(() => undefined);
+      const aborted = this.startAbort.signal.aborted;
+      await this.teardown(
+        aborted ? 'stopped while starting' : `start failed: ${(error as Error).message}`,
+      ).catch(() => undefined);
       this.state = 'stopped';
-      throw error;
+      // Whatever a step threw once a stop was asked for (a connection cut under it), the start
+      // ended because of the stop.
+      throw aborted ? (this.startAbort.signal.reason as Error) : error;
     }
   }
 
@@ -405,7 +453,42 @@ export class QuernNode {
     return this.stopping;
   }
 
+  /**
+   * What a shutdown still waits on: its steps in progress and the jobs still running. A
+   * supervisor whose shutdown passed its bound logs this (cli/start.ts).
+   */
+  shutdownPending(): string[] {
+    const running = [...this.supervisors.values()].flatMap((s) =>
+      s.producer.runningJobs().map((j) => `job ${j.id} (${j.worker}, queue ${s.queue}) running`),
+    );
+    const outcomes = this.outcomes?.pending ?? 0;
+    return [
+      ...this.stopSteps,
+      ...running,
+      ...(outcomes > 0 ? [`${outcomes} job outcomes not written`] : []),
+    ];
+  }
+
+  /** Runs one step of the shutdown, named in shutdownPending() while it runs. */
+  private async stopStep<T>(name: string, step: () => Promise<T>): Promise<T> {
+    this.stopSteps.add(name);
+    try {
+      return await step();
+    } finally {
+      this.stopSteps.delete(name);
+    }
+  }
+
   private async doStop(reason: string): Promise<void> {
+    if (this.state === 'starting') {
+      // The start gives up at its next step (a database wait at once) and tears down what it
+      // started, an embedded server included; if it had just finished, stop as usual.
+      this.log.info({ reason }, `node ${this.name} stopping while starting`);
+      this.startAbort.abort(new StartAborted(`node stopped while starting (${reason})`));
+      await this.stopStep('start: ending its current step', () =>
+        (this.starting ?? Promise.resolve()).catch(() => undefined),
+      );
+    }
     if (this.state === 'stopped' || this.state === 'new') {
       this.state = 'stopped';
       return;
@@ -419,7 +502,9 @@ export class QuernNode {
     const supervisors = [...this.supervisors.values()];
     supervisors.forEach((s) => s.stopFetching());
     const deadline = Date.now() + this.config.shutdownGracePeriod;
-    const finished = await this.waitForQueues(supervisors, deadline);
+    const finished = await this.stopStep('jobs: finishing within the grace period', () =>
+      this.waitForQueues(supervisors, deadline),
+    );
     if (!finished) {
       const left = supervisors.flatMap((s) =>
         s.producer.runningJobs().map((j) => ({ queue: s.queue, ...j })),
@@ -441,15 +526,26 @@ export class QuernNode {
   }
 
   private async teardown(reason: string): Promise<void> {
+    const step = <T>(name: string, fn: () => Promise<T>): Promise<T> => this.stopStep(name, fn);
     this.fence?.stop();
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     this.control?.stop();
-    for (const plugin of this.plugins) await plugin.stop();
-    // Destroying the pools ends unfinished jobs as interrupted: their outcome puts them back.
-    await Promise.all([...this.supervisors.values()].map((s) => s.stop()));
+    // Together: a plugin stop waits for its database call in flight, which on a hung database
+    // never ends, and the jobs' threads must still be stopped (they need no database).
+    await Promise.all([
+      ...this.plugins.map((plugin) =>
+        step(`plugin ${plugin.constructor.name}: stopping`, () => plugin.stop()),
+      ),
+      // Destroying the pools ends unfinished jobs as interrupted: their outcome puts them back.
+      ...[...this.supervisors.values()].map((s) =>
+        step(`queue ${s.queue}: stopping its threads`, () => s.stop()),
+      ),
+    ]);
     await new Promise((resolve) => setImmediate(resolve));
     if (this.outcomes) {
-      const left = await this.outcomes.drain(Date.now() + 5000);
+      const left = await step('outcomes: writing the last ones', () =>
+        this.outcomes.drain(Date.now() + OUTCOME_DRAIN_MS),
+      );
       if (left > 0)
         this.log.error(
           { pending: left },
@@ -457,22 +553,31 @@ export class QuernNode {
         );
       this.outcomes.close();
     }
-    await this.peer?.stop();
-    await this.notifier?.stop();
+    if (this.peer) await step('leadership: closing its connection', () => this.peer!.stop());
+    if (this.notifier)
+      await step('notifications: closing the LISTEN connection', () => this.notifier!.stop());
     // Only a node that wrote its row removes it: a start refused because another live process
     // has this name must not delete that process's heartbeat.
     // No heartbeat after this point, and none in flight: the one sent when leadership ends (on
     // peer.stop) would otherwise land after the removal and bring the row back to life, so the
     // next node to start would see a live node and not start the cluster (@reboot).
     this.leaving = true;
-    await this.heartbeating;
+    if (this.heartbeating)
+      await step('heartbeat: the last one in flight', () => this.heartbeating!);
     if (this.joined && this.nodes && this.pool)
-      await this.nodes.remove(this.pool, this.name).catch(() => undefined);
-    await this.pool?.end().catch(() => undefined);
-    await this.fetchPool?.end().catch(() => undefined);
+      await step('node row: removing it', () =>
+        this.nodes.remove(this.pool, this.name).catch(() => undefined),
+      );
+    await step('pools: closing their connections', () =>
+      Promise.all([
+        this.pool?.end().catch(() => undefined),
+        this.fetchPool?.end().catch(() => undefined),
+      ]),
+    );
     this.telemetry.emit('node:down', { node: this.name, reason });
     await this.metrics?.stop();
-    await this.database?.embedded?.stop();
+    if (this.database?.embedded)
+      await step('embedded PostgreSQL: stopping it', () => this.database.embedded!.stop());
     this.detachLogger?.();
   }
 }

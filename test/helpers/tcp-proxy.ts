@@ -1,6 +1,8 @@
 // A TCP proxy in the test process, to cut one node off from PostgreSQL while the server stays up
 // for everyone else (a network split). `cut` destroys every connection through it and stops
 // listening, so new connections are refused; `restore` listens again on the same port.
+// `freeze` is a database that hangs instead: connections stay open (old and new), but nothing
+// is forwarded either way, so every query waits for an answer that never comes.
 
 import net from 'node:net';
 
@@ -8,6 +10,8 @@ export class TcpProxy {
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
   private port = 0;
+  private frozen = false;
+  private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
   private readonly target: { host: string; port: number };
 
   /** `databaseUrl`: where to forward (its host and port). */
@@ -31,6 +35,14 @@ export class TcpProxy {
 
   async start(): Promise<void> {
     const server = net.createServer((client) => {
+      if (this.frozen) {
+        // Accepted, never answered: a hung server still completes TCP handshakes.
+        this.sockets.add(client);
+        client.on('close', () => this.sockets.delete(client));
+        client.on('error', () => undefined);
+        client.pause();
+        return;
+      }
       const upstream = net.connect(this.target.port, this.target.host);
       for (const socket of [client, upstream]) {
         this.sockets.add(socket);
@@ -41,6 +53,9 @@ export class TcpProxy {
       upstream.on('close', () => client.destroy());
       client.pipe(upstream);
       upstream.pipe(client);
+      const pair = { client, upstream };
+      this.pairs.add(pair);
+      client.on('close', () => this.pairs.delete(pair));
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -59,6 +74,17 @@ export class TcpProxy {
     );
     for (const socket of this.sockets) socket.destroy();
     await closed;
+  }
+
+  /** Nothing is forwarded any more, in either direction; connections stay open. */
+  freeze(): void {
+    this.frozen = true;
+    for (const { client, upstream } of this.pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
   }
 
   /** Accepts connections again, on the same port. */
