@@ -1,11 +1,13 @@
-// What every CLI command shares: reading --config, finding the database (the configured one, the
-// embedded server a running node started, or a temporary embedded server), and the error types
-// that map to exit codes (2 for usage, 1 for everything else).
+// What every CLI command shares: reading --config and --prefix, checking numeric arguments,
+// finding the database (the configured one, the embedded server a running node started, or a
+// temporary embedded server), and the error types that map to exit codes (2 for usage, 1 for
+// everything else).
 
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { loadConfig, readConfigFile } from '../config/load.js';
+import { schemaNameProblem } from '../db/identifiers.js';
 import type { NodeConfig } from '../config/types.js';
 import { waitForDatabase } from '../db/connect.js';
 import { startEmbedded, type EmbeddedDatabase } from '../db/embedded.js';
@@ -15,11 +17,44 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export function configFromFlags(configPath: string | undefined): NodeConfig {
+/** A failure of the command that is not a usage error: its message alone, exit 1. */
+export class CommandError extends Error {
+  override name = 'CommandError';
+}
+
+/**
+ * The configuration of `--config PATH` (default ./cluster.config.json, optional), with
+ * `--prefix SCHEMA` in place of its `schema`: every command takes both.
+ */
+export function configFromFlags(values: Record<string, string | boolean | undefined>): NodeConfig {
+  const configPath = values.config as string | undefined;
+  const prefix = values.prefix as string | undefined;
+  const problem = prefix === undefined ? null : schemaNameProblem(prefix);
+  if (problem !== null) throw new UsageError(`--prefix: ${problem}`);
   const file = configPath ?? 'cluster.config.json';
   const resolved = path.resolve(file);
-  if (configPath === undefined && !existsSync(resolved)) return loadConfig({});
-  return loadConfig(readConfigFile(resolved), { baseDir: path.dirname(resolved) });
+  const config =
+    configPath === undefined && !existsSync(resolved)
+      ? loadConfig({})
+      : loadConfig(readConfigFile(resolved), { baseDir: path.dirname(resolved) });
+  return prefix === undefined ? config : { ...config, schema: prefix };
+}
+
+/**
+ * A whole number written in decimal digits, from `min` to `max` (at most 2^53 - 1, the largest
+ * a JavaScript number holds exactly: a bigger id cannot exist, and a bigger count is a typo).
+ */
+export function integerArgument(
+  text: unknown,
+  what: string,
+  { min = 1, max = Number.MAX_SAFE_INTEGER }: { min?: number; max?: number } = {},
+): number {
+  const value = typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max)
+    throw new UsageError(
+      `${what}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`,
+    );
+  return value;
 }
 
 /** The URL of an embedded server a running node left in its data folder, if it is alive. */

@@ -2,9 +2,16 @@
 // file (hash-file by default), in batches of 1,000 with one statement each, showing progress;
 // with --wait it then follows the jobs until every one is finished.
 
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { configFromFlags, connectClient, print, UsageError } from './context.js';
+import {
+  CommandError,
+  configFromFlags,
+  connectClient,
+  integerArgument,
+  print,
+  UsageError,
+} from './context.js';
 import type { Command } from './main.js';
 import type { InsertJob } from '../worker/define.js';
 import type { Quern } from '../client.js';
@@ -13,8 +20,19 @@ import { StatsQueries } from '../db/queries/stats.js';
 import type { JobState } from '../jobs/types.js';
 import { count, Progress, rate, seconds } from './progress.js';
 
+/** `error`'s code and message without the stack: "ENOENT: no such file or directory, ...". */
+function fsReason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 async function* walk(dir: string): AsyncGenerator<string> {
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    throw new CommandError(`enqueue-dir: cannot read folder ${dir}: ${fsReason(error)}`);
+  }
+  for (const entry of entries) {
     const full = path.join(dir, entry.name);
     if (entry.isDirectory()) yield* walk(full);
     else if (entry.isFile()) yield full;
@@ -27,11 +45,19 @@ export const enqueueDir: Command = {
     const [dir, ...extra] = positionals;
     if (!dir || extra.length > 0) throw new UsageError('enqueue-dir needs one DIR');
     const worker = (values.worker as string | undefined) ?? 'hash-file';
-    const batchSize = Number(values.batch ?? 1000);
-    if (!Number.isInteger(batchSize) || batchSize < 1)
-      throw new UsageError('--batch: expected a positive integer');
+    const batchSize = values.batch === undefined ? 1000 : integerArgument(values.batch, '--batch');
     const root = path.resolve(dir);
-    const connected = await connectClient(configFromFlags(values.config as string | undefined));
+    // A folder that is not there is a bad argument, found before anything is connected to.
+    const found = await stat(root).catch((error: unknown) => {
+      const code = (error as { code?: string }).code;
+      throw new UsageError(
+        code === 'ENOENT'
+          ? `enqueue-dir: folder ${root} does not exist`
+          : `enqueue-dir: cannot read folder ${root}: ${fsReason(error)}`,
+      );
+    });
+    if (!found.isDirectory()) throw new UsageError(`enqueue-dir: ${root} is not a folder`);
+    const connected = await connectClient(configFromFlags(values));
     const started = Date.now();
     const ids: number[] = [];
     try {

@@ -6,9 +6,10 @@ import { InsertError } from '../jobs/insert.js';
 import { configFromFlags, connectClient, print, UsageError } from './context.js';
 import type { Command } from './main.js';
 
+/** An integer flag; its range is the insert API's to check (priority 0 to 3, ...). */
 function integerFlag(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !/^-?\d+$/.test(value))
+  if (typeof value !== 'string' || !/^-?\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
     throw new UsageError(`${flag}: expected an integer, got ${JSON.stringify(value)}`);
   return Number(value);
 }
@@ -34,8 +35,13 @@ export const insert: Command = {
       }
     }
     const scheduleIn = values['schedule-in'];
-    if (scheduleIn !== undefined && !/^\d+(\.\d+)?$/.test(String(scheduleIn))) {
-      throw new UsageError(`--schedule-in: expected seconds, got ${String(scheduleIn)}`);
+    // So far ahead that no date holds it (past the year 275760) is a typo, not a schedule.
+    if (
+      scheduleIn !== undefined &&
+      (!/^\d+(\.\d+)?$/.test(String(scheduleIn)) ||
+        Number.isNaN(new Date(Date.now() + Number(scheduleIn) * 1000).getTime()))
+    ) {
+      throw new UsageError(`--schedule-in: expected seconds from now, got ${String(scheduleIn)}`);
     }
     const job: InsertJob = { worker, args: args as Record<string, unknown> };
     if (values.queue !== undefined) job.queue = values.queue as string;
@@ -46,7 +52,7 @@ export const insert: Command = {
     if (scheduleIn !== undefined) job.scheduleIn = Number(scheduleIn);
     if (values.tags !== undefined) job.tags = String(values.tags).split(',').filter(Boolean);
 
-    const config = configFromFlags(values.config as string | undefined);
+    const config = configFromFlags(values);
     const connected = await connectClient(config);
     try {
       const inserted = await connected.client.insert(job).catch((error: unknown) => {

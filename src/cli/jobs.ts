@@ -1,7 +1,14 @@
 // `jobs [--state --queue --worker --limit]` lists jobs as a table; `job show|cancel|retry ID`.
 
 import { JOB_STATES } from '../jobs/types.js';
-import { configFromFlags, connectClient, print, table, UsageError } from './context.js';
+import {
+  configFromFlags,
+  connectClient,
+  integerArgument,
+  print,
+  table,
+  UsageError,
+} from './context.js';
 import type { Command } from './main.js';
 
 function ago(date: Date | null): string {
@@ -24,16 +31,14 @@ export const jobs: Command = {
     if (state !== undefined && !(JOB_STATES as readonly string[]).includes(state)) {
       throw new UsageError(`--state: expected one of ${JOB_STATES.join(', ')}, got ${state}`);
     }
-    const limitText = (values.limit as string | undefined) ?? '50';
-    if (!/^\d+$/.test(limitText) || Number(limitText) < 1)
-      throw new UsageError(`--limit: expected a positive integer, got ${limitText}`);
-    const connected = await connectClient(configFromFlags(values.config as string | undefined));
+    const limit = values.limit === undefined ? 50 : integerArgument(values.limit, '--limit');
+    const connected = await connectClient(configFromFlags(values));
     try {
       const rows = await connected.client.listJobs({
         ...(state ? { state } : {}),
         ...(values.queue ? { queue: values.queue as string } : {}),
         ...(values.worker ? { worker: values.worker as string } : {}),
-        limit: Number(limitText),
+        limit,
       });
       print(
         table(
@@ -68,10 +73,9 @@ export const job: Command = {
           ? `job: unknown action "${action}" (show, cancel or retry)`
           : 'job needs an action: show, cancel or retry',
       );
-    if (!idText || !/^\d+$/.test(idText) || extra.length > 0)
-      throw new UsageError(`job ${action} needs one numeric job ID`);
-    const id = Number(idText);
-    const connected = await connectClient(configFromFlags(values.config as string | undefined));
+    if (!idText || extra.length > 0) throw new UsageError(`job ${action} needs one job ID`);
+    const id = integerArgument(idText, `job ${action} ID`);
+    const connected = await connectClient(configFromFlags(values));
     try {
       if (action === 'show') {
         const found = await connected.client.getJob(id);

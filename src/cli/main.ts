@@ -7,15 +7,14 @@ import { DatabaseConfigError } from '../db/connect.js';
 import { MigrationError } from '../db/migrate.js';
 import { InsertError } from '../jobs/insert.js';
 import { WorkerLoadError } from '../worker/registry.js';
-import { UsageError } from './context.js';
+import { CommandError, UsageError } from './context.js';
 import { COMMANDS } from './commands.js';
 
 export const USAGE = `Usage: node cluster.js [command] [options]
 
 Commands:
   start                       start a node (the default)
-  migrate [--down N] [--prefix SCHEMA]
-                              apply migrations, or roll back to version N
+  migrate [--down N]          apply migrations, or roll back to version N
   insert WORKER [ARGS_JSON]   insert a job and print its id
         [--queue Q] [--priority 0-3] [--schedule-in SECONDS] [--max-attempts N] [--tags a,b]
   enqueue-dir DIR [--worker W] [--wait]  insert one job per file under DIR (hash-file by
@@ -30,6 +29,7 @@ Commands:
 
 Options:
   --config PATH               configuration file (default ./cluster.config.json)
+  --prefix SCHEMA             the schema to use instead of the configuration's "schema"
   --help                      this text
 
 Environment: DATABASE_URL (overrides database.url), NODE_NAME, LOG_LEVEL.
@@ -65,7 +65,12 @@ export async function main(argv: string[]): Promise<number> {
     try {
       parsed = parseArgs({
         args: rest,
-        options: { config: { type: 'string' }, help: { type: 'boolean' }, ...command.options },
+        options: {
+          config: { type: 'string' },
+          prefix: { type: 'string' },
+          help: { type: 'boolean' },
+          ...command.options,
+        },
         allowPositionals: true,
         strict: true,
       });
@@ -82,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (
+      error instanceof CommandError ||
       error instanceof ConfigError ||
       error instanceof InsertError ||
       error instanceof DatabaseConfigError ||

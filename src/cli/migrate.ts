@@ -1,27 +1,21 @@
-// `migrate [--down N] [--prefix SCHEMA]`: applies migrations, or rolls back to version N.
+// `migrate [--down N]`: applies migrations to the schema (the config's, or --prefix), or rolls
+// back to version N.
 
 import { migrateDown, migrateUp } from '../db/migrate.js';
-import { schemaNameProblem } from '../db/identifiers.js';
-import { configFromFlags, connectClient, print, UsageError } from './context.js';
+import { configFromFlags, connectClient, integerArgument, print, UsageError } from './context.js';
 import type { Command } from './main.js';
 import { Progress, seconds } from './progress.js';
 
 export const migrate: Command = {
-  options: { down: { type: 'string' }, prefix: { type: 'string' } },
+  options: { down: { type: 'string' } },
   async run({ values, positionals }) {
     if (positionals.length > 0)
       throw new UsageError(`migrate takes no arguments, got ${positionals.join(' ')}`);
-    const config = configFromFlags(values.config as string | undefined);
-    const schema = (values.prefix as string | undefined) ?? config.schema;
-    const problem = schemaNameProblem(schema);
-    if (problem !== null) throw new UsageError(`--prefix: ${problem}`);
-    let target: number | null = null;
-    if (values.down !== undefined) {
-      target = Number(values.down);
-      if (!/^\d+$/.test(values.down as string))
-        throw new UsageError(`--down: expected a version number, got ${String(values.down)}`);
-    }
-    const connected = await connectClient({ ...config, schema }, { migrate: false });
+    const target =
+      values.down === undefined ? null : integerArgument(values.down, '--down', { min: 0 });
+    const config = configFromFlags(values);
+    const { schema } = config;
+    const connected = await connectClient(config, { migrate: false });
     const client = await connected.client.pool.connect();
     try {
       // A step that runs long (an index on a big table) shows its time going up on stderr.

@@ -3,7 +3,7 @@
 
 import { MAX_QUEUE_LIMIT } from '../config/load.js';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
-import { configFromFlags, connectClient, print, UsageError } from './context.js';
+import { configFromFlags, connectClient, integerArgument, print, UsageError } from './context.js';
 import type { Command } from './main.js';
 import type { QueueAction } from '../node/control.js';
 
@@ -24,19 +24,13 @@ export const queue: Command = {
     if (values.node !== undefined && String(values.node).trim() === '') {
       throw new UsageError('--node: expected a node name');
     }
-    let limit: number | undefined;
-    if (values.limit !== undefined) {
-      if (
-        !/^\d+$/.test(String(values.limit)) ||
-        Number(values.limit) < 1 ||
-        Number(values.limit) > MAX_QUEUE_LIMIT
-      )
-        throw new UsageError(`--limit: expected an integer from 1 to ${MAX_QUEUE_LIMIT}`);
-      limit = Number(values.limit);
-    }
+    const limit =
+      values.limit === undefined
+        ? undefined
+        : integerArgument(values.limit, '--limit', { max: MAX_QUEUE_LIMIT });
     if (action === 'scale' && limit === undefined)
       throw new UsageError('queue scale needs --limit N');
-    const connected = await connectClient(configFromFlags(values.config as string | undefined));
+    const connected = await connectClient(configFromFlags(values));
     try {
       const node = values.node as string | undefined;
       await connected.client.controlQueue(action as QueueAction, name, {

@@ -15,7 +15,7 @@ export const start: Command = {
   async run({ values, positionals }) {
     if (positionals.length > 0)
       throw new UsageError(`start takes no arguments, got ${positionals.join(' ')}`);
-    const config = configFromFlags(values.config as string | undefined);
+    const config = configFromFlags(values);
     const log = createLogger(config.logLevel);
     const node = new QuernNode(config, { log, plugins: standardPlugins });
 

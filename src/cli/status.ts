@@ -67,7 +67,7 @@ export const status: Command = {
   async run({ values, positionals }) {
     if (positionals.length > 0)
       throw new UsageError(`status takes no arguments, got ${positionals.join(' ')}`);
-    const connected = await connectClient(configFromFlags(values.config as string | undefined));
+    const connected = await connectClient(configFromFlags(values));
     try {
       if (!values.watch) {
         print(await renderStatus(connected.client, connected.config.heartbeatTimeout));

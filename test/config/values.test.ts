@@ -307,7 +307,7 @@ describe('configuration database URL', function () {
 describe('configuration paths', function () {
   it('resolves relative workers and dataDir against the config file folder, not the working directory', function () {
     const file = writeConfig({ workers: 'my-workers', database: { dataDir: '../data' } });
-    const config = configFromFlags(file);
+    const config = configFromFlags({ config: file });
     assert.notEqual(path.dirname(file), process.cwd());
     assert.equal(config.workers, path.join(path.dirname(file), 'my-workers'));
     assert.equal(config.database.dataDir, path.resolve(path.dirname(file), '../data'));
