@@ -254,10 +254,12 @@ export class QuernNode {
       if (joined.rescued.rescued + joined.rescued.discarded > 0)
         log.warn(joined.rescued, 'rescued jobs an earlier process of this node left executing');
       // Configured queues, with the changes saved at runtime (pause, scale, start, stop).
+      // The last point a stop gives up the start: once queues run, the start finishes and the
+      // stop is the usual one (running jobs get their grace period).
+      this.checkStart();
       if (config.testing !== 'disabled')
         log.info({ testing: config.testing }, 'testing mode: no queue runs on this node');
       await this.control.applySettings();
-      this.checkStart();
       this.peer = new Peer({
         url: this.database.url,
         schema: config.schema,
@@ -268,7 +270,6 @@ export class QuernNode {
       });
       await this.peer.start();
       await this.heartbeat();
-      this.checkStart();
       this.scheduleHeartbeat();
       this.control.start();
       this.state = 'running';
@@ -454,8 +455,8 @@ export class QuernNode {
   }
 
   /**
-   * What a shutdown still waits on: its steps in progress and the jobs still running. A
-   * supervisor whose shutdown passed its bound logs this (cli/start.ts).
+   * What a shutdown still waits on: its steps in progress and the jobs still running.
+   * cli/start.ts logs this when a shutdown passes its bound.
    */
   shutdownPending(): string[] {
     const running = [...this.supervisors.values()].flatMap((s) =>
