@@ -68,8 +68,13 @@ describe('control without notifications (the poll)', function () {
       token: oldToken,
     });
     await told; // (running: true, as the poll stopped that attempt here)
+    // The second attempt's perform begins just after its job:start (on its thread): wait for it.
     const producer = node!.supervisors.get('default')!.producer;
-    assert.equal(producer.runningCount, 1, 'the second attempt still runs');
+    await eventually(
+      () => Promise.resolve(producer.runningCount === 1),
+      5000,
+      'the second attempt in its perform',
+    );
     const [row] = await db.query<{ state: string; attempt: number; errors: unknown[] }>(
       'SELECT state::text, attempt, errors FROM jobs WHERE id = $1',
       [job.id],
