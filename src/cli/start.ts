@@ -40,7 +40,11 @@ export const start: Command = {
     const signal =
       (await Promise.race([started.then(() => null), stopRequested])) ?? (await stopRequested);
 
-    const boundMs = config.shutdownGracePeriod + config.cancelGracePeriod + SHUTDOWN_MARGIN_MS;
+    // Held to what a Node timer can wait: past it the timer would fire after 1 ms.
+    const boundMs = Math.min(
+      config.shutdownGracePeriod + config.cancelGracePeriod + SHUTDOWN_MARGIN_MS,
+      2 ** 31 - 1,
+    );
     const hardStop = setTimeout(() => {
       log.error(
         { boundMs, pending: node.shutdownPending() },

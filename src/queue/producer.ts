@@ -83,6 +83,12 @@ export class Producer {
     return this.isPaused;
   }
 
+  /** Gives back every claimed job that has not started, here or waiting on a thread. */
+  releaseWaiting(): void {
+    this.release();
+    this.threads?.releaseUnstarted();
+  }
+
   /** Pausing also gives back the jobs claimed ahead, so other nodes can run them. */
   set paused(value: boolean) {
     this.isPaused = value;

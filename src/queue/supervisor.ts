@@ -126,7 +126,10 @@ export class QueueSupervisor {
   }
 
   scale(limit: number): void {
+    const lower = limit < this.producer.limit;
     this.producer.limit = limit;
+    // Jobs handed out ahead under the old limit would still start as slots free: give them back.
+    if (lower) this.producer.releaseWaiting();
     this.producer.wake();
   }
 

@@ -107,27 +107,30 @@ export class ThreadPool {
   private destroyed = false;
   private readonly threadIds: Int32Array;
   private readonly startedAt: Float64Array;
-  private readonly performing: Int32Array;
+  private readonly ended: Int32Array;
   private readonly generation: Int32Array;
-  private readonly slotMask: number;
-  private nextSlot = 0;
+  /** Slots no tracked job holds. Jobs finish out of order, so a slot is reused only once freed. */
+  private readonly freeSlots: number[];
+  /** Jobs past their timeout before they began (waiting for a slot), looked at together. */
+  private readonly awaitingStart = new Map<RunningTask, number>();
+  private startPoll: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: ThreadPoolOptions) {
     const channelName = `quern-cancel-${options.queue}-${randomUUID()}`;
-    // A ring of slots, at least twice as many as jobs the pool may hold: a slot is used again
-    // only after every job handed out since has, so a live job's slot is never overwritten.
-    const size = 2 ** Math.ceil(Math.log2(Math.max(64, options.capacity * 2 + 16)));
+    // One slot per job the pool may hold (the producer hands out at most `capacity`), and some
+    // to spare; a slot goes back to the free list when its job is settled.
+    const size = options.capacity + 64;
     const slots: SharedSlots = {
       threadIds: new SharedArrayBuffer(size * 4),
       startedAt: new SharedArrayBuffer(size * 8),
-      performing: new SharedArrayBuffer(4),
+      ended: new SharedArrayBuffer(size * 4),
       generation: new SharedArrayBuffer(4),
     };
     this.threadIds = new Int32Array(slots.threadIds);
     this.startedAt = new Float64Array(slots.startedAt);
-    this.performing = new Int32Array(slots.performing);
+    this.ended = new Int32Array(slots.ended);
     this.generation = new Int32Array(slots.generation);
-    this.slotMask = size - 1;
+    this.freeSlots = Array.from({ length: size }, (_, i) => size - 1 - i);
     const workerData: ThreadData = {
       workersDir: options.workersDir,
       cancelChannel: channelName,
@@ -180,9 +183,16 @@ export class ThreadPool {
     return this.options.threads * this.options.concurrency;
   }
 
-  /** Jobs of this pool inside perform now (handed-out jobs may still wait for a slot). */
+  /**
+   * Jobs of this pool inside their perform (handed-out jobs may still wait for a slot). Counted
+   * here over the tracked jobs, not by the threads: a thread that dies in the middle of a job
+   * could not take it off a shared counter, while its jobs stop being tracked when settled.
+   */
   get performingCount(): number {
-    return Atomics.load(this.performing, 0);
+    let count = 0;
+    for (const task of this.tasks.values())
+      if (this.threadOf(task) !== null && Atomics.load(this.ended, task.slot) === 0) count++;
+    return count;
   }
 
   /** The thread running the job's perform, or null while it has not started. */
@@ -191,8 +201,10 @@ export class ThreadPool {
   }
 
   private track(job: Job, key: string, timeoutMs: number | null): RunningTask {
-    const slot = this.nextSlot++ & this.slotMask;
+    const slot = this.freeSlots.pop();
+    if (slot === undefined) throw new Error(`thread pool ${this.options.queue}: no free job slot`);
     Atomics.store(this.threadIds, slot, 0);
+    Atomics.store(this.ended, slot, 0);
     const task: RunningTask = {
       job,
       key,
@@ -208,14 +220,16 @@ export class ThreadPool {
 
   /**
    * A job's timeout counts from the start of its perform, not from when it was handed to the
-   * pool (it may wait on its thread for a slot): until it has started, the timer looks again.
+   * pool (it may wait on its thread for a slot). A job not begun when its timer fires joins the
+   * ones the pool looks at together every 50 ms until they begin (one timer, not one per job).
    */
   private armTimeout(task: RunningTask, timeoutMs: number, inMs: number): void {
     task.timeoutTimer = setTimeout(() => {
       task.timeoutTimer = null;
       if (!this.tasks.has(task.key)) return;
       if (this.threadOf(task) === null) {
-        this.armTimeout(task, timeoutMs, Math.min(timeoutMs, 50));
+        this.awaitingStart.set(task, timeoutMs);
+        this.startPoll ??= setInterval(() => this.checkStarted(), 50);
         return;
       }
       const left = this.startedAt[task.slot]! + timeoutMs - Date.now();
@@ -224,10 +238,26 @@ export class ThreadPool {
     }, inMs);
   }
 
+  private checkStarted(): void {
+    for (const [task, timeoutMs] of this.awaitingStart) {
+      if (!this.tasks.has(task.key)) this.awaitingStart.delete(task);
+      else if (this.threadOf(task) !== null) {
+        this.awaitingStart.delete(task);
+        this.armTimeout(task, timeoutMs, 0);
+      }
+    }
+    if (this.awaitingStart.size === 0 && this.startPoll) {
+      clearInterval(this.startPoll);
+      this.startPoll = null;
+    }
+  }
+
   private untrack(task: RunningTask): void {
     if (task.timeoutTimer) clearTimeout(task.timeoutTimer);
     if (task.graceTimer) clearTimeout(task.graceTimer);
+    this.awaitingStart.delete(task);
     this.tasks.delete(task.key);
+    this.freeSlots.push(task.slot);
   }
 
   /** What a job's outcome means once it is back: a stop asked for meanwhile wins. */
@@ -300,6 +330,7 @@ export class ThreadPool {
     const message: BatchTask = {
       batch,
       jobs: entries.map((e) => e.job),
+      keys: entries.map((e) => e.key),
       slots,
       generation: Atomics.load(this.generation, 0),
     };
@@ -374,11 +405,7 @@ export class ThreadPool {
   }
 
   private signalStop(task: RunningTask): void {
-    const cancel: CancelMessage = {
-      jobId: task.job.id,
-      attempt: task.job.attempt,
-      reason: task.stopping?.message ?? '',
-    };
+    const cancel: CancelMessage = { key: task.key, reason: task.stopping?.message ?? '' };
     this.cancelChannel.postMessage(cancel);
     this.terminateBy(
       task,
@@ -417,6 +444,8 @@ export class ThreadPool {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    if (this.startPoll) clearInterval(this.startPoll);
+    this.startPoll = null;
     this.cancelChannel.close();
     await this.piscina.destroy();
   }

@@ -19,7 +19,7 @@ export interface ThreadData {
   cancelChannel: string;
   /** Most jobs this thread runs at once (the queue's `concurrency`); absent: no cap. */
   concurrency?: number;
-  /** Shared with the main thread: who runs what, written here, read there (see JobSlots). */
+  /** Shared with the main thread: who runs what, written here, read there (see SharedSlots). */
   slots?: SharedSlots;
 }
 
@@ -28,12 +28,13 @@ export interface ThreadData {
  * batch: each job handed to the pool gets a slot, and the thread that begins its perform writes
  * its threadId and start time there. The main thread reads them only when it needs them (to
  * stop a job, to tell a thread's death apart from its neighbours', for a duration), so a batch
- * costs one message each way. `performing` counts the pool's jobs inside perform.
+ * costs one message each way.
  */
 export interface SharedSlots {
   threadIds: SharedArrayBuffer;
   startedAt: SharedArrayBuffer;
-  performing: SharedArrayBuffer;
+  /** 1 once the job's perform has ended (its outcome may still be on its way). */
+  ended: SharedArrayBuffer;
   /**
    * Bumped by the main thread each time it gives back the jobs waiting for a slot (pause, stop).
    * A job of a batch sent under an older value does not wait: the batch may reach its thread
@@ -42,10 +43,15 @@ export interface SharedSlots {
   generation: SharedArrayBuffer;
 }
 
-/** Several jobs in one message (see runBatch); `slots[i]` is the slot of `jobs[i]`. */
+/**
+ * Several jobs in one message (see runBatch); `slots[i]` is the slot of `jobs[i]`, `keys[i]` its
+ * attempt token: jobs are told apart by attempt token, not id (a job cancelled and retried at
+ * once may run twice here, and one given back keeps its attempt number for its next run).
+ */
 export interface BatchTask {
   batch: number;
   jobs: Job[];
+  keys: string[];
   slots: number[];
   generation: number;
 }
@@ -56,12 +62,7 @@ export type RunnerOutcome = ThreadOutcome | { kind: 'unstarted' };
 export type BatchOutcomes = [number, RunnerOutcome][];
 
 /** On the pool's channel: stop one job, or give back every job still waiting for a slot. */
-export type CancelMessage = { jobId: number; attempt: number; reason: string } | { release: true };
-
-/** Jobs are told apart by attempt: a job cancelled and retried at once may run twice here. */
-function runKey(id: number, attempt: number): string {
-  return `${id}:${attempt}`;
-}
+export type CancelMessage = { key: string; reason: string } | { release: true };
 
 /** What a thread tells the main thread (through piscina's 'message' event). */
 export type ThreadMessage =
@@ -72,7 +73,7 @@ const data = workerData as ThreadData;
 const shared = data.slots && {
   threadIds: new Int32Array(data.slots.threadIds),
   startedAt: new Float64Array(data.slots.startedAt),
-  performing: new Int32Array(data.slots.performing),
+  ended: new Int32Array(data.slots.ended),
   generation: new Int32Array(data.slots.generation),
 };
 
@@ -133,7 +134,7 @@ cancels.onmessage = (event: unknown) => {
     waitingForSlot.clear();
     return;
   }
-  const key = runKey(message.jobId, message.attempt);
+  const { key } = message;
   const controller = running.get(key);
   controller?.abort(new Error(message.reason));
   // Stopped while still waiting for a slot on this thread: it ends now, without running.
@@ -235,7 +236,7 @@ export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> 
     task.jobs.forEach((job, index) => {
       // perform never rejects; the catch is the last guard that a job's outcome always comes
       // back, as this job's failure, rather than as an unhandled rejection killing the thread.
-      void perform(workers, job, task.slots[index]!, task.generation)
+      void perform(workers, job, task.keys[index]!, task.slots[index]!, task.generation)
         .catch((error: unknown): RunnerOutcome => ({
           kind: 'failed',
           error: describeError(error),
@@ -260,6 +261,7 @@ export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> 
 async function perform(
   workers: Map<string, RegisteredWorker>,
   job: Job,
+  key: string,
   slot: number,
   generation: number,
 ): Promise<RunnerOutcome> {
@@ -271,7 +273,6 @@ async function perform(
       warning: null,
     };
   }
-  const key = runKey(job.id, job.attempt);
   if (stoppedEarly.delete(key)) return { kind: 'unstarted' };
   // A job that would wait for a slot after its batch was released goes back at once; one that
   // finds a free slot runs, as a job handed to the pool always did.
@@ -282,9 +283,9 @@ async function perform(
   const controller = new AbortController();
   running.set(key, controller);
   if (shared) {
-    Atomics.store(shared.threadIds, slot, threadId);
+    // The start time first: the main thread reads it once it sees the thread id.
     shared.startedAt[slot] = Date.now();
-    Atomics.add(shared.performing, 0, 1);
+    Atomics.store(shared.threadIds, slot, threadId);
   }
   try {
     let value: unknown;
@@ -302,7 +303,7 @@ async function perform(
     return interpretReturn(value);
   } finally {
     running.delete(key);
-    if (shared) Atomics.sub(shared.performing, 0, 1);
+    if (shared) Atomics.store(shared.ended, slot, 1);
     releaseSlot();
   }
 }

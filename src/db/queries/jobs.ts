@@ -121,11 +121,13 @@ export class JobQueries {
    * Claims up to `limit` available jobs of one queue, in priority, scheduled time, id order.
    * SKIP LOCKED lets every node fetch at once without waiting on each other; the ORDER BY
    * matches the partial index jobs_fetch, so finished history is never scanned.
-   * `attempt < max_attempts`: a row with no attempt left is never claimed. Such a row should not
-   * exist (outcomes and rescues discard it), but one that did (an older version's fallback, a
-   * hand edit) made `attempt + 1` break the attempt_range CHECK, which failed the whole statement:
-   * the queue stopped on every node, on every fetch, across restarts. The condition is a filter
-   * on the rows jobs_fetch yields; the plan is unchanged (checked with EXPLAIN).
+   * `attempt <= max_attempts`: a row the claim's `attempt + 1` would push past the attempt_range
+   * CHECK (attempt <= max_attempts + 1) is never claimed. Such a row should not exist (outcomes
+   * and rescues discard it), but one that did (an older version's fallback, a hand edit) failed
+   * the whole statement: the queue stopped on every node, on every fetch, across restarts. A row
+   * at attempt == max_attempts (a unique replace that lowered max_attempts) is still claimed,
+   * runs once more and is discarded if it fails. The condition is a filter on the rows
+   * jobs_fetch yields; the plan is unchanged (checked with EXPLAIN).
    */
   async fetch(
     db: Queryable,
@@ -139,7 +141,7 @@ export class JobQueries {
       text: `
       WITH picked AS (
         SELECT id FROM ${this.t}
-        WHERE state = 'available' AND queue = $1 AND attempt < max_attempts
+        WHERE state = 'available' AND queue = $1 AND attempt <= max_attempts
         ORDER BY priority, scheduled_at, id
         LIMIT $2
         FOR UPDATE SKIP LOCKED

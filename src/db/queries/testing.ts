@@ -92,7 +92,7 @@ export class TestingQueries {
       `WITH picked AS (
          SELECT id FROM ${this.t}
          WHERE state = 'available' AND queue = $1 AND ($2::bigint[] IS NULL OR id = ANY ($2::bigint[]))
-           AND attempt < max_attempts -- as the node's fetch: a row with no attempt left never stops it
+           AND attempt <= max_attempts -- as the node's fetch: a row past its attempts never stops it
          ORDER BY priority, scheduled_at, id
          LIMIT 1
          FOR UPDATE SKIP LOCKED

@@ -1,0 +1,84 @@
+// The thread pool's shared slots (who runs a job, since when) directly, without a node: a long
+// job keeps its slot however many short jobs pass meanwhile, so its timeout still fires and its
+// thread is the one terminated; the running count forgets jobs of a thread that died.
+
+import assert from 'node:assert/strict';
+import type { Job } from '../../src/jobs/types.js';
+import { ThreadPool, type RunResult } from '../../src/queue/threads.js';
+import { FIXTURE_WORKERS } from '../helpers/node.js';
+
+function job(id: number, worker: string, args: Record<string, unknown>): Job {
+  const now = new Date();
+  return {
+    id,
+    args,
+    attempt: 1,
+    maxAttempts: 3,
+    queue: 'slots',
+    worker,
+    tags: [],
+    meta: {},
+    insertedAt: now,
+    scheduledAt: now,
+  };
+}
+
+describe('thread pool slots', function () {
+  let pool: ThreadPool | undefined;
+  afterEach(async function () {
+    await pool?.destroy();
+    pool = undefined;
+  });
+
+  const run = (p: ThreadPool, j: Job, timeoutMs: number | null = null) =>
+    new Promise<{ result: RunResult; startedAt: number | null }>((resolve) =>
+      p.runMany([
+        {
+          job: j,
+          key: `k.${j.id}`,
+          timeoutMs,
+          done: (result, startedAt) => resolve({ result, startedAt }),
+        },
+      ]),
+    );
+
+  it('a long job keeps its slot while many short ones pass: its timeout fires on time', async function () {
+    pool = new ThreadPool({
+      queue: 'slots',
+      workersDir: FIXTURE_WORKERS,
+      threads: 2,
+      concurrency: 4,
+      memoryLimitMb: null,
+      cancelGracePeriod: 200,
+      capacity: 10,
+    });
+    const began = Date.now();
+    let settledAt = 0;
+    const long = run(pool, job(1, 'slow', { ms: 4000 }), 500).then((ran) => {
+      settledAt = Date.now();
+      return ran;
+    });
+    // Short jobs keep passing (and taking slots) until the long one ends, for 3 s at most.
+    for (let i = 0; settledAt === 0 && Date.now() - began < 3000; i++)
+      await run(pool, job(100 + i, 'ok', {}));
+    const { result } = await long;
+    assert.equal(result.kind, 'timeout');
+    assert.ok(settledAt - began < 1500, `timed out after ${settledAt - began} ms, not about 500`);
+  });
+
+  it('a job whose thread was terminated is no longer counted as running', async function () {
+    pool = new ThreadPool({
+      queue: 'slots',
+      workersDir: FIXTURE_WORKERS,
+      threads: 1,
+      concurrency: 2,
+      memoryLimitMb: null,
+      cancelGracePeriod: 100,
+      capacity: 10,
+    });
+    const stubborn = run(pool, job(1, 'stubborn', { ms: 60000 }), 200);
+    const { result } = await stubborn;
+    assert.equal(result.kind, 'timeout');
+    assert.equal(pool.performingCount, 0);
+  });
+});
