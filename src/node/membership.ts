@@ -36,8 +36,11 @@ export async function waitForNameToBeFree(
   options: Pick<JoinOptions, 'pool' | 'nodes' | 'name' | 'heartbeatTimeout'> & {
     heartbeatInterval: number;
     onWait: (ageMs: number) => void;
+    /** Ends the wait at once (the node was told to stop while starting); throws its reason. */
+    signal?: AbortSignal;
   },
 ): Promise<void> {
+  const { signal } = options;
   const { pool, nodes, name, heartbeatTimeout } = options;
   const row = async () => (await nodes.list(pool)).find((n) => n.name === name);
   const first = await row();
@@ -45,7 +48,16 @@ export async function waitForNameToBeFree(
   options.onWait(first.ageMs);
   const deadline = Date.now() + heartbeatTimeout - first.ageMs + options.heartbeatInterval;
   for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, Math.min(250, options.heartbeatInterval)));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.min(250, options.heartbeatInterval));
+      function done(): void {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      }
+      signal?.addEventListener('abort', done);
+    });
+    signal?.throwIfAborted();
     const now = await row();
     if (!now || now.ageMs >= heartbeatTimeout) return;
     if (now.updatedAt.getTime() !== first.updatedAt.getTime()) {

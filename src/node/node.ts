@@ -225,6 +225,7 @@ export class QuernNode {
         name: this.name,
         heartbeatTimeout: config.heartbeatTimeout,
         heartbeatInterval: config.heartbeatInterval,
+        signal: this.startAbort.signal,
         onWait: (ageMs) =>
           log.warn(
             { node: this.name, heartbeatAgeMs: Math.round(ageMs) },

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '../../src/db/embedded.js';
+import { cleanup, createSchema } from '../helpers/db.js';
 import { FIXTURE_WORKERS, spawnCluster, writeConfig, type SpawnedNode } from '../helpers/node.js';
 
 describe('a signal while the node is starting', function () {
@@ -101,6 +102,24 @@ describe('a signal while the node is starting', function () {
       await assert.rejects(client.connect(), /ECONNREFUSED/);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('SIGTERM ends the wait for a node of the same name to go quiet', async function () {
+    const db = await createSchema(this.test!.title);
+    try {
+      // A fresh heartbeat row under the name this node will use: it waits up to heartbeatTimeout
+      // (60 s here) to see whether that node is alive.
+      await db.client.nodes.heartbeat(db.pool, 'twin', {}, false, new Date());
+      const file = config({ schema: db.schema, node: 'twin', heartbeatTimeout: 60000 });
+      node = spawnCluster(['--config', file], { DATABASE_URL: db.url });
+      await node.waitForLog(/sent a heartbeat recently: waiting/);
+      const { code, took, after } = await signalAndWait(node, 'SIGTERM');
+      assert.equal(code, 0, node.output().slice(-3000));
+      assert.ok(took < 3000, `exits promptly, took ${took} ms`);
+      assert.match(after, /node stopped/);
+    } finally {
+      await cleanup(this, db);
     }
   });
 });
