@@ -93,8 +93,7 @@ export class Producer {
   set paused(value: boolean) {
     this.isPaused = value;
     if (value) {
-      this.release();
-      this.threads?.releaseUnstarted();
+      this.releaseWaiting();
     }
   }
 
@@ -109,8 +108,7 @@ export class Producer {
     this.isFenced = value;
     if (value) {
       this.fenceEpoch++;
-      this.release();
-      this.threads?.releaseUnstarted();
+      this.releaseWaiting();
     } else {
       this.wake();
     }
@@ -173,8 +171,7 @@ export class Producer {
     this.stopped = true;
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = null;
-    this.release();
-    this.threads?.releaseUnstarted();
+    this.releaseWaiting();
   }
 
   private schedulePoll(): void {
