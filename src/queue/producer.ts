@@ -14,7 +14,7 @@
 
 import type pg from 'pg';
 import { MAX_TIMER_MS } from '../config/bounds.js';
-import type { JobQueries, OutcomeRow } from '../db/queries/jobs.js';
+import type { ClaimedJob, JobQueries, OutcomeRow } from '../db/queries/jobs.js';
 import { jobOf, type Job, type JobRecord, type JobState } from '../jobs/types.js';
 import type { JobEventBase, Telemetry } from '../telemetry/events.js';
 import { defaultBackoff } from '../worker/define.js';
@@ -59,7 +59,7 @@ export class Producer {
    */
   private readonly running = new Map<string, RunningJob>();
   /** Claimed (executing in the database) but not started yet, in fetch order. */
-  private readonly waiting: JobRecord[] = [];
+  private readonly waiting: ClaimedJob[] = [];
   private readonly prefetch: number;
   private refillQueued = false;
   private unwritten = 0;
@@ -216,7 +216,7 @@ export class Producer {
       while (this.canFetch()) {
         const want = this.wanted();
         const token = `${this.deps.runId}.${++fetchSequence}`;
-        let rows: JobRecord[];
+        let rows: ClaimedJob[];
         const epoch = this.fenceEpoch;
         try {
           rows = await this.deps.call(() =>
@@ -277,7 +277,7 @@ export class Producer {
   }
 
   /** Starts jobs; those bound for the thread pool go together (one message per thread). */
-  private dispatch(records: JobRecord[]): void {
+  private dispatch(records: ClaimedJob[]): void {
     const threads = this.threads;
     const pooled: PoolEntry[] = [];
     for (const record of records) {
@@ -320,7 +320,14 @@ export class Producer {
         );
         continue;
       }
-      pooled.push({ job, key: token, timeoutMs: timeoutFor(registered, job), done });
+      pooled.push({
+        job,
+        key: token,
+        timeoutMs: timeoutFor(registered, job),
+        done,
+        argsText: record.argsText,
+        metaText: record.metaText,
+      });
     }
     if (!threads || pooled.length === 0) return;
     const ahead = this.ahead();

@@ -16,6 +16,7 @@ import { BroadcastChannel } from 'node:worker_threads';
 import { randomUUID } from 'node:crypto';
 import type { Job } from '../jobs/types.js';
 import type { ThreadOutcome } from '../thread/outcome.js';
+import { NUMBER_COLUMNS } from '../thread/columns.js';
 import type {
   BatchOutcomes,
   BatchTask,
@@ -67,6 +68,9 @@ export interface PoolEntry {
   key: string;
   timeoutMs: number | null;
   done: (result: RunResult, startedAt: number | null) => void;
+  /** The job's args and meta as JSON text, when the caller has it (a fetched row): sent as is. */
+  argsText?: string;
+  metaText?: string | null;
 }
 
 export interface ThreadDeath {
@@ -101,8 +105,8 @@ export class ThreadPool {
   /** What a dying thread said about its death, by threadId. */
   private readonly crashReports = new Map<number, { job: number | null; error: string }>();
   private readonly deathsReported = new Set<number>();
-  /** Batches whose outcomes are still due: how to settle one job of each. */
-  private readonly batches = new Map<number, (id: number, outcome: RunnerOutcome) => void>();
+  /** Batches whose outcomes are still due: how to settle one job of each, by its index. */
+  private readonly batches = new Map<number, (outcomes: BatchOutcomes) => void>();
   private batchSequence = 0;
   private destroyed = false;
   private readonly threadIds: Int32Array;
@@ -158,8 +162,7 @@ export class ThreadPool {
 
   private onMessage(message: ThreadMessage): void {
     if (message.type === 'outcomes') {
-      const settle = this.batches.get(message.batch);
-      if (settle) for (const [id, outcome] of message.outcomes) settle(id, outcome);
+      this.batches.get(message.batch)?.(message.outcomes);
     } else if (message.type === 'crash') {
       this.crashReports.set(message.threadId, { job: message.job, error: message.error });
     }
@@ -306,43 +309,68 @@ export class ThreadPool {
   /** One piscina task; each job is settled once, by its outcome or by the task's failure. */
   private runBatch(entries: PoolEntry[]): void {
     const batch = ++this.batchSequence;
-    const due = new Map<number, { task: RunningTask; entry: PoolEntry }>();
-    const slots: number[] = [];
-    for (const entry of entries) {
-      const task = this.track(entry.job, entry.key, entry.timeoutMs);
-      due.set(entry.job.id, { task, entry });
-      slots.push(task.slot);
+    const count = entries.length;
+    const tasks: (RunningTask | null)[] = new Array<RunningTask | null>(count);
+    const numbers = new Float64Array(count * NUMBER_COLUMNS);
+    const message: BatchTask = {
+      batch,
+      queue: this.options.queue,
+      numbers,
+      workers: new Array<string>(count),
+      args: new Array<string>(count),
+      meta: new Array<string | null>(count),
+      tags: new Array<string[] | null>(count),
+      keys: new Array<string>(count),
+      generation: Atomics.load(this.generation, 0),
+    };
+    for (let i = 0; i < count; i++) {
+      const entry = entries[i]!;
+      const job = entry.job;
+      const task = this.track(job, entry.key, entry.timeoutMs);
+      tasks[i] = task;
+      const at = i * NUMBER_COLUMNS;
+      numbers[at] = job.id;
+      numbers[at + 1] = job.attempt;
+      numbers[at + 2] = job.maxAttempts;
+      numbers[at + 3] = job.insertedAt.getTime();
+      numbers[at + 4] = job.scheduledAt.getTime();
+      numbers[at + 5] = task.slot;
+      message.workers[i] = job.worker;
+      message.args[i] = entry.argsText ?? JSON.stringify(job.args);
+      message.meta[i] =
+        entry.metaText !== undefined
+          ? entry.metaText
+          : Object.keys(job.meta).length === 0
+            ? null
+            : JSON.stringify(job.meta);
+      message.tags[i] = job.tags.length === 0 ? null : job.tags;
+      message.keys[i] = entry.key;
     }
-    const settle = (id: number, result: (task: RunningTask, ms: number | null) => RunResult) => {
-      const item = due.get(id);
-      if (!item) return;
-      due.delete(id);
-      const { task, entry } = item;
+    let due = count;
+    const settle = (index: number, result: (task: RunningTask, ms: number | null) => RunResult) => {
+      const task = tasks[index];
+      if (!task) return;
+      tasks[index] = null;
+      const entry = entries[index]!;
       const value = result(task, entry.timeoutMs);
       const startedAt = this.threadOf(task) === null ? null : this.startedAt[task.slot]!;
       this.untrack(task);
-      if (due.size === 0) this.batches.delete(batch);
+      if (--due === 0) this.batches.delete(batch);
       entry.done(value, startedAt);
     };
-    this.batches.set(batch, (id, outcome) =>
-      settle(id, (task, ms) => this.completed(task, outcome, ms)),
-    );
-    const message: BatchTask = {
-      batch,
-      jobs: entries.map((e) => e.job),
-      keys: entries.map((e) => e.key),
-      slots,
-      generation: Atomics.load(this.generation, 0),
+    const settleAll = (outcomes: BatchOutcomes): void => {
+      for (const item of outcomes) {
+        if (typeof item === 'number') settle(item, (task) => this.completed(task, COMPLETED, null));
+        else settle(item[0], (task, ms) => this.completed(task, item[1], ms));
+      }
     };
+    this.batches.set(batch, settleAll);
     this.piscina.run(message).then(
-      (outcomes: BatchOutcomes) => {
-        for (const [id, outcome] of outcomes)
-          settle(id, (task, ms) => this.completed(task, outcome, ms));
-        // Outcomes sent earlier in their own message are settled when it arrives.
-      },
+      // Outcomes sent earlier in their own message were settled when it arrived.
+      (outcomes: BatchOutcomes) => settleAll(outcomes),
       (error: unknown) => {
-        for (const id of [...due.keys()])
-          settle(id, (task, ms) => this.failed(task, error as Error, ms));
+        for (let i = 0; i < count; i++)
+          settle(i, (task, ms) => this.failed(task, error as Error, ms));
       },
     );
   }
@@ -450,6 +478,9 @@ export class ThreadPool {
     await this.piscina.destroy();
   }
 }
+
+/** The outcome a bare index stands for (see BatchOutcomes). */
+const COMPLETED: RunnerOutcome = { kind: 'completed', result: null, warning: null };
 
 function describeDeath(error: Error, memoryLimitMb: number | null): string {
   const code = (error as { code?: string }).code;

@@ -12,6 +12,7 @@ import { getPriority, setPriority } from 'node:os';
 import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import type { Job } from '../jobs/types.js';
+import { NUMBER_COLUMNS } from './columns.js';
 import { describeError, interpretReturn, type ThreadOutcome } from './outcome.js';
 
 export interface ThreadData {
@@ -44,22 +45,38 @@ export interface SharedSlots {
 }
 
 /**
- * Several jobs in one message (see runBatch); `slots[i]` is the slot of `jobs[i]`, `keys[i]` its
- * attempt token: jobs are told apart by attempt token, not id (a job cancelled and retried at
- * once may run twice here, and one given back keeps its attempt number for its next run).
+ * Several jobs in one message (see runBatch), by column: job i is `ids[i]`, `workers[i]`, and so
+ * on. Structured cloning copies a string or a typed array in one piece but an object property by
+ * property: the batch as an array of Job objects (args and meta parsed, two Dates each) cost the
+ * main thread ~5 us per job to post (bench W2, piscina's postTask was its largest entry), as
+ * columns well under one. The thread builds each Job (and parses its args) itself.
+ * `numbers` holds NUMBER_COLUMNS per job (see columns.ts; times in epoch ms). `keys[i]` is the attempt token: jobs are told apart by attempt token, not id (a job
+ * cancelled and retried at once may run twice here, and one given back keeps its attempt
+ * number for its next run).
  */
 export interface BatchTask {
   batch: number;
-  jobs: Job[];
+  queue: string;
+  numbers: Float64Array;
+  workers: string[];
+  /** JSON text of each job's args. */
+  args: string[];
+  /** JSON text of each job's meta, null for {}. */
+  meta: (string | null)[];
+  /** null for no tags. */
+  tags: (string[] | null)[];
   keys: string[];
-  slots: number[];
   generation: number;
 }
 
 /** What the thread says of a job: an outcome, or that it gave the job back unstarted. */
 export type RunnerOutcome = ThreadOutcome | { kind: 'unstarted' };
 
-export type BatchOutcomes = [number, RunnerOutcome][];
+/**
+ * Outcomes by the job's index in its batch. A bare index is the common outcome, completed with
+ * no result and no warning: one number to clone instead of an object (bench W2).
+ */
+export type BatchOutcomes = (number | [number, RunnerOutcome])[];
 
 /** On the pool's channel: stop one job, or give back every job still waiting for a slot. */
 export type CancelMessage = { key: string; reason: string } | { release: true };
@@ -222,7 +239,7 @@ process.on('uncaughtException', (error) => {
 export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> {
   registry ??= loadWorkers(data.workersDir);
   const workers = await registry;
-  let left = task.jobs.length;
+  let left = task.keys.length;
   let ready: BatchOutcomes = [];
   let flushQueued = false;
   const flush = (): void => {
@@ -233,17 +250,21 @@ export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> 
     parentPort?.postMessage(message);
   };
   return new Promise((resolve) => {
-    task.jobs.forEach((job, index) => {
+    for (let index = 0; index < task.keys.length; index++) {
       // perform never rejects; the catch is the last guard that a job's outcome always comes
       // back, as this job's failure, rather than as an unhandled rejection killing the thread.
-      void perform(workers, job, task.keys[index]!, task.slots[index]!, task.generation)
+      void start(workers, task, index)
         .catch((error: unknown): RunnerOutcome => ({
           kind: 'failed',
           error: describeError(error),
           warning: null,
         }))
         .then((outcome) => {
-          ready.push([job.id, outcome]);
+          ready.push(
+            outcome.kind === 'completed' && outcome.result === null && outcome.warning === null
+              ? index
+              : [index, outcome],
+          );
           if (--left === 0) {
             resolve(ready);
             return;
@@ -253,8 +274,42 @@ export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> 
             setImmediate(flush);
           }
         });
-    });
+    }
   });
+}
+
+/** Job `index` of the batch, built here from its columns, then run. */
+function start(
+  workers: Map<string, RegisteredWorker>,
+  task: BatchTask,
+  index: number,
+): Promise<RunnerOutcome> {
+  const at = index * NUMBER_COLUMNS;
+  const numbers = task.numbers;
+  const meta = task.meta[index];
+  let job: Job;
+  try {
+    job = {
+      id: numbers[at]!,
+      args: JSON.parse(task.args[index]!) as Record<string, unknown>,
+      attempt: numbers[at + 1]!,
+      maxAttempts: numbers[at + 2]!,
+      queue: task.queue,
+      worker: task.workers[index]!,
+      tags: task.tags[index] ?? [],
+      meta: meta == null ? {} : (JSON.parse(meta) as Record<string, unknown>),
+      insertedAt: new Date(numbers[at + 3]!),
+      scheduledAt: new Date(numbers[at + 4]!),
+    };
+  } catch (error) {
+    // The text came from a jsonb column; it parses. Should it not, the job fails alone.
+    return Promise.resolve({
+      kind: 'failed',
+      error: `could not read the job: ${describeError(error)}`,
+      warning: null,
+    });
+  }
+  return perform(workers, job, task.keys[index]!, numbers[at + 5]!, task.generation);
 }
 
 /** One job's perform, never rejecting: whatever happens becomes an outcome. */
