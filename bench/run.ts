@@ -89,6 +89,7 @@ async function main(): Promise<void> {
           );
           record(name, 'w2.cpu.node', w2.cpuPerThousand.node);
           record(name, 'w2.cpu.server', w2.cpuPerThousand.server);
+          if (w2.machineBusy !== null) record(name, 'w2.busy', w2.machineBusy * 100);
         }
         if (wanted.includes('w3') && rep === 0) {
           const w3 = await latencyWorkload(system, sizes);
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
             });
             record(name, `w5.${nodes}`, w5.jobsPerSecond);
             record(name, 'w5.rss', w5.peakRssMb);
+            if (w5.machineBusy !== null) record(name, `w5.${nodes}.busy`, w5.machineBusy * 100);
             log(`${name} W5 ${nodes} nodes: ${w5.jobsPerSecond.toFixed(0)} jobs/s`);
           }
         }

@@ -6,10 +6,13 @@ import type { Limit } from './pgbench.js';
 const US = 'quern';
 const PEERS = ['graphile-worker', 'pg-boss'];
 
+/** 'neither': a reading about the run (how busy the machine was), not a score. */
+type Better = 'higher' | 'lower' | 'neither';
+
 export interface Figure {
   key: string;
   label: string;
-  better: 'higher' | 'lower';
+  better: Better;
   values: Record<string, number | null>;
   /** quern ÷ the best peer's figure (best = highest or lowest, as `better` says). */
   ratio: number | null;
@@ -22,7 +25,7 @@ type Medians = Record<string, Record<string, number>>;
 interface Row {
   key: string;
   label: string;
-  better: 'higher' | 'lower';
+  better: Better;
   target?: (
     f: Omit<Figure, 'target' | 'met'>,
     m: Medians,
@@ -72,6 +75,11 @@ const ROWS: Row[] = [
     better: 'lower',
   },
   {
+    key: 'w2.busy',
+    label: 'W2 machine CPU busy during the drain (% of all cores)',
+    better: 'neither',
+  },
+  {
     key: 'w3.p50',
     label: 'W3 insert → perform start p50 (ms)',
     better: 'lower',
@@ -111,11 +119,17 @@ const ROWS: Row[] = [
       if (one == null || three == null) return ['≥ 2.5× 1 node, or PostgreSQL the limit', null];
       const scale = three / one;
       const share = limits ? three / limits.batched.jobsPerSecond : null;
+      const busy = m[US]?.['w5.3.busy'];
       return [
-        `≥ 2.5× 1 node (${scale.toFixed(2)}×), or PostgreSQL the limit (${share === null ? '?' : (share * 100).toFixed(0) + '% of pgbench 100/stmt'})`,
+        `≥ 2.5× 1 node (${scale.toFixed(2)}×), or PostgreSQL the limit (${share === null ? '?' : (share * 100).toFixed(0) + '% of pgbench 100/stmt'}${busy == null ? '' : `; machine CPU ${busy.toFixed(0)}% busy`})`,
         scale >= 2.5 || (share !== null && share >= 0.5),
       ];
     },
+  },
+  {
+    key: 'w5.3.busy',
+    label: 'W5 3 nodes: machine CPU busy during the drain (% of all cores)',
+    better: 'neither',
   },
   { key: 'w5.rss', label: 'W5 peak RSS per node (MB)', better: 'lower' },
 ];
@@ -130,7 +144,11 @@ export function buildFigures(medians: Medians, limits: Limits): Figure[] {
       (v): v is number => v !== null && Number.isFinite(v),
     );
     const best =
-      peers.length === 0 ? null : row.better === 'higher' ? Math.max(...peers) : Math.min(...peers);
+      peers.length === 0 || row.better === 'neither'
+        ? null
+        : row.better === 'higher'
+          ? Math.max(...peers)
+          : Math.min(...peers);
     const us = values[US];
     const ratio = us != null && best !== null && best !== 0 ? us / best : null;
     const base = { key: row.key, label: row.label, better: row.better, values, ratio };

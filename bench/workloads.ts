@@ -4,7 +4,9 @@
 import type { ProbeReading } from './probe.js';
 import type { System } from './systems/system.js';
 import {
+  busyShare,
   distribution,
+  machineCpu,
   processCpuMs,
   sleep,
   until,
@@ -102,6 +104,11 @@ export interface DrainResult {
   idle: number;
   /** CPU time per 1,000 jobs: the node processes, and the PostgreSQL backends serving them. */
   cpuPerThousand: { node: number; main: number; server: number };
+  /**
+   * How busy the whole machine was during the drain (0-1 of all cores): near 1, nothing can go
+   * faster on this machine, whichever process is shown the largest share.
+   */
+  machineBusy: number | null;
 }
 
 /** W2, W4, W5: insert first, then start processing and time until the last is recorded finished. */
@@ -118,8 +125,10 @@ export async function drainWorkload(
     await group.resetProbes();
     const before = await system.serverPids();
     const serverBefore = processCpuMs(before);
+    const machineBefore = machineCpu();
     const started = await group.go();
     const ended = await until(() => system.allFinished(), 120000, 5, `${system.name} to drain`);
+    const machineBusy = busyShare(machineBefore, machineCpu());
     const readings = await group.probes();
     const after = [...new Set([...before, ...(await system.serverPids())])];
     const serverMs = processCpuMs(after) - serverBefore;
@@ -143,6 +152,7 @@ export async function drainWorkload(
         main: (readings.reduce((sum, r) => sum + r.mainBusyMs, 0) / options.count) * 1000,
         server: (serverMs / options.count) * 1000,
       },
+      machineBusy,
     };
   } finally {
     await group.stop().catch(() => undefined);

@@ -108,3 +108,26 @@ export function processCpuMs(pids: number[]): number {
   }
   return total;
 }
+
+/** The machine's CPU counters (jiffies, all cores): busy and total, from /proc/stat. */
+export function machineCpu(): { busy: number; total: number } {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal
+    const at = (i: number): number => f[i] ?? 0;
+    const busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    return { busy, total: busy + at(3) + at(4) };
+  } catch {
+    return { busy: 0, total: 0 };
+  }
+}
+
+/** The share of the machine's CPU (0-1, all cores) busy between two readings. */
+export function busyShare(
+  before: { busy: number; total: number },
+  after: { busy: number; total: number },
+): number | null {
+  const total = after.total - before.total;
+  return total > 0 ? (after.busy - before.busy) / total : null;
+}
