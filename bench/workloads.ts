@@ -119,7 +119,7 @@ export async function drainWorkload(
 ): Promise<DrainResult> {
   await system.reset();
   await insertAll(system, jobs(options.count, options.mode), sizes.bulkBatch);
-  const group = await system.startNodes(options.nodes, sizes.limit);
+  const group = await system.startNodes(options.nodes, sizes.limit, options.mode === 'hash');
   try {
     const idle = await waitQuiet(sizes.quietMs);
     await group.resetProbes();
@@ -167,7 +167,7 @@ export interface LatencyResult extends Distribution {
 /** W3: single inserts at a steady rate while the queue runs; insert to start of perform. */
 export async function latencyWorkload(system: System, sizes: Sizes): Promise<LatencyResult> {
   await system.reset();
-  const group = await system.startNodes(1, sizes.limit);
+  const group = await system.startNodes(1, sizes.limit, false);
   try {
     await group.go();
     const idle = await waitQuiet(sizes.quietMs);

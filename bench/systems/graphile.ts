@@ -43,7 +43,7 @@ export class GraphileSystem implements System {
     await this.utils.addJob('bench', job);
   }
 
-  startNodes(count: number, limit: number): Promise<NodeGroup> {
+  startNodes(count: number, limit: number, _cpuBound: boolean): Promise<NodeGroup> {
     return startPeerNodes(NODE, count, this.url, limit);
   }
 

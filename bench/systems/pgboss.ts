@@ -50,7 +50,7 @@ export class PgBossSystem implements System {
     await this.boss.send('bench', job);
   }
 
-  startNodes(count: number, limit: number): Promise<NodeGroup> {
+  startNodes(count: number, limit: number, _cpuBound: boolean): Promise<NodeGroup> {
     return startPeerNodes(NODE, count, this.url, limit);
   }
 

@@ -19,7 +19,7 @@ const CLUSTER_JS = path.join(ROOT, 'cluster.js');
 export class QuernSystem implements System {
   readonly name = 'quern';
   readonly settings =
-    'node cluster.js per node; queue limit 20 (2 threads), poolSize 10, logLevel warn';
+    'node cluster.js per node; queue limit 20, prefetch 1000, 1 thread (2 for W4), poolSize 10, logLevel warn';
   private url = '';
   private client!: Quern;
   private pool!: pg.Pool;
@@ -51,7 +51,12 @@ export class QuernSystem implements System {
     await this.client.insert({ worker: 'bench', queue: QUEUE, args: job });
   }
 
-  async startNodes(count: number, limit: number): Promise<NodeGroup> {
+  async startNodes(count: number, limit: number, cpuBound: boolean): Promise<NodeGroup> {
+    // One worker thread where jobs take no CPU (W2, W3, W5), two where they hash (W4), as the
+    // README advises: each thread has its own V8 heap, compiler and wake-ups, and a second
+    // thread buys nothing for jobs that return at once (W2: 38.7k jobs/s with two threads, 41k
+    // with one; W5 three nodes: 23.8k with two, 30.1k with one).
+    const threads = Number(process.env.BENCH_THREADS ?? (cpuBound ? 2 : 1));
     const nodes: Measured[] = [];
     for (let n = 1; n <= count; n++) {
       const dir = mkdtempSync(path.join(tmpdir(), 'quern-bench-'));
@@ -69,7 +74,7 @@ export class QuernSystem implements System {
               // 1000: fetches of ~500 rows, each taking ~5 ms on a busy machine, stay ahead of the
               // threads (W2: 34k jobs/s at 480, 36.6k at 1000, 36.9k at 2000).
               prefetch: Number(process.env.BENCH_PREFETCH ?? 1000),
-              ...(process.env.BENCH_THREADS ? { threads: Number(process.env.BENCH_THREADS) } : {}),
+              threads,
               paused: true,
             },
           },

@@ -25,8 +25,11 @@ export interface System {
   reset(): Promise<void>;
   insertMany(jobs: BenchArgs[]): Promise<void>;
   insertOne(job: BenchArgs): Promise<void>;
-  /** Starts `count` node processes, ready but not processing, with the given concurrency limit. */
-  startNodes(count: number, limit: number): Promise<NodeGroup>;
+  /**
+   * Starts `count` node processes, ready but not processing, with the given concurrency limit.
+   * `cpuBound`: the jobs hash (W4) rather than return at once; a system may configure for it.
+   */
+  startNodes(count: number, limit: number, cpuBound: boolean): Promise<NodeGroup>;
   /** PostgreSQL backends serving its database now (their CPU time is charged to it). */
   serverPids(): Promise<number[]>;
   /** True once no inserted job is waiting or running, as the database says. */
