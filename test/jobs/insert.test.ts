@@ -67,6 +67,78 @@ describe('insert API', function () {
     assert.equal(count!.n, 5000);
   });
 
+  it('stores the same rows whether a batch differs only in its args or in everything', async function () {
+    // A batch that differs only in args is sent as its args and the rest once; any other batch
+    // row by row. Both must store, and return, what the database holds.
+    const uniform = await db.client.insertMany([
+      { worker: 'ok', queue: 'q1', priority: 1, maxAttempts: 3, args: { s: 'é"\\', n: 1 } },
+      { worker: 'ok', queue: 'q1', priority: 1, maxAttempts: 3, args: { deep: [1, { x: null }] } },
+    ]);
+    const mixed = await db.client.insertMany([
+      { worker: 'ok', queue: 'q1', priority: 1, maxAttempts: 3, args: { s: 'é"\\', n: 1 } },
+      { worker: 'ok', queue: 'q1', priority: 1, maxAttempts: 3, args: { deep: [1, { x: null }] } },
+      { worker: 'ok', queue: 'q2', tags: ['t'], meta: { m: 1 }, args: {} },
+      { worker: 'ok', scheduleIn: 60, args: {} },
+    ]);
+    const stored = await db.query(
+      `SELECT id::int AS id, state::text AS state, queue, worker, args, meta, tags, priority,
+              max_attempts, scheduled_at, inserted_at FROM jobs ORDER BY id`,
+    );
+    const returned = [...uniform, ...mixed];
+    assert.equal(stored.length, 6);
+    returned.forEach((job, i) => {
+      const row = stored[i]!;
+      assert.equal(job.id, row.id);
+      assert.equal(job.state, row.state);
+      assert.equal(job.queue, row.queue);
+      assert.deepEqual(job.args, row.args);
+      assert.deepEqual(job.meta, row.meta);
+      assert.deepEqual(job.tags, row.tags);
+      assert.equal(job.priority, row.priority);
+      assert.equal(job.maxAttempts, row.max_attempts);
+      assert.equal(job.scheduledAt.getTime(), (row.scheduled_at as Date).getTime());
+      assert.equal(job.insertedAt.getTime(), (row.inserted_at as Date).getTime());
+    });
+    // The uniform rows equal their row-by-row twins, but for id and times.
+    const strip = ({
+      id: _i,
+      scheduled_at: _s,
+      inserted_at: _n,
+      ...rest
+    }: Record<string, unknown>) => rest;
+    assert.deepEqual(strip(stored[0]!), strip(stored[2]!));
+    assert.deepEqual(strip(stored[1]!), strip(stored[3]!));
+    assert.equal(stored[5]!.state, 'scheduled');
+  });
+
+  it('returns the right ids when another insert takes ids in between', async function () {
+    // Two batches inserted at once may interleave their ids (a sequence hands out numbers to
+    // whoever asks); each must still get its own, in order. The sequence steps by 7 here, so
+    // that every batch has gaps between its ids, as it would when another took ids between.
+    await db.query('ALTER SEQUENCE jobs_id_seq INCREMENT BY 7');
+    const batch = (tag: string) =>
+      Array.from({ length: 300 }, (_, i) => ({ worker: 'ok', args: { tag, i } }));
+    const [a, b] = await Promise.all([
+      db.client.insertMany(batch('a')),
+      db.client.insertMany(batch('b')),
+    ]);
+    const stored = await db.query<{ id: number; tag: string; i: number }>(
+      `SELECT id::int AS id, args->>'tag' AS tag, (args->>'i')::int AS i FROM jobs`,
+    );
+    const byId = new Map(stored.map((r) => [r.id, r]));
+    for (const [tag, rows] of [
+      ['a', a],
+      ['b', b],
+    ] as const) {
+      rows.forEach((job, i) => {
+        const row = byId.get(job.id);
+        assert.ok(row, `job ${job.id} of batch ${tag} is not in the table`);
+        assert.equal(row.tag, tag);
+        assert.equal(row.i, i);
+      });
+    }
+  });
+
   const bad: [string, Record<string, unknown>, string][] = [
     ['an unknown option', { worker: 'ok', queu: 'x' }, 'queu'],
     ['priority above 3', { worker: 'ok', priority: 4 }, 'priority'],
