@@ -59,6 +59,16 @@ describe('job outcomes, run in worker threads', function () {
     ['nothing', { undefined: true }, null],
     ["'ok'", { return: 'ok' }, null],
     ['{ ok: value }', { return: { ok: { v: [1, 2] } } }, { v: [1, 2] }],
+    // Outcomes travel to the database as array literals: quotes, backslashes, braces, commas,
+    // newlines and the word NULL must come back as they were.
+    [
+      'a result of characters an array literal escapes',
+      { return: { ok: { s: 'a"b\\c{d},e\nf', n: 'NULL', u: 'é✓' } } },
+      { s: 'a"b\\c{d},e\nf', n: 'NULL', u: 'é✓' },
+    ],
+    ['a string result', { return: { ok: 'NULL' } }, 'NULL'],
+    ['a false result', { return: { ok: false } }, false],
+    ['a zero result', { return: { ok: 0 } }, 0],
   ];
   for (const [what, args, result] of completions) {
     it(`returning ${what} completes the job`, async function () {
@@ -88,6 +98,17 @@ describe('job outcomes, run in worker threads', function () {
     assert.match(errors[0]!.error, /returns\.js/, 'the stack is stored');
     assert.ok(discarded.discarded_at instanceof Date);
     assert.equal(discarded.attempt, 3);
+  });
+
+  it('an error of characters an array literal escapes is stored as it was', async function () {
+    const text = 'x"y\\z{1,2}\nNULL';
+    const job = await db.client.insert({
+      worker: 'returns',
+      args: { return: { error: text } },
+      maxAttempts: 1,
+    });
+    const row = await finalRow(job.id, ['discarded']);
+    assert.equal((row.errors as { error: string }[])[0]!.error, text);
   });
 
   it('returning { error } is a failure like a throw', async function () {

@@ -77,6 +77,34 @@ function uniform(rows: InsertRow[]): InsertRow | null {
   return first;
 }
 
+/**
+ * The outcomes as one array per column, and their count. Arrays rather than one JSON document
+ * (jsonb_to_recordset): the statement's share of PostgreSQL CPU per job halved (bench W2 drain,
+ * measured on the backend: ~9 -> ~4.5 us per outcome), as arrays of base types are read without
+ * a JSON parse and a conversion per field. A result goes as its JSON text, cast in the statement.
+ */
+function outcomeColumns(outcomes: OutcomeRow[]): unknown[] {
+  const n = outcomes.length;
+  const ids = new Array<number>(n);
+  const tokens = new Array<string>(n);
+  const states = new Array<string>(n);
+  const delays = new Array<number | null>(n);
+  const errors = new Array<string | null>(n);
+  const results = new Array<string | null>(n);
+  const refunds = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const o = outcomes[i]!;
+    ids[i] = o.id;
+    tokens[i] = o.token;
+    states[i] = o.state;
+    delays[i] = o.delay;
+    errors[i] = o.error;
+    results[i] = o.result === null || o.result === undefined ? null : JSON.stringify(o.result);
+    refunds[i] = o.refund;
+  }
+  return [ids, tokens, states, delays, errors, results, refunds, n];
+}
+
 function notifyPayload(rows: InsertRow[]): string {
   const queues = new Set<string>();
   for (const row of rows) queues.add(row.queue);
@@ -302,8 +330,10 @@ export class JobQueries {
       name: this.names.outcome,
       text: `
       WITH o AS (
-        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
-          id bigint, token text, state text, delay double precision, error text, result jsonb, refund integer)
+        SELECT x.id, x.token, x.state, x.delay, x.error, x.result::jsonb AS result, x.refund
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::double precision[], $5::text[],
+                    $6::text[], $7::integer[])
+          AS x(id, token, state, delay, error, result, refund)
       ),
       upd AS (
         UPDATE ${this.t} j SET
@@ -321,9 +351,9 @@ export class JobQueries {
       RETURNING j.id
       )
       SELECT count(*)::int AS written,
-             CASE WHEN count(*) < $2 THEN COALESCE(array_agg(id), '{}') END AS ids
+             CASE WHEN count(*) < $8 THEN COALESCE(array_agg(id), '{}') END AS ids
       FROM upd`,
-      values: [JSON.stringify(outcomes), outcomes.length],
+      values: outcomeColumns(outcomes),
     });
     // One row back, not one per job: the ids are listed only when some outcome was refused
     // (fenced out by a rescue or a cancel), which is rare (bench W2: a row per job was ~1 us of
