@@ -517,6 +517,22 @@ function backoffFor(registered: RegisteredWorker | undefined, job: Job): number 
   return defaultBackoff(job.attempt);
 }
 
+/**
+ * One outcome row, written out whole rather than spread from a base object: this runs once per
+ * job on the main thread, and the spreads were ~0.8 us of it (bench W2).
+ */
+function row(
+  id: number,
+  token: string,
+  state: JobState,
+  error: string | null,
+  delay: number | null = null,
+  refund = 0,
+  result: unknown = null,
+): OutcomeRow {
+  return { id, token, state, delay, error, result, refund };
+}
+
 /** The documented outcome rules, as one row for the writer. */
 export function outcomeRow(
   record: JobRecord,
@@ -525,19 +541,14 @@ export function outcomeRow(
   result: RunResult,
   token: string,
 ): OutcomeRow {
-  const base = { id: record.id, token, delay: null, error: null, result: null, refund: 0 };
+  const id = record.id;
   const failure = (error: string): OutcomeRow => {
     const state: JobState = record.attempt >= record.maxAttempts ? 'discarded' : 'retryable';
-    return {
-      ...base,
-      state,
-      error,
-      delay: state === 'retryable' ? backoffFor(registered, job) : null,
-    };
+    return row(id, token, state, error, state === 'retryable' ? backoffFor(registered, job) : null);
   };
   switch (result.kind) {
     case 'interrupted':
-      return { ...base, state: 'available', refund: 1 };
+      return row(id, token, 'available', null, null, 1);
     case 'crashed':
       return failure(result.error);
     case 'timeout':
@@ -545,20 +556,20 @@ export function outcomeRow(
         `timeout: ${result.timeoutMs ? `job timed out after ${result.timeoutMs} ms` : 'job timed out'}`,
       );
     case 'cancelled':
-      return { ...base, state: 'cancelled', error: `cancelled: ${result.reason}` };
+      return row(id, token, 'cancelled', `cancelled: ${result.reason}`);
     case 'outcome': {
       const outcome = result.outcome;
       switch (outcome.kind) {
         case 'completed':
-          return { ...base, state: 'completed', result: outcome.result };
+          return row(id, token, 'completed', null, null, 0, outcome.result);
         case 'failed':
           return failure(outcome.error);
         case 'cancelled':
-          return { ...base, state: 'cancelled', error: `cancelled: ${outcome.reason}` };
+          return row(id, token, 'cancelled', `cancelled: ${outcome.reason}`);
         case 'discarded':
-          return { ...base, state: 'discarded', error: `discarded: ${outcome.reason}` };
+          return row(id, token, 'discarded', `discarded: ${outcome.reason}`);
         case 'snoozed':
-          return { ...base, state: 'scheduled', delay: outcome.seconds, refund: 1 };
+          return row(id, token, 'scheduled', null, outcome.seconds, 1);
       }
     }
   }

@@ -49,12 +49,6 @@ export interface OutcomeRow {
 }
 
 /**
- * The notification of an insert: the queues of the batch ('*' for every queue when the list is
- * too long for a payload). Sent only if some job is available at once; a queue that got only
- * scheduled jobs in a batch with available ones is woken for nothing, which costs it one empty
- * fetch (the database no longer sorts the queues of every batch, see insert).
- */
-/**
  * The row every row of the batch is but for its args (same queue, worker, attempts, priority; no
  * meta, tags or schedule), or null. Such a batch, the usual bulk insert, sends only its args per
  * row and the rest once (bench W1: ~0.5 ms less per 1,000 rows, on both sides of the wire).
@@ -102,9 +96,51 @@ function outcomeColumns(outcomes: OutcomeRow[]): unknown[] {
     results[i] = o.result === null || o.result === undefined ? null : JSON.stringify(o.result);
     refunds[i] = o.refund;
   }
-  return [ids, tokens, states, delays, errors, results, refunds, n];
+  // Written as array literals here rather than by pg (which quotes and escapes every element
+  // through a generic path: ~1.2 us of the main thread per outcome in bench W2).
+  return [
+    numberArray(ids),
+    textArray(tokens),
+    textArray(states),
+    numberArray(delays),
+    textArray(errors),
+    textArray(results),
+    numberArray(refunds),
+    n,
+  ];
 }
 
+const ARRAY_ESCAPE = /[\\"]/;
+
+/** A PostgreSQL array literal of texts: each element quoted (so NULL is only a null). */
+export function textArray(values: (string | null)[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) out += ',';
+    const value = values[i];
+    if (value === null || value === undefined) out += 'NULL';
+    else out += `"${ARRAY_ESCAPE.test(value) ? value.replace(/[\\"]/g, '\\$&') : value}"`;
+  }
+  return `${out}}`;
+}
+
+/** A PostgreSQL array literal of finite numbers (NULL for null). */
+export function numberArray(values: (number | null)[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) out += ',';
+    const value = values[i];
+    out += value === null || value === undefined ? 'NULL' : String(value);
+  }
+  return `${out}}`;
+}
+
+/**
+ * The notification of an insert: the queues of the batch ('*' for every queue when the list is
+ * too long for a payload). Sent only if some job is available at once; a queue that got only
+ * scheduled jobs in a batch with available ones is woken for nothing, which costs it one empty
+ * fetch (the database no longer sorts the queues of every batch, see insert).
+ */
 function notifyPayload(rows: InsertRow[]): string {
   const queues = new Set<string>();
   for (const row of rows) queues.add(row.queue);
