@@ -34,6 +34,21 @@ export interface ClaimedJob extends JobRecord {
   metaText: string | null;
 }
 
+/** A claimed row as the fetch reads it (rowMode 'array'); int8 comes as text. */
+type FetchedRow = [
+  id: string,
+  worker: string,
+  args: string,
+  meta: string | null,
+  tags: string[] | null,
+  attempt: number,
+  maxAttempts: number,
+  priority: number,
+  insertedMs: number,
+  scheduledMs: number,
+  attemptedMs: number,
+];
+
 /** One outcome to write. `state` is final here; retry-or-discard was decided by the caller. */
 export interface OutcomeRow {
   id: number;
@@ -295,8 +310,9 @@ export class JobQueries {
     node: string,
     token: string,
   ): Promise<ClaimedJob[]> {
-    const { rows } = await db.query({
+    const { rows } = await db.query<FetchedRow>({
       name: this.names.fetch,
+      rowMode: 'array',
       text: `
       WITH picked AS (
         SELECT id FROM ${this.t}
@@ -321,31 +337,46 @@ export class JobQueries {
     // for pg to parse into Dates, the queue and attempted_by are known here, and an empty tags
     // array is not parsed (bench W2: parsing three timestamps and two arrays per row was ~6 µs
     // of the main thread per job, 120 ms of a 20,000-job drain).
-    return rows
-      .map((row: Record<string, unknown>): ClaimedJob => ({
-        id: Number(row.id),
+    // Rows as arrays (no object with named fields per row), sorted by their numbers before any
+    // Date is made.
+    rows.sort((a, b) => a[7] - b[7] || a[9] - b[9] || Number(a[0]) - Number(b[0]));
+    return rows.map(
+      ([
+        id,
+        worker,
+        args,
+        meta,
+        tags,
+        attempt,
+        maxAttempts,
+        priority,
+        inserted,
+        scheduled,
+        attempted,
+      ]): ClaimedJob => ({
+        id: Number(id),
         state: 'executing',
         queue,
-        worker: row.worker as string,
-        args: JSON.parse(row.args as string) as Record<string, unknown>,
-        meta: row.meta === null ? {} : (JSON.parse(row.meta as string) as Record<string, unknown>),
-        argsText: row.args as string,
-        metaText: row.meta as string | null,
-        tags: (row.tags as string[] | null) ?? [],
+        worker,
+        args: JSON.parse(args) as Record<string, unknown>,
+        meta: meta === null ? {} : (JSON.parse(meta) as Record<string, unknown>),
+        argsText: args,
+        metaText: meta,
+        tags: tags ?? [],
         errors: [],
         result: null,
-        attempt: row.attempt as number,
-        maxAttempts: row.max_attempts as number,
-        priority: row.priority as number,
-        insertedAt: new Date(row.inserted_ms as number),
-        scheduledAt: new Date(row.scheduled_ms as number),
-        attemptedAt: new Date(row.attempted_ms as number),
-        attemptedBy: [node, `${token}.${String(row.id)}`],
+        attempt,
+        maxAttempts,
+        priority,
+        insertedAt: new Date(inserted),
+        scheduledAt: new Date(scheduled),
+        attemptedAt: new Date(attempted),
+        attemptedBy: [node, `${token}.${id}`],
         completedAt: null,
         cancelledAt: null,
         discardedAt: null,
-      }))
-      .sort((a, b) => a.priority - b.priority || +a.scheduledAt - +b.scheduledAt || a.id - b.id);
+      }),
+    );
   }
 
   /**
