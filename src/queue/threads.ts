@@ -360,7 +360,8 @@ export class ThreadPool {
     };
     const settleAll = (outcomes: BatchOutcomes): void => {
       for (const item of outcomes) {
-        if (typeof item === 'number') settle(item, (task) => this.completed(task, COMPLETED, null));
+        if (typeof item === 'number')
+          settle(item, (task, ms) => this.completed(task, COMPLETED, ms));
         else settle(item[0], (task, ms) => this.completed(task, item[1], ms));
       }
     };

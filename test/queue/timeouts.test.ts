@@ -1,5 +1,6 @@
 // A job's timeout beyond what a Node timer can hold (about 24.8 days) must not fire at once:
-// setTimeout turns a larger delay into 1 ms.
+// setTimeout turns a larger delay into 1 ms. A job that outlives its timeout is recorded as a
+// timeout naming it, whatever it returned.
 
 import assert from 'node:assert/strict';
 import type { QuernNode } from '../../src/node/node.js';
@@ -28,6 +29,27 @@ describe('job timeouts', function () {
       process.off('warning', onWarning);
     }
     assert.ok(!warnings.includes('TimeoutOverflowWarning'), 'no timer overflowed');
+  });
+
+  it('a job that ends on its own after its timeout fired is a timeout naming its limit, also with no result', async function () {
+    // stubborn ignores its signal and returns 'ok' (completed, no result, no warning: the
+    // outcome that comes back as a bare index) after 300 ms, inside the grace period (500 ms in
+    // tests) that follows its 100 ms timeout.
+    node = await startNode(db.schema, db.url);
+    const job = await db.client.insert({
+      worker: 'stubborn',
+      args: { ms: 300, timeout: 100 },
+      maxAttempts: 1,
+    });
+    const row = await eventually(async () => {
+      const [found] = await db.query<{ state: string; errors: { error: string }[] }>(
+        'SELECT state::text, errors FROM jobs WHERE id = $1',
+        [job.id],
+      );
+      return found && found.state === 'discarded' ? found : null;
+    }, 10000);
+    assert.equal(row.errors.length, 1);
+    assert.equal(row.errors[0]!.error, 'timeout: job timed out after 100 ms');
   });
 
   async function runLongTimeoutJob(): Promise<void> {
