@@ -111,6 +111,36 @@ describe('insert API', function () {
     assert.equal(stored[5]!.state, 'scheduled');
   });
 
+  it('returns the scheduled times the database stored for fractional scheduleIn', async function () {
+    // The database adds scheduleIn to now() in whole microseconds (rounded); a returned time that
+    // adds it in floating-point milliseconds is off by one where the two fall on either side of
+    // a millisecond. Offsets of (i + 0.6) us for i < 1000 put one row on such an edge whatever
+    // now() is.
+    const jobs = Array.from({ length: 1000 }, (_, i) => ({
+      worker: 'ok',
+      args: { i },
+      scheduleIn: (i + 0.6) / 1e6,
+    }));
+    const returned = await db.client.insertMany(jobs);
+    const stored = await db.query<{ id: number; scheduled_at: Date; inserted_at: Date }>(
+      'SELECT id::int AS id, scheduled_at, inserted_at FROM jobs',
+    );
+    const byId = new Map(stored.map((r) => [r.id, r]));
+    const wrong = returned.filter(
+      (job) =>
+        job.scheduledAt.getTime() !== byId.get(job.id)!.scheduled_at.getTime() ||
+        job.insertedAt.getTime() !== byId.get(job.id)!.inserted_at.getTime(),
+    );
+    assert.deepEqual(
+      wrong.map((job) => [
+        job.args.i,
+        job.scheduledAt.toISOString(),
+        byId.get(job.id)!.scheduled_at.toISOString(),
+      ]),
+      [],
+    );
+  });
+
   it('returns the right ids when another insert takes ids in between', async function () {
     // Two batches inserted at once may interleave their ids (a sequence hands out numbers to
     // whoever asks); each must still get its own, in order. The sequence steps by 7 here, so

@@ -151,6 +151,22 @@ export function numberArray(values: (number | null)[]): string {
 }
 
 /**
+ * The microseconds make_interval(secs => seconds) holds: PostgreSQL rounds seconds x 1e6 to the
+ * nearest integer, halves to even (rint). Adding seconds to now() in floating-point milliseconds
+ * instead put the returned scheduledAt a millisecond off the stored one near a millisecond's edge.
+ */
+function intervalMicros(seconds: number): number {
+  const micros = seconds * 1e6;
+  const rounded = Math.round(micros);
+  return rounded - micros === 0.5 && rounded % 2 !== 0 ? rounded - 1 : rounded;
+}
+
+/** Epoch microseconds to the milliseconds pg reads from such a timestamp (truncated). */
+function toMillis(micros: number): number {
+  return (micros - (((micros % 1000) + 1000) % 1000)) / 1000;
+}
+
+/**
  * The notification of an insert: the queues of the batch ('*' for every queue when the list is
  * too long for a payload). Sent only if some job is available at once; a queue that got only
  * scheduled jobs in a batch with available ones is woken for nothing, which costs it one empty
@@ -201,7 +217,7 @@ export class JobQueries {
       first: string;
       ids: string | null;
       states: string | null;
-      now_ms: number;
+      now_us: string;
     }>({
       name: same ? this.names.insertUniform : this.names.insert,
       text: `
@@ -231,7 +247,7 @@ export class JobQueries {
              CASE WHEN waiting > 0
                   THEN (SELECT string_agg(CASE WHEN state = 'available' THEN 'a' ELSE 's' END, ''
                                           ORDER BY id) FROM ins) END AS states,
-             date_part('epoch', now()) * 1000 AS now_ms,
+             (extract(epoch FROM now()) * 1000000)::bigint::text AS now_us,
              (SELECT count(*) FROM notified) AS notified
       FROM summary`,
       values: same
@@ -259,14 +275,16 @@ export class JobQueries {
     const ids = first.ids?.split(',') ?? null;
     const firstId = Number(first.first);
     const states = first.states;
-    const nowMs = first.now_ms;
+    // now() in whole microseconds, as the database adds scheduleIn to it (see intervalMicros).
+    const nowUs = Number(first.now_us);
+    const insertedAt = toMillis(nowUs);
     return rows.map((row, index): JobRecord => {
       const scheduledAt =
         row.scheduled_at !== null
           ? new Date(row.scheduled_at)
           : row.schedule_in
-            ? new Date(nowMs + row.schedule_in * 1000)
-            : new Date(nowMs);
+            ? new Date(toMillis(nowUs + intervalMicros(row.schedule_in)))
+            : new Date(insertedAt);
       return {
         id: ids ? Number(ids[index]) : firstId + index,
         state: states === null || states[index] === 'a' ? 'available' : 'scheduled',
@@ -280,7 +298,7 @@ export class JobQueries {
         attempt: 0,
         maxAttempts: row.max_attempts,
         priority: row.priority,
-        insertedAt: new Date(nowMs),
+        insertedAt: new Date(insertedAt),
         scheduledAt,
         attemptedAt: null,
         attemptedBy: null,
