@@ -88,9 +88,10 @@ export class OutcomeWriter {
     } catch (error) {
       // A value the database refuses (it should not happen: outcomes are cleaned in the thread)
       // must fail its own job only. Split the batch to find it; connection errors rethrow.
-      // A batch too long to be one JavaScript string (several results near the thread's limit:
-      // JSON.stringify throws RangeError past ~512 MB) is split the same way; before, it was
-      // retried whole, forever, and held every outcome of the node behind it.
+      // A batch too long for one statement (several results near the thread's limit: over
+      // MAX_OUTCOME_BATCH_CHARS of results and errors, or past V8's ~512 MB string length,
+      // both RangeError) is split the same way; before, it was retried whole, forever, and held
+      // every outcome of the node behind it.
       if (isDataError(error) || error instanceof RangeError) {
         if (batch.length > 1) {
           const middle = Math.ceil(batch.length / 2);

@@ -26,9 +26,10 @@ export const MAX_SNOOZE_SECONDS = 365 * 24 * 60 * 60;
 /**
  * The longest result kept, in characters of its JSON text: 64 MiB (67,108,864). A longer one
  * fails its job here, in the thread, so it never crosses to the main thread. PostgreSQL refuses
- * a jsonb string of 256 MB or more (SQLSTATE 54000), and a batch of outcomes is one JSON text
- * of at most V8's ~512 MB string length; at 64 Mi characters (at most 3 UTF-8 bytes each) a
- * result fits the first, and several fit one batch.
+ * a jsonb string of 256 MB or more (SQLSTATE 54000), and the results of a batch of outcomes
+ * travel as one array literal (each quote and backslash escaped, so up to twice as long), of at
+ * most 256 Mi characters (MAX_OUTCOME_BATCH_CHARS in db/queries/jobs.ts; the writer splits a
+ * longer batch); at 64 Mi characters (at most 3 UTF-8 bytes each) a result fits both.
  */
 export const MAX_RESULT_LENGTH = 64 * 1024 * 1024;
 

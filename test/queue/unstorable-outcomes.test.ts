@@ -3,7 +3,12 @@
 
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import type { JobQueries, OutcomeRow } from '../../src/db/queries/jobs.js';
+import {
+  MAX_OUTCOME_BATCH_CHARS,
+  outcomeColumns,
+  type JobQueries,
+  type OutcomeRow,
+} from '../../src/db/queries/jobs.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { isDataError, OutcomeWriter } from '../../src/queue/outcomes.js';
 import { MAX_RESULT_LENGTH } from '../../src/thread/outcome.js';
@@ -211,6 +216,17 @@ describe('the outcome writer, for batches it cannot send', function () {
       writer.close();
       await pool.end();
     }
+  });
+
+  it("a batch whose results and errors would near PostgreSQL's message limit is refused before it is sent, so the writer splits it", function () {
+    // A small cap stands in for MAX_OUTCOME_BATCH_CHARS (256 Mi characters): a statement of a
+    // gigabyte is refused by the server with a broken connection, which the writer would retry
+    // whole, forever. A RangeError is what the writer splits on (see the test above).
+    const big = (id: number): OutcomeRow => ({ ...row(id), result: 'x'.repeat(600) });
+    assert.throws(() => outcomeColumns([big(1), big(2)], 1000), RangeError);
+    assert.doesNotThrow(() => outcomeColumns([big(1)], 1000));
+    // One result of the thread's largest, every character escaped, fits the real cap.
+    assert.ok(2 * MAX_RESULT_LENGTH + 2 < MAX_OUTCOME_BATCH_CHARS);
   });
 
   it('counts data exceptions (22) and program limits (54) as refused values, not lost connections', function () {

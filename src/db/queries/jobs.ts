@@ -92,7 +92,10 @@ function uniform(rows: InsertRow[]): InsertRow | null {
  * measured on the backend: ~9 -> ~4.5 us per outcome), as arrays of base types are read without
  * a JSON parse and a conversion per field. A result goes as its JSON text, cast in the statement.
  */
-function outcomeColumns(outcomes: OutcomeRow[]): unknown[] {
+export function outcomeColumns(
+  outcomes: OutcomeRow[],
+  maxChars = MAX_OUTCOME_BATCH_CHARS,
+): unknown[] {
   const n = outcomes.length;
   const ids = new Array<number>(n);
   const tokens = new Array<string>(n);
@@ -113,17 +116,34 @@ function outcomeColumns(outcomes: OutcomeRow[]): unknown[] {
   }
   // Written as array literals here rather than by pg (which quotes and escapes every element
   // through a generic path: ~1.2 us of the main thread per outcome in bench W2).
+  const errorsLiteral = textArray(errors);
+  const resultsLiteral = textArray(results);
+  if (errorsLiteral.length + resultsLiteral.length > maxChars) {
+    // The writer splits a batch on RangeError (see OutcomeWriter.write), as for a string too
+    // long for V8: a statement near PostgreSQL's 1 GB message limit would be refused with a
+    // broken connection, retried whole, and hold every outcome of the node behind it.
+    throw new RangeError(
+      `outcome batch of ${n} jobs is ${errorsLiteral.length + resultsLiteral.length} characters of results and errors, more than ${maxChars}`,
+    );
+  }
   return [
     numberArray(ids),
     textArray(tokens),
     textArray(states),
     numberArray(delays),
-    textArray(errors),
-    textArray(results),
+    errorsLiteral,
+    resultsLiteral,
     numberArray(refunds),
     n,
   ];
 }
+
+/**
+ * The most characters of results and errors one outcome statement carries: 256 Mi, at most
+ * 768 MB of UTF-8, under PostgreSQL's 1 GB limit on a message. One result of the thread's
+ * largest (64 Mi characters, twice that once escaped) always fits.
+ */
+export const MAX_OUTCOME_BATCH_CHARS = 256 * 1024 * 1024;
 
 const ARRAY_ESCAPE = /[\\"]/;
 
