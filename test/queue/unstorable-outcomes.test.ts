@@ -3,12 +3,8 @@
 
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import {
-  MAX_OUTCOME_BATCH_CHARS,
-  outcomeColumns,
-  type JobQueries,
-  type OutcomeRow,
-} from '../../src/db/queries/jobs.js';
+import { MAX_OUTCOME_BATCH_CHARS, outcomeColumns } from '../../src/db/queries/encode.js';
+import type { JobQueries, OutcomeRow } from '../../src/db/queries/jobs.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { isDataError, OutcomeWriter } from '../../src/queue/outcomes.js';
 import { MAX_RESULT_LENGTH } from '../../src/thread/outcome.js';
