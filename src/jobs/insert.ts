@@ -123,11 +123,12 @@ export function normalizeInsert(
     );
   }
   const tags = job.tags ?? definition?.tags ?? [];
-  if (
-    !Array.isArray(tags) ||
-    !tags.every((t) => typeof t === 'string' && t.length > 0 && !t.includes('\u0000'))
-  ) {
+  if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string' && t.length > 0)) {
     fail('tags', 'must be an array of non-empty strings');
+  }
+  const nul = (tags as string[]).findIndex((t) => t.includes('\u0000'));
+  if (nul >= 0) {
+    fail('tags', `tags[${nul}] contains a NUL character (\\u0000), which PostgreSQL cannot store`);
   }
   const meta = job.meta ?? {};
   if (!isPlainObject(meta)) fail('meta', 'must be a plain JSON object');

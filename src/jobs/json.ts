@@ -135,7 +135,13 @@ export function toStorableJson(
   value: unknown,
   root = 'result',
   maxLength = Infinity,
-): { value: unknown; problem: string | null; tooLong?: number } {
+): {
+  value: unknown;
+  problem: string | null;
+  tooLong?: number;
+  /** Serialising it threw (a cycle, a toJSON or getter that throws, a Proxy trap): nothing kept. */
+  threw?: true;
+} {
   // What happened -> the first paths it happened at, and how often (a result of a million NaNs
   // must not make a warning of a million paths).
   const changes = new Map<string, { at: string[]; count: number }>();
@@ -211,9 +217,17 @@ export function toStorableJson(
     if (text.length > maxLength) return { value: null, problem: null, tooLong: text.length };
     return { value: JSON.parse(text) as unknown, problem: describe() };
   } catch (error) {
+    let message: string;
+    try {
+      const text = (error as { message?: unknown } | null)?.message;
+      message = typeof text === 'string' ? text : String(error);
+    } catch {
+      message = 'reading what it threw threw too';
+    }
     return {
       value: null,
-      problem: `${root}: the value cannot be stored as JSON: ${(error as Error).message}`,
+      problem: `${root}: the value cannot be stored as JSON: ${message}`,
+      threw: true,
     };
   }
 }

@@ -133,6 +133,22 @@ export function interpretReturn(value: unknown): ThreadOutcome {
   }
 }
 
+/**
+ * A result whose serialisation threw (a cycle, a toJSON or getter that throws, a Proxy trap)
+ * fails the job: completed with a NULL result, as it was, lost the job's output while the job
+ * looked successful.
+ */
+function unstorable(problem: string | null): ThreadOutcome {
+  return {
+    kind: 'failed',
+    error: cleanString(`could not read the value perform returned: ${problem ?? ''}`).slice(
+      0,
+      MAX_OUTCOME_TEXT,
+    ),
+    warning: null,
+  };
+}
+
 /** A result over MAX_RESULT_LENGTH fails the job, naming its size and the limit. */
 function tooLarge(length: number): ThreadOutcome {
   return {
@@ -151,6 +167,7 @@ function interpretReturnOrThrow(value: unknown): ThreadOutcome {
     if (single(record, 'ok')) {
       const stored = toStorableJson(record.ok, 'result', MAX_RESULT_LENGTH);
       if (stored.tooLong !== undefined) return tooLarge(stored.tooLong);
+      if (stored.threw) return unstorable(stored.problem);
       return { kind: 'completed', result: stored.value, warning: stored.problem };
     }
     if (single(record, 'error')) {
@@ -186,6 +203,7 @@ function interpretReturnOrThrow(value: unknown): ThreadOutcome {
   // warning says the return value was not one of the documented outcomes.
   const stored = toStorableJson(value, 'result', MAX_RESULT_LENGTH);
   if (stored.tooLong !== undefined) return tooLarge(stored.tooLong);
+  if (stored.threw) return unstorable(stored.problem);
   return {
     kind: 'completed',
     result: stored.value,

@@ -169,7 +169,7 @@ describe('insert API', function () {
     }
   });
 
-  const bad: [string, Record<string, unknown>, string][] = [
+  const bad: [string, Record<string, unknown>, string, RegExp?][] = [
     ['an unknown option', { worker: 'ok', queu: 'x' }, 'queu'],
     ['priority above 3', { worker: 'ok', priority: 4 }, 'priority'],
     ['priority below 0', { worker: 'ok', priority: -1 }, 'priority'],
@@ -182,17 +182,23 @@ describe('insert API', function () {
     ['args with a function', { worker: 'ok', args: { f: () => 1 } }, 'args'],
     ['a missing worker', { args: {} }, 'worker'],
     ['a bad queue name', { worker: 'ok', queue: 'Bad Queue' }, 'queue'],
+    [
+      'a tag with a NUL character',
+      { worker: 'ok', tags: ['a', 'b\u0000'] },
+      'tags',
+      /tags\[1\] contains a NUL/,
+    ],
     ['a negative scheduleIn', { worker: 'ok', scheduleIn: -1 }, 'scheduleIn'],
     ['an invalid scheduledAt', { worker: 'ok', scheduledAt: new Date('nope') }, 'scheduledAt'],
   ];
-  for (const [what, job, field] of bad) {
+  for (const [what, job, field, message] of bad) {
     it(`rejects ${what}, naming the field, and writes nothing`, async function () {
       await assert.rejects(
         db.client.insertMany([{ worker: 'ok' }, job as never]),
         (error: unknown) => {
           assert.ok(error instanceof InsertError, String(error));
           assert.equal(error.field, field);
-          assert.match(error.message, new RegExp(field));
+          assert.match(error.message, message ?? new RegExp(field));
           return true;
         },
       );

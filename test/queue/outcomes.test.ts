@@ -331,6 +331,40 @@ describe('toStorableJson: what a job produced, as jsonb can hold it', function (
     );
   });
 
+  it('a result that cannot be serialised at all fails the job instead of completing with no result', function () {
+    // A cycle, a toJSON that throws, a Proxy whose traps throw: completed with a NULL result
+    // (as it was) lost the job's output while the job looked successful.
+    const cycle: Record<string, unknown> = { name: 'loop' };
+    cycle.self = cycle;
+    const refusing = {
+      toJSON() {
+        throw new Error('toJSON refuses');
+      },
+    };
+    const trap = new Proxy(
+      {},
+      {
+        ownKeys() {
+          throw new Error('the ownKeys trap refuses');
+        },
+      },
+    );
+    const cases: [unknown, RegExp][] = [
+      [{ ok: cycle }, /^could not read the value perform returned: result: .*circular/],
+      [{ ok: { deep: refusing } }, /^could not read the value perform returned: .*toJSON refuses/],
+      [{ ok: trap }, /^could not read the value perform returned: .*ownKeys trap refuses/],
+      // Not a documented outcome, the same rule.
+      [{ a: 1, b: cycle }, /^could not read the value perform returned: result: .*circular/],
+    ];
+    for (const [value, error] of cases) {
+      const outcome = interpretReturn(value);
+      assert.equal(outcome.kind, 'failed', JSON.stringify(outcome));
+      assert.match((outcome as { error: string }).error, error);
+    }
+    // What can be kept still completes, with a warning for what was changed.
+    assert.equal(interpretReturn({ ok: () => 1 }).kind, 'completed');
+  });
+
   it('a Promise returned inside a result (a forgotten await) is named in the warning', function () {
     const pending = new Promise(() => undefined);
     assert.deepEqual(interpretReturn({ ok: { user: pending } }), {
