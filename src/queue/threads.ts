@@ -27,7 +27,8 @@ import type {
   ThreadMessage,
 } from '../thread/runner.js';
 
-const RUNNER = fileURLToPath(new URL('../thread/runner.js', import.meta.url));
+// A CommonJS entry that imports the runner (see entry.cts for why).
+const RUNNER = fileURLToPath(new URL('../thread/entry.cjs', import.meta.url));
 
 export type RunResult =
   | { kind: 'outcome'; outcome: ThreadOutcome }

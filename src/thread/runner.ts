@@ -123,11 +123,9 @@ lowerPriority();
 // every node (bench W5: three cold nodes on 2 cores waited ~220 ms for their first outcome). A
 // failure is not an error here; each job then reports it.
 let registry: Promise<Map<string, RegisteredWorker>> | null = loadWorkers(data.workersDir);
-// The module is ready once its workers are loaded (or failed to). Being an async module also
-// keeps piscina on import(): it tries require() first, and Node 20's require() of an ES module
-// aborted the whole process (FATAL ERROR: v8::ToLocalChecked Empty MaybeLocal, in
-// CreateRequiredModuleFacade) when a thread was terminated while loading, seen once in the
-// test suite; a module with top-level await is refused by require() and imported instead.
+// The module is ready once its workers are loaded (or failed to). piscina reaches it through
+// entry.cts, a CommonJS file that imports it: piscina require()s its entry file first, and Node
+// 20's require() of an ES module aborted the whole process (see entry.cts).
 await registry.then(
   () => undefined,
   () => undefined,
