@@ -9,6 +9,7 @@ import { jobOf } from '../jobs/types.js';
 import { outcomeRow } from '../queue/producer.js';
 import type { RunResult } from '../queue/threads.js';
 import { quernFor, type WithQuern } from './context.js';
+import { takesSignal } from '../worker/registry.js';
 import { runPerform } from './perform.js';
 
 export interface DrainOptions extends WithQuern {
@@ -107,7 +108,10 @@ export async function drainQueue(options: DrainOptions): Promise<DrainResult> {
           ? { kind: 'timeout', timeoutMs: run.timedOut, outcome: null }
           : { kind: 'outcome', outcome: run.outcome };
     }
-    const registered = definition ? { definition, file: '(drainQueue)' } : undefined;
+    const registered = definition
+      ? // eslint-disable-next-line @typescript-eslint/unbound-method -- only its source is read
+        { definition, file: '(drainQueue)', takesSignal: takesSignal(definition.perform) }
+      : undefined;
     const row = outcomeRow(record, job, registered, result, record.attemptedBy?.[1] ?? '');
     await quern.jobs.recordOutcomes(quern.pool, [row]);
     switch (row.state) {

@@ -7,7 +7,7 @@ import { InsertError, normalizeInsert } from '../jobs/insert.js';
 import type { Job, JobState } from '../jobs/types.js';
 import { describeError, interpretReturn, type ThreadOutcome } from '../thread/outcome.js';
 import type { WorkerDefinition } from '../worker/define.js';
-import { validateDefinition } from '../worker/registry.js';
+import { takesSignal, validateDefinition } from '../worker/registry.js';
 import { quernFor, type WithQuern } from './context.js';
 
 export interface PerformJobOptions extends WithQuern {
@@ -112,7 +112,14 @@ export async function runPerform(
   try {
     const settled = await Promise.race([
       Promise.resolve()
-        .then(() => definition.perform(job as never, controller.signal))
+        // As on a node: no signal for a perform that cannot read one (takesSignal).
+        .then(() =>
+          definition.perform(
+            job as never,
+            // eslint-disable-next-line @typescript-eslint/unbound-method -- only its source is read
+            (takesSignal(definition.perform) ? controller.signal : undefined) as AbortSignal,
+          ),
+        )
         .then(
           (returned: unknown) => ({ returned, thrown: undefined, threw: false }),
           (thrown: unknown) => ({ returned: undefined, thrown, threw: true }),

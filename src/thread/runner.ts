@@ -344,7 +344,11 @@ async function perform(
     let value: unknown;
     try {
       value = await currentJob.run(job.id, () =>
-        registered.definition.perform(job as never, controller.signal),
+        registered.definition.perform(
+          job as never,
+          // Only for a perform that can read it: the signal is built on first read (~3 us).
+          (registered.takesSignal ? controller.signal : undefined) as AbortSignal,
+        ),
       );
     } catch (error) {
       // describeError never throws (what perform threw may be hostile: a throwing getter, a
