@@ -200,6 +200,13 @@ function releaseSlot(): void {
 (cancels as unknown as { unref(): void }).unref();
 
 const currentJob = new AsyncLocalStorage<number>();
+/** `then` of a native promise, as `await` settles one (see perform). */
+// eslint-disable-next-line @typescript-eslint/unbound-method -- bound to each promise by call
+const promiseThen = Function.prototype.call.bind(Promise.prototype.then) as <T>(
+  promise: Promise<T>,
+  fulfilled: (value: T) => void,
+  rejected: (error: unknown) => void,
+) => void;
 const exit = process.exit.bind(process);
 
 function dying(error: string): void {
@@ -414,5 +421,9 @@ function perform(
     threw(error);
     return;
   }
-  settled.then((result) => end(interpretReturn(result)), threw);
+  // Promise.prototype.then as it was when the thread started, not `settled.then`: perform may
+  // return a native promise with a `then` of its own (or on a prototype it swapped in), which
+  // Promise.resolve hands back as it is and `await` never calls; called here, one that throws
+  // left the job's slot taken for good, one that never calls back hung the job.
+  promiseThen(settled, (result) => end(interpretReturn(result)), threw);
 }

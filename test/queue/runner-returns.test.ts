@@ -1,0 +1,129 @@
+// The worker thread's per-job path (src/thread/runner.ts) against what perform may return, run
+// on a real pool without a node: each job's outcome comes back once, its slot is given back,
+// and a hostile value fails that job only, never its thread or the jobs beside it.
+
+import assert from 'node:assert/strict';
+import type { Job } from '../../src/jobs/types.js';
+import { ThreadPool, type RunResult, type ThreadDeath } from '../../src/queue/threads.js';
+import { FIXTURE_WORKERS } from '../helpers/node.js';
+
+function job(id: number, args: Record<string, unknown>, worker = 'thenables'): Job {
+  const now = new Date();
+  return {
+    id,
+    args,
+    attempt: 1,
+    maxAttempts: 1,
+    queue: 'runner',
+    worker,
+    tags: [],
+    meta: {},
+    insertedAt: now,
+    scheduledAt: now,
+  };
+}
+
+/** Hands the jobs to the pool in one batch; resolves with each one's result, in order. */
+function batch(pool: ThreadPool, jobs: Job[], timeoutMs: number | null = null) {
+  const results = jobs.map(
+    (j) =>
+      new Promise<RunResult>((resolve) => {
+        pool.runMany(
+          [{ job: j, key: `k.${j.id}`, timeoutMs, done: (result) => resolve(result) }],
+          jobs.length,
+        );
+      }),
+  );
+  return Promise.all(results);
+}
+
+describe('the worker thread runs each job to one outcome, whatever perform returns', function () {
+  let pool: ThreadPool | undefined;
+  let deaths: ThreadDeath[] = [];
+  afterEach(async function () {
+    await pool?.destroy();
+    pool = undefined;
+    deaths = [];
+  });
+
+  function start(concurrency: number): ThreadPool {
+    pool = new ThreadPool({
+      queue: 'runner',
+      workersDir: FIXTURE_WORKERS,
+      threads: 1,
+      concurrency,
+      memoryLimitMb: null,
+      cancelGracePeriod: 200,
+      capacity: 20,
+      onThreadDeath: (death) => deaths.push(death),
+    });
+    return pool;
+  }
+
+  const outcome = (result: RunResult) =>
+    result.kind === 'outcome'
+      ? result.outcome
+      : assert.fail(`not an outcome: ${JSON.stringify(result)}`);
+
+  const modes: [string, RegExp | null][] = [
+    ['own-then-throws', null],
+    ['own-then-silent', null],
+    ['then-throws', /the then refuses/],
+    ['then-getter-throws', /the then getter refuses/],
+    ['resolve-reject', null],
+    ['resolve-twice', null],
+    ['constructor-throws', /the constructor getter refuses/],
+    ['reject-hostile', /could not read/],
+    ['proxy', /the get trap refuses/],
+    ['sync-throw', /thrown at once/],
+    ['rejected', /rejected/],
+  ];
+  for (const [mode, error] of modes) {
+    it(`${mode}: settled as await would, and the thread's one slot is free for the next job`, async function () {
+      const p = start(1);
+      const [first] = await batch(p, [job(1, { mode })], 2000);
+      const result = outcome(first!);
+      if (error) {
+        assert.equal(result.kind, 'failed', JSON.stringify(result));
+        assert.match((result as { error: string }).error, error);
+      } else {
+        assert.equal(result.kind, 'completed', JSON.stringify(result));
+      }
+      const [next] = await batch(p, [job(2, {})], 2000);
+      assert.deepEqual(outcome(next!), { kind: 'completed', result: 'fine', warning: null });
+      assert.deepEqual(deaths, [], 'no thread died');
+      assert.equal(p.performingCount, 0);
+    });
+  }
+
+  it('a job that waited for its slot and returned a promise with its own then: no thread death, no neighbour charged', async function () {
+    const p = start(1);
+    const jobs = [job(1, { ms: 50 }), job(2, { mode: 'own-then-throws' }), job(3, {})];
+    const results = await batch(p, jobs, 3000);
+    assert.deepEqual(deaths, [], 'no thread died');
+    assert.deepEqual(
+      results.map((r) => outcome(r).kind),
+      ['completed', 'completed', 'completed'],
+    );
+  });
+
+  it('every hostile shape in one batch on one thread, waiting for slots: each job alone pays', async function () {
+    const p = start(2);
+    const jobs = [
+      ...modes.map(([mode], i) => job(10 + i, { mode })),
+      job(100, { ms: 50 }),
+      job(101, {}),
+    ];
+    const results = await batch(p, jobs, 3000);
+    assert.deepEqual(deaths, [], 'no thread died');
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.kind, 'outcome', `job ${jobs[i]!.id}: ${JSON.stringify(r)}`);
+    }
+    assert.deepEqual(outcome(results.at(-1)!), {
+      kind: 'completed',
+      result: 'fine',
+      warning: null,
+    });
+    assert.equal(p.performingCount, 0);
+  });
+});
