@@ -398,29 +398,29 @@ function perform(
     end({ kind: 'failed', error: describeError(error), warning: null });
   let value: unknown;
   try {
-    value = currentJob.run(job.id, () =>
-      registered.definition.perform(
+    value = currentJob.run(job.id, () => {
+      const returned = registered.definition.perform(
         job as never,
         // Only for a perform that can read it: the signal is built on first read (~3 us).
         (registered.takesSignal ? controller.signal : undefined) as AbortSignal,
-      ),
-    );
+      );
+      // A primitive is the outcome now; anything else may be a thenable, settled as `await`
+      // would, by a promise made in the job's context: its thenable's `then` runs there, so a
+      // thread it kills (process.exit, a timer that throws) names this job, not all on the thread.
+      return returned === null || (typeof returned !== 'object' && typeof returned !== 'function')
+        ? returned
+        : Promise.resolve(returned);
+    });
   } catch (error) {
     threw(error);
     return;
   }
-  // A primitive is the outcome now; anything else may be a thenable, settled as `await` would.
+  // What the job's context returned: a primitive, or the promise that settles the value.
   if (value === null || (typeof value !== 'object' && typeof value !== 'function')) {
     end(interpretReturn(value));
     return;
   }
-  let settled: Promise<unknown>;
-  try {
-    settled = Promise.resolve(value);
-  } catch (error) {
-    threw(error);
-    return;
-  }
+  const settled = value as Promise<unknown>;
   // Promise.prototype.then as it was when the thread started, not `settled.then`: perform may
   // return a native promise with a `then` of its own (or on a prototype it swapped in), which
   // Promise.resolve hands back as it is and `await` never calls; called here, one that throws

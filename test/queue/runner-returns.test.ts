@@ -127,3 +127,36 @@ describe('the worker thread runs each job to one outcome, whatever perform retur
     assert.equal(p.performingCount, 0);
   });
 });
+
+describe('a thread killed by a job names that job', function () {
+  let pool: ThreadPool | undefined;
+  afterEach(async function () {
+    await pool?.destroy();
+    pool = undefined;
+  });
+  for (const mode of ['then-exits', 'then-timer-throws', 'timer-throws', 'exits-later']) {
+    it(`${mode}: the culprit is named, its neighbours are interrupted`, async function () {
+      const deaths: ThreadDeath[] = [];
+      pool = new ThreadPool({
+        queue: 'runner',
+        workersDir: FIXTURE_WORKERS,
+        threads: 1,
+        concurrency: 3,
+        memoryLimitMb: null,
+        cancelGracePeriod: 200,
+        capacity: 20,
+        onThreadDeath: (death) => deaths.push(death),
+      });
+      const results = await batch(
+        pool,
+        [job(1, { ms: 2000 }), job(2, { mode }), job(3, { ms: 2000 })],
+        5000,
+      );
+      assert.equal(results[1]!.kind, 'crashed', JSON.stringify(results[1]));
+      assert.deepEqual([results[0]!.kind, results[2]!.kind], ['interrupted', 'interrupted']);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // onThreadDeath comes a turn later
+      assert.equal(deaths.length, 1);
+      assert.equal(deaths[0]!.culprit, 2);
+    });
+  }
+});
