@@ -29,29 +29,44 @@ export interface RegisteredWorker {
  * Whether a perform function may read its second argument. Making an AbortSignal costs ~3 us in
  * Node 20 (it is built on first read of `controller.signal`): bench W2 found it 19% of the worker
  * thread's time for a no-op job, and W2 ran 13% faster without it. So a perform declared with
- * one parameter gets none, and anything that might read a second argument gets one: two or more
- * declared parameters, any comma, rest or nested parenthesis among the parameters (a second one
- * with a default, a destructuring default), `arguments` or `eval` anywhere, or a function whose
- * source is hidden (bound, native, a Proxy).
+ * one parameter gets none, and anything that might read a second argument gets one.
+ * Only shapes known to take one plain parameter go without: the source must begin with a
+ * function, method or arrow head whose parameter list is one name (or a destructuring of plain
+ * names, or nothing), with no comment, string, default or rest in it, and must not mention
+ * `arguments` or `eval` (nor hold a `\u` escape, which can spell them). Anything else gets the
+ * signal: two or more declared parameters, a default or rest, a comment or a string in the head
+ * (a `)` or `=>` in one fooled a search for the first parenthesis), a computed method name, or
+ * a function whose source is hidden or cannot be read (bound, native, a Proxy).
  */
 export function takesSignal(perform: (...args: never[]) => unknown): boolean {
-  if (perform.length >= 2) return true;
-  let source: string;
   try {
-    source = Function.prototype.toString.call(perform);
+    if (perform.length >= 2) return true;
+    const source = functionSource(perform);
+    if (/\[native code\]|\barguments\b|\beval\b|\\u/.test(source)) return true;
+    return !ONE_PARAMETER.test(source);
   } catch {
     return true;
   }
-  if (/\[native code\]|\barguments\b|\beval\b/.test(source)) return true;
-  const open = source.indexOf('(');
-  const close = source.indexOf(')');
-  const arrow = source.indexOf('=>');
-  // `job => ...`: one parameter, no parentheses around it.
-  if (arrow >= 0 && (open < 0 || arrow < open)) return false;
-  if (open < 0 || close < open) return true;
-  const parameters = source.slice(open + 1, close);
-  return /[,(]|\.\.\./.test(parameters);
 }
+
+// Taken when this module loads, before any worker module could replace it.
+// eslint-disable-next-line @typescript-eslint/unbound-method -- bound to each function by call
+const functionSource = Function.prototype.call.bind(Function.prototype.toString) as (
+  fn: unknown,
+) => string;
+const NAME = String.raw`[A-Za-z_$][\w$]*`;
+/** `job`, `{ args, id: key }` or `[a, b]`: plain names only (no default, rest or nesting). */
+const PARAMETER = String.raw`(?:${NAME}|\{\s*(?:${NAME}(?:\s*:\s*${NAME})?\s*(?:,\s*|(?=\})))*\}|\[\s*(?:${NAME}\s*(?:,\s*|(?=\])))*\])`;
+const LIST = String.raw`\(\s*(?:${PARAMETER}\s*)?\)`;
+const ONE_PARAMETER = new RegExp(
+  String.raw`^(?:` +
+    // function perform(job) {, async function* (job) {
+    String.raw`(?:async\s+)?function\s*(?:\*\s*)?(?:${NAME}\s*)?${LIST}\s*\{` +
+    // perform(job) {, async *perform(job) { (a method)
+    String.raw`|(?:async\s+)?(?:\*\s*)?${NAME}\s*${LIST}\s*\{` +
+    // (job) =>, job =>, async job =>
+    String.raw`|(?:async\s*)?(?:${LIST}|${NAME})\s*=>)`,
+);
 
 const WORKER_NAME = /^[A-Za-z0-9_.:-]{1,255}$/;
 

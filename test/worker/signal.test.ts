@@ -26,6 +26,74 @@ const given: [string, (...args: never[]) => unknown][] = [
   ],
   ['a bound function', function (this: unknown, job: unknown) {}.bind(null)],
   ['eval', (job: unknown) => eval('1')],
+  [
+    'a class method with a defaulted second',
+    new (class {
+      perform(job: unknown, signal: unknown = null) {
+        return signal;
+      }
+    })().perform,
+  ],
+  [
+    'an async generator with a defaulted second',
+    async function* (job: unknown, signal: unknown = null) {
+      yield await Promise.resolve(signal);
+    },
+  ],
+];
+/** Exactly this source text (no compiler or formatter between), as a function. */
+const compiled = (source: string) =>
+  new Function(`return (${source})`)() as (job: never) => unknown;
+// Shapes whose source a search for the first `(`, `)` and `=>` misread: each can read its second
+// argument, each declares fewer than two parameters.
+const givenAsWritten: [string, string][] = [
+  [
+    'a comment with `)` in the parameters',
+    'function (job /* 1) the job */, signal = null) { return signal; }',
+  ],
+  [
+    'a line comment in the parameters',
+    'function (job // the job :)\n, signal = null) { return signal; }',
+  ],
+  ['a `)` in a string default', "(job = ')', signal) => signal"],
+  ['a `)` in a template default', '(job = `)`, signal) => signal'],
+  ['a `)` in a regular expression default', 'function (job = /\\)/, signal) { return signal; }'],
+  ['a `)` in a destructuring default', "({ a = ')' }, signal = 1) => signal"],
+  [
+    'a comment `()` before the parameters',
+    'function /* () */ perform(job, signal = null) { return signal; }',
+  ],
+  [
+    'a comment `=>` before the parameters',
+    'function /* => */ perform(job, signal = null) { return signal; }',
+  ],
+  ['a comment `=>` in an async arrow', 'async /* => */ (job, signal = null) => signal'],
+  [
+    'a computed method name with a call',
+    "({ [String('perform')](job, signal = null) { return signal; } })[String('perform')]",
+  ],
+  [
+    'a method named with a string holding `=>`',
+    "({ 'a=>b'(job, signal = null) { return signal; } })['a=>b']",
+  ],
+  ['`arguments` spelled with a unicode escape', 'function (job) { return argum\\u0065nts[1]; }'],
+  // Compilers' output for an async perform or a defaulted second parameter, lowered.
+  [
+    'TypeScript, async lowered',
+    'function (job) { return __awaiter(this, arguments, void 0, function* () { return job; }); }',
+  ],
+  [
+    'esbuild, async lowered',
+    'function perform(_0) { return __async(this, arguments, function* (job, signal = null) { return signal; }); }',
+  ],
+  [
+    'esbuild, async arrow lowered',
+    '(_0, ..._1) => __async(this, [_0, ..._1], function* (job, signal = null) { return signal; })',
+  ],
+  [
+    'Babel, default lowered',
+    'function perform(job) { var signal = arguments.length > 1 && arguments[1] !== undefined ? arguments[1] : null; return signal; }',
+  ],
 ];
 const notGiven: [string, (...args: never[]) => unknown][] = [
   ['one parameter', (job: unknown) => job],
@@ -42,6 +110,12 @@ const notGiven: [string, (...args: never[]) => unknown][] = [
   ],
   ['none', () => 1],
   ['a destructured job', ({ args }: { args: unknown }) => args],
+  ['an async arrow, no parentheses', compiled('async job => job')],
+  ['a generator method', compiled('({ *perform(job) { yield job; } }).perform')],
+  ['an async generator method', compiled('({ async *perform(job) { yield job; } }).perform')],
+  ['an async generator function', compiled('async function* perform(job) { yield job; }')],
+  ['a destructuring of names', compiled('({ args, id: key }) => key')],
+  ['a static method', compiled('class { static perform(job) { return job; } }.perform')],
 ];
 /* eslint-enable @typescript-eslint/no-unused-vars, prefer-rest-params, @typescript-eslint/unbound-method, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-implied-eval, @typescript-eslint/no-unsafe-call */
 
@@ -49,6 +123,28 @@ describe('the abort signal is given to perform functions that can read it', () =
   for (const [shape, fn] of given) {
     it(`given: ${shape}`, () => assert.equal(takesSignal(fn), true));
   }
+  for (const [shape, source] of givenAsWritten) {
+    it(`given: ${shape}`, () => assert.equal(takesSignal(compiled(source)), true, source));
+  }
+  it('given: a Proxy whose length trap throws (no throw: its worker still loads)', () => {
+    const hostile = new Proxy((job: unknown) => job, {
+      get(target, key) {
+        if (key === 'length') throw new Error('the length trap refuses');
+        return Reflect.get(target, key) as unknown;
+      },
+    });
+    assert.equal(takesSignal(hostile), true);
+  });
+  it('reads the source as the runtime has it, even once Function.prototype.toString is replaced', () => {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- only replaced and restored
+    const original = Function.prototype.toString;
+    Function.prototype.toString = () => 'function (job) {}';
+    try {
+      assert.equal(takesSignal(compiled('function (job) { return arguments[1]; }')), true);
+    } finally {
+      Function.prototype.toString = original;
+    }
+  });
   for (const [shape, fn] of notGiven) {
     it(`not made: ${shape}`, () => assert.equal(takesSignal(fn), false));
   }
