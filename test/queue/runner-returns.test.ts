@@ -23,17 +23,16 @@ function job(id: number, args: Record<string, unknown>, worker = 'thenables'): J
   };
 }
 
-/** Hands the jobs to the pool in one batch; resolves with each one's result, in order. */
+/** Hands the jobs to the pool in one batch (one piscina task); resolves with each one's result. */
 function batch(pool: ThreadPool, jobs: Job[], timeoutMs: number | null = null) {
+  const entries: Parameters<ThreadPool['runMany']>[0] = [];
   const results = jobs.map(
     (j) =>
       new Promise<RunResult>((resolve) => {
-        pool.runMany(
-          [{ job: j, key: `k.${j.id}`, timeoutMs, done: (result) => resolve(result) }],
-          jobs.length,
-        );
+        entries.push({ job: j, key: `k.${j.id}`, timeoutMs, done: (result) => resolve(result) });
       }),
   );
+  pool.runMany(entries, jobs.length);
   return Promise.all(results);
 }
 
@@ -134,7 +133,13 @@ describe('a thread killed by a job names that job', function () {
     await pool?.destroy();
     pool = undefined;
   });
-  for (const mode of ['then-exits', 'then-timer-throws', 'timer-throws', 'exits-later']) {
+  for (const mode of [
+    'then-exits',
+    'then-timer-throws',
+    'timer-throws',
+    'exits-later',
+    'unhandled',
+  ]) {
     it(`${mode}: the culprit is named, its neighbours are interrupted`, async function () {
       const deaths: ThreadDeath[] = [];
       pool = new ThreadPool({
@@ -159,4 +164,68 @@ describe('a thread killed by a job names that job', function () {
       assert.equal(deaths[0]!.culprit, 2);
     });
   }
+});
+
+describe('jobs waiting on their thread for a slot', function () {
+  let pool: ThreadPool | undefined;
+  let deaths: ThreadDeath[] = [];
+  beforeEach(function () {
+    deaths = [];
+    pool = new ThreadPool({
+      queue: 'runner',
+      workersDir: FIXTURE_WORKERS,
+      threads: 1,
+      concurrency: 1,
+      memoryLimitMb: null,
+      cancelGracePeriod: 2000,
+      capacity: 20,
+      onThreadDeath: (death) => deaths.push(death),
+    });
+  });
+  afterEach(async function () {
+    await pool?.destroy();
+    pool = undefined;
+  });
+
+  it('one cancelled while it waits ends without running; the slot count stays right', async function () {
+    const p = pool!;
+    const running = batch(p, [job(1, { ms: 300 }), job(2, { mode: 'sync-throw' }), job(3, {})]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(p.stop('k.2', 'cancel', 'cancelled by a test'), true);
+    const results = await running;
+    assert.deepEqual(
+      results.map((r) => r.kind),
+      ['outcome', 'cancelled', 'outcome'],
+    );
+    // One slot, given back once per job that ran: two jobs at once would each take 200 ms.
+    const began = Date.now();
+    const again = await batch(p, [job(4, { ms: 200 }), job(5, { ms: 200 })]);
+    assert.deepEqual(
+      again.map((r) => r.kind),
+      ['outcome', 'outcome'],
+    );
+    assert.ok(
+      Date.now() - began >= 380,
+      `two 200 ms jobs on one slot took ${Date.now() - began} ms`,
+    );
+    assert.deepEqual(deaths, []);
+  });
+
+  it('given back by a release while they wait: unstarted, and later jobs still get the slot', async function () {
+    const p = pool!;
+    const running = batch(p, [job(1, { ms: 300 }), job(2, {}), job(3, { mode: 'resolve-twice' })]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    p.releaseUnstarted();
+    const results = await running;
+    assert.deepEqual(
+      results.map((r) => r.kind),
+      ['outcome', 'interrupted', 'interrupted'],
+    );
+    const [next] = await batch(p, [job(4, { mode: 'resolve-twice' })]);
+    assert.deepEqual(next, {
+      kind: 'outcome',
+      outcome: { kind: 'completed', result: 'first', warning: null },
+    });
+    assert.deepEqual(deaths, []);
+  });
 });
