@@ -77,7 +77,7 @@ export class OutcomeWriter {
   }
 
   private async write(batch: PendingOutcome[]): Promise<void> {
-    let written: Set<number>;
+    let written: Set<string>;
     try {
       written = await this.call(() =>
         this.queries.recordOutcomes(
@@ -117,7 +117,8 @@ export class OutcomeWriter {
       }
       throw error;
     }
-    for (const pending of batch) pending.done(written.has(pending.row.id));
+    // By attempt token: two attempts of one job may share a batch, and only one is written.
+    for (const pending of batch) pending.done(written.has(pending.row.token));
   }
 
   private scheduleRetry(): void {

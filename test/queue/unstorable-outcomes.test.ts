@@ -187,10 +187,10 @@ describe('the outcome writer, for batches it cannot send', function () {
     // throws RangeError (Invalid string length); here any batch of more than two does.
     const sizes: number[] = [];
     const queries = {
-      recordOutcomes(_db: unknown, rows: OutcomeRow[]): Promise<Set<number>> {
+      recordOutcomes(_db: unknown, rows: OutcomeRow[]): Promise<Set<string>> {
         sizes.push(rows.length);
         if (rows.length > 2) return Promise.reject(new RangeError('Invalid string length'));
-        return Promise.resolve(new Set(rows.map((r) => r.id)));
+        return Promise.resolve(new Set(rows.map((r) => r.token)));
       },
     } as unknown as JobQueries;
     const errors: Error[] = [];

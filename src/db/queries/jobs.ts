@@ -286,18 +286,20 @@ export class JobQueries {
   /**
    * Writes a batch of outcomes in one statement. A row is written only while the job is still
    * executing under the same attempt token, so a runner whose job was rescued or cancelled
-   * meanwhile cannot overwrite it. Returns the ids that were written.
+   * meanwhile cannot overwrite it. Returns the attempt tokens of the outcomes that were written:
+   * tokens, not ids, because one batch may hold two attempts of one job (a cancel's late outcome
+   * beside the outcome of the retry that followed at once), and only one of them is written.
    * A 'retryable' outcome for a job with no attempt left (attempt - refund >= max_attempts) is
    * written as 'discarded' (discarded_at set, scheduled_at kept): callers decide retry or discard,
    * but not all of them know the attempt (the writer's fallback for an outcome the database
    * refused does not). Left retryable, such a job ran again past its attempts, and a second
    * refusal left it at max_attempts + 1, where the fetch's attempt + 1 broke attempt_range.
    */
-  async recordOutcomes(db: Queryable, outcomes: OutcomeRow[]): Promise<Set<number>> {
+  async recordOutcomes(db: Queryable, outcomes: OutcomeRow[]): Promise<Set<string>> {
     if (outcomes.length === 0) return new Set();
     // A retry asked for a job that has no attempt left.
     const spent = `(o.state = 'retryable' AND j.attempt - o.refund >= j.max_attempts)`;
-    const { rows } = await db.query<{ written: number; ids: string[] | null }>({
+    const { rows } = await db.query<{ written: number; tokens: string[] | null }>({
       name: this.names.outcome,
       text: `
       WITH o AS (
@@ -319,19 +321,19 @@ export class JobQueries {
         attempt = j.attempt - o.refund
       FROM o
       WHERE j.id = o.id AND j.state = 'executing' AND j.attempted_by[2] = o.token
-      RETURNING j.id
+      RETURNING o.token
       )
       SELECT count(*)::int AS written,
-             CASE WHEN count(*) < $8 THEN COALESCE(array_agg(id), '{}') END AS ids
+             CASE WHEN count(*) < $8 THEN COALESCE(array_agg(token), '{}') END AS tokens
       FROM upd`,
       values: outcomeColumns(outcomes),
     });
-    // One row back, not one per job: the ids are listed only when some outcome was refused
+    // One row back, not one per job: the tokens are listed only when some outcome was refused
     // (fenced out by a rescue or a cancel), which is rare (bench W2: a row per job was ~1 us of
     // the main thread's parsing per job).
     const answer = rows[0];
-    if (answer && answer.ids === null) return new Set(outcomes.map((o) => o.id));
-    return new Set((answer?.ids ?? []).map(Number));
+    if (answer && answer.tokens === null) return new Set(outcomes.map((o) => o.token));
+    return new Set(answer?.tokens ?? []);
   }
 
   /** Moves scheduled and retryable jobs whose time has come to available; returns their queues. */
