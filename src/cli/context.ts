@@ -10,6 +10,7 @@ import { loadConfig, readConfigFile } from '../config/load.js';
 import { schemaNameProblem } from '../db/identifiers.js';
 import type { NodeConfig } from '../config/types.js';
 import { waitForDatabase } from '../db/connect.js';
+import { currentVersion, LATEST_VERSION } from '../db/migrate.js';
 import { startEmbedded, type EmbeddedDatabase } from '../db/embedded.js';
 import { Quern } from '../client.js';
 
@@ -77,9 +78,17 @@ export interface Connected {
   close(): Promise<void>;
 }
 
+/**
+ * Connects a command to the database. `migrate` (the default for commands that insert) brings
+ * the schema up to date first, as a node does. `existing` is for the commands that read or
+ * change jobs already there (status, stats, jobs, job, queue): the schema must exist at this
+ * version's migration, or the command stops with an error naming it. Migrating for them made a
+ * mistyped `--prefix` create an empty schema and answer from it (`status`: nothing running,
+ * `queue pause`: paused a queue no node reads) instead of saying so.
+ */
 export async function connectClient(
   config: NodeConfig,
-  options: { migrate?: boolean } = {},
+  options: { migrate?: boolean; existing?: boolean } = {},
 ): Promise<Connected> {
   const log = pino({ level: 'silent' });
   let embedded: EmbeddedDatabase | null = null;
@@ -95,8 +104,7 @@ export async function connectClient(
     schema: config.schema,
     workers: config.workers,
   });
-  if (options.migrate !== false) await client.migrate();
-  return {
+  const connected: Connected = {
     client,
     config,
     async close() {
@@ -104,6 +112,35 @@ export async function connectClient(
       await embedded?.stop();
     },
   };
+  try {
+    if (options.existing) await requireSchema(client, config.schema);
+    else if (options.migrate !== false) await client.migrate();
+  } catch (error) {
+    await connected.close().catch(() => undefined);
+    throw error;
+  }
+  return connected;
+}
+
+async function requireSchema(client: Quern, schema: string): Promise<void> {
+  const db = await client.pool.connect();
+  let version: number;
+  try {
+    version = await currentVersion(db, schema);
+  } finally {
+    db.release();
+  }
+  const latest = LATEST_VERSION();
+  if (version === 0) {
+    throw new CommandError(
+      `schema "${schema}" holds no quern tables: no node or migrate has run against it (is --prefix or the configuration's "schema" misspelt?); node cluster.js migrate creates it`,
+    );
+  }
+  if (version < latest) {
+    throw new CommandError(
+      `schema "${schema}" is at migration ${version} of ${latest}: run node cluster.js migrate (or start a node of this version) first`,
+    );
+  }
 }
 
 export function print(line = ''): void {

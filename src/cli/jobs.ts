@@ -32,7 +32,7 @@ export const jobs: Command = {
       throw new UsageError(`--state: expected one of ${JOB_STATES.join(', ')}, got ${state}`);
     }
     const limit = values.limit === undefined ? 50 : integerArgument(values.limit, '--limit');
-    const connected = await connectClient(configFromFlags(values));
+    const connected = await connectClient(configFromFlags(values), { existing: true });
     try {
       const rows = await connected.client.listJobs({
         ...(state ? { state } : {}),
@@ -75,7 +75,7 @@ export const job: Command = {
       );
     if (!idText || extra.length > 0) throw new UsageError(`job ${action} needs one job ID`);
     const id = integerArgument(idText, `job ${action} ID`);
-    const connected = await connectClient(configFromFlags(values));
+    const connected = await connectClient(configFromFlags(values), { existing: true });
     try {
       if (action === 'show') {
         const found = await connected.client.getJob(id);

@@ -30,7 +30,7 @@ export const queue: Command = {
         : integerArgument(values.limit, '--limit', { max: MAX_QUEUE_LIMIT });
     if (action === 'scale' && limit === undefined)
       throw new UsageError('queue scale needs --limit N');
-    const connected = await connectClient(configFromFlags(values));
+    const connected = await connectClient(configFromFlags(values), { existing: true });
     try {
       const node = values.node as string | undefined;
       await connected.client.controlQueue(action as QueueAction, name, {

@@ -62,7 +62,7 @@ export const stats: Command = {
   async run({ values, positionals }) {
     if (positionals.length > 0)
       throw new UsageError(`stats takes no arguments, got ${positionals.join(' ')}`);
-    const connected = await connectClient(configFromFlags(values));
+    const connected = await connectClient(configFromFlags(values), { existing: true });
     try {
       const result = await connected.client.stats();
       print(values.json ? JSON.stringify(result, null, 2) : renderStats(result));

@@ -67,7 +67,7 @@ export const status: Command = {
   async run({ values, positionals }) {
     if (positionals.length > 0)
       throw new UsageError(`status takes no arguments, got ${positionals.join(' ')}`);
-    const connected = await connectClient(configFromFlags(values));
+    const connected = await connectClient(configFromFlags(values), { existing: true });
     try {
       if (!values.watch) {
         print(await renderStatus(connected.client, connected.config.heartbeatTimeout));

@@ -144,6 +144,37 @@ describe('the CLI', function () {
     }
   });
 
+  it('commands that read or change existing jobs refuse a schema with no quern tables and create nothing', async function () {
+    const typo = `${db.schema}_typo`;
+    const commands = [
+      ['status'],
+      ['stats'],
+      ['jobs'],
+      ['job', 'show', '1'],
+      ['job', 'retry', '1'],
+      ['queue', 'pause', 'default'],
+    ];
+    for (const args of commands) {
+      const { code, stderr } = await runCli([...args, '--config', config, '--prefix', typo]);
+      assert.equal(code, 1, `${args.join(' ')}: ${stderr}`);
+      assert.match(
+        stderr,
+        new RegExp(`schema "${typo}" holds no quern tables: .*misspelt.*node cluster\\.js migrate`),
+        args.join(' '),
+      );
+    }
+    const [created] = await db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1',
+      [typo],
+    );
+    assert.equal(created!.n, 0, 'no schema was created');
+    // A schema behind this version's migrations is named too, with the way out.
+    await db.query('DELETE FROM migrations WHERE version = (SELECT max(version) FROM migrations)');
+    const behind = await runCli(['status', '--config', config]);
+    assert.equal(behind.code, 1, behind.stderr);
+    assert.match(behind.stderr, /is at migration \d+ of \d+: run node cluster\.js migrate/);
+  });
+
   it('--config PATH is the configuration used (its schema receives the insert)', async function () {
     const { code, stdout } = await runCli(['insert', 'ok', '--config', config]);
     assert.equal(code, 0);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
-import { CLUSTER_JS, ROOT, spawnCluster, writeConfig } from '../helpers/node.js';
+import { CLUSTER_JS, ROOT, runCli, spawnCluster, writeConfig } from '../helpers/node.js';
 import { PrivatePostgres } from '../helpers/private-pg.js';
 
 /** The frames of a --watch output: each starts with its header line. */
@@ -64,6 +64,9 @@ describe('status --watch', function () {
     const server = new PrivatePostgres();
     await server.start();
     const config = writeConfig({ schema: 't_watch_outage', database: { url: server.url } });
+    // status reads an existing schema only (a node, or migrate, creates it).
+    const migrated = await runCli(['migrate', '--config', config]);
+    assert.equal(migrated.code, 0, migrated.stderr);
     const watch = spawnCluster(['status', '--watch', '--config', config]);
     try {
       await watch.waitForLog(/frame 1 /);
