@@ -246,9 +246,9 @@ export class JobQueries {
     // Only what running a job needs, in the cheapest form to read: the history columns (errors,
     // result, finish times) are not read back, times come as whole epoch milliseconds rather
     // than text for pg to parse into Dates (truncated as a Date truncates: the fraction of a
-    // millisecond made every number 17 digits to print and parse), the queue and attempted_by are known here, and an empty tags
-    // array is not parsed (bench W2: parsing three timestamps and two arrays per row was ~6 µs
-    // of the main thread per job, 120 ms of a 20,000-job drain).
+    // millisecond made every number 17 digits to print and parse), the queue and attempted_by
+    // are known here, and an empty tags array is not parsed (bench W2: parsing three timestamps
+    // and two arrays per row was ~6 µs of the main thread per job, 120 ms of a 20,000-job drain).
     // Rows as arrays (no object with named fields per row), sorted by their numbers before any
     // Date is made.
     rows.sort((a, b) => a[7] - b[7] || a[9] - b[9] || Number(a[0]) - Number(b[0]));
