@@ -24,20 +24,24 @@ describe('claiming jobs', function () {
     const jobs = new JobQueries(db.schema);
     const claimedBy = new Map<number, string>();
     let duplicates = 0;
-    let done = false;
-    // Another writer: new versions of waiting rows (same state), committed while claims run.
+    // Another writer: new versions of waiting rows (same state), committed while claims run,
+    // until most jobs are claimed; then the claimers take what is left. A row the writer holds
+    // is skipped (SKIP LOCKED), and one it rewrote after a claim's snapshot is left for a later
+    // claim, so claimers stop only once the writer has stopped and the queue answers empty.
+    let churning = true;
     const churn = (async () => {
-      while (!done) {
+      while (claimedBy.size < total * 0.8) {
         await db.query(
           `UPDATE jobs SET meta = jsonb_build_object('touched', random())
            WHERE id IN (SELECT id FROM jobs WHERE state = 'available' ORDER BY random() LIMIT 20)`,
         );
       }
+      churning = false;
     })();
     const claimer = async (n: number): Promise<void> => {
       let sequence = 0;
       let emptyInARow = 0;
-      while (emptyInARow < 3) {
+      while (churning || emptyInARow < 3) {
         const token = `c${n}.${++sequence}`;
         const rows = await jobs.fetch(db.pool, 'default', 37, `node-${n}`, token);
         emptyInARow = rows.length === 0 ? emptyInARow + 1 : 0;
@@ -49,7 +53,6 @@ describe('claiming jobs', function () {
       }
     };
     await Promise.all([1, 2, 3, 4].map(claimer));
-    done = true;
     await churn;
     assert.equal(duplicates, 0, 'no job claimed twice');
     assert.equal(claimedBy.size, total, 'every job claimed');
