@@ -109,8 +109,7 @@ export async function drainQueue(options: DrainOptions): Promise<DrainResult> {
           : { kind: 'outcome', outcome: run.outcome };
     }
     const registered = definition
-      ? // eslint-disable-next-line @typescript-eslint/unbound-method -- only its source is read
-        { definition, file: '(drainQueue)', takesSignal: takesSignal(definition.perform) }
+      ? { definition, file: '(drainQueue)', takesSignal: takesSignal(definition) }
       : undefined;
     const row = outcomeRow(record, job, registered, result, record.attemptedBy?.[1] ?? '');
     await quern.jobs.recordOutcomes(quern.pool, [row]);

@@ -116,8 +116,7 @@ export async function runPerform(
         .then(() =>
           definition.perform(
             job as never,
-            // eslint-disable-next-line @typescript-eslint/unbound-method -- only its source is read
-            (takesSignal(definition.perform) ? controller.signal : undefined) as AbortSignal,
+            (takesSignal(definition) ? controller.signal : undefined) as AbortSignal,
           ),
         )
         .then(

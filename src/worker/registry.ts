@@ -38,9 +38,11 @@ export interface RegisteredWorker {
  * (a `)` or `=>` in one fooled a search for the first parenthesis), a computed method name, or
  * a function whose source is hidden or cannot be read (bound, native, a Proxy).
  */
-export function takesSignal(perform: (...args: never[]) => unknown): boolean {
+export function takesSignal(definition: { perform: unknown }): boolean {
   try {
-    if (perform.length >= 2) return true;
+    // Read as a value, never called here: only its declared length and source matter.
+    const perform = definition.perform;
+    if (typeof perform !== 'function' || perform.length >= 2) return true;
     const source = functionSource(perform);
     if (/\[native code\]|\barguments\b|\beval\b|\\u/.test(source)) return true;
     return !ONE_PARAMETER.test(source);
@@ -174,8 +176,7 @@ export async function loadWorkers(dir: string): Promise<Map<string, RegisteredWo
     workers.set(definition.name, {
       definition,
       file: target,
-      // eslint-disable-next-line @typescript-eslint/unbound-method -- only its source is read
-      takesSignal: takesSignal(definition.perform),
+      takesSignal: takesSignal(definition),
     });
   }
   return workers;

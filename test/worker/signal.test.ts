@@ -121,10 +121,11 @@ const notGiven: [string, (...args: never[]) => unknown][] = [
 
 describe('the abort signal is given to perform functions that can read it', () => {
   for (const [shape, fn] of given) {
-    it(`given: ${shape}`, () => assert.equal(takesSignal(fn), true));
+    it(`given: ${shape}`, () => assert.equal(takesSignal({ perform: fn }), true));
   }
   for (const [shape, source] of givenAsWritten) {
-    it(`given: ${shape}`, () => assert.equal(takesSignal(compiled(source)), true, source));
+    it(`given: ${shape}`, () =>
+      assert.equal(takesSignal({ perform: compiled(source) }), true, source));
   }
   it('given: a Proxy whose length trap throws (no throw: its worker still loads)', () => {
     const hostile = new Proxy((job: unknown) => job, {
@@ -133,20 +134,23 @@ describe('the abort signal is given to perform functions that can read it', () =
         return Reflect.get(target, key) as unknown;
       },
     });
-    assert.equal(takesSignal(hostile), true);
+    assert.equal(takesSignal({ perform: hostile }), true);
   });
   it('reads the source as the runtime has it, even once Function.prototype.toString is replaced', () => {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- only replaced and restored
     const original = Function.prototype.toString;
     Function.prototype.toString = () => 'function (job) {}';
     try {
-      assert.equal(takesSignal(compiled('function (job) { return arguments[1]; }')), true);
+      assert.equal(
+        takesSignal({ perform: compiled('function (job) { return arguments[1]; }') }),
+        true,
+      );
     } finally {
       Function.prototype.toString = original;
     }
   });
   for (const [shape, fn] of notGiven) {
-    it(`not made: ${shape}`, () => assert.equal(takesSignal(fn), false));
+    it(`not made: ${shape}`, () => assert.equal(takesSignal({ perform: fn }), false));
   }
 
   it('performJob follows the same rule as a node', async () => {
