@@ -1,0 +1,129 @@
+// The plans of the two statements every job goes through, when PostgreSQL's statistics are stale
+// in the usual way: taken while the queue held only history, before a burst of new jobs. The
+// statements are named, so PostgreSQL may switch to a generic plan built from those statistics;
+// the tests force that plan and check that it reaches the rows by ctid (claim) and by primary
+// key (outcomes), never by reading a whole partial index (see JobQueries, fetchSql).
+
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import { JobQueries, type OutcomeRow } from '../../src/db/queries/jobs.js';
+import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+}
+
+/** Every node of a plan that reads the jobs table. */
+function jobScans(node: PlanNode, found: PlanNode[] = []): PlanNode[] {
+  if (node['Relation Name'] === 'jobs' && node['Node Type'] !== 'ModifyTable') found.push(node);
+  for (const child of node.Plans ?? []) jobScans(child, found);
+  return found;
+}
+
+function describeScan(node: PlanNode): string {
+  return `${node['Node Type']}${node['Index Name'] ? ` using ${node['Index Name']}` : ''}`;
+}
+
+describe('statement plans with stale statistics', function () {
+  let db: TestSchema;
+  let client: pg.PoolClient;
+  const history = 3000;
+  const burst = 3000;
+
+  beforeEach(async function () {
+    this.timeout(60000);
+    db = await createSchema(this.currentTest!.title);
+    // History only, analysed: the statistics say nothing is available or executing.
+    await db.query(
+      `INSERT INTO jobs (state, queue, worker, args, max_attempts, attempt, scheduled_at, attempted_at, completed_at)
+       SELECT 'completed', 'default', 'ok', jsonb_build_object('value', g), 20, 1, now(), now(), now()
+       FROM generate_series(1, $1) g`,
+      [history],
+    );
+    await db.query('ANALYZE jobs');
+    // Then a burst, with no new statistics.
+    await db.query(
+      `INSERT INTO jobs (state, queue, worker, args, max_attempts, scheduled_at)
+       SELECT 'available', 'default', 'ok', jsonb_build_object('value', g), 20, now()
+       FROM generate_series(1, $1) g`,
+      [burst],
+    );
+    client = await db.pool.connect();
+    await client.query(`SET search_path TO "${db.schema}"`);
+    await client.query('SET plan_cache_mode = force_generic_plan');
+  });
+  afterEach(async function () {
+    client?.release(true);
+    await cleanup(this, db);
+  });
+
+  it('the claim reaches the rows it locked by ctid', async function () {
+    const queries = new JobQueries(db.schema);
+    await client.query(`PREPARE claim(text, integer, text, text) AS ${queries.sql.fetch}`);
+    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+      `EXPLAIN (FORMAT JSON) EXECUTE claim('default', 500, 'node', 'token')`,
+    );
+    const plan = rows[0]!['QUERY PLAN'][0].Plan;
+    assert.equal(plan['Node Type'], 'ModifyTable');
+    // The update's own scan (its first child); the CTE's index scan on jobs_fetch is the other.
+    const updated = plan.Plans!.find((p) => p['Relation Name'] === 'jobs')!;
+    assert.ok(updated, 'the update reads jobs');
+    assert.equal(describeScan(updated), 'Tid Scan');
+    const scans = jobScans(plan).map(describeScan);
+    assert.deepEqual(scans.sort(), ['Index Scan using jobs_fetch', 'Tid Scan']);
+  });
+
+  it('outcomes reach their rows by primary key', async function () {
+    const queries = new JobQueries(db.schema);
+    await client.query(
+      `PREPARE outcome(bigint[], text[], text[], double precision[], text[], text[], integer[], integer)
+       AS ${queries.sql.outcome}`,
+    );
+    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+      `EXPLAIN (FORMAT JSON) EXECUTE outcome('{1}', '{t.1}', '{completed}', '{NULL}', '{NULL}', '{NULL}', '{0}', 1)`,
+    );
+    const scans = jobScans(rows[0]!['QUERY PLAN'][0].Plan).map(describeScan);
+    assert.deepEqual(scans, ['Index Scan using jobs_pkey']);
+  });
+
+  it('with the generic plans, a burst is claimed and finished exactly once', async function () {
+    this.timeout(60000);
+    const queries = new JobQueries(db.schema);
+    const claimed = new Set<number>();
+    let written = 0;
+    for (let round = 0; ; round++) {
+      const jobs = await queries.fetch(client, 'default', 250, 'node', `run.${round}`);
+      if (jobs.length === 0) break;
+      for (const job of jobs) {
+        assert.ok(!claimed.has(job.id), `job ${job.id} claimed twice`);
+        claimed.add(job.id);
+      }
+      const outcomes: OutcomeRow[] = jobs.map((job) => ({
+        id: job.id,
+        token: job.attemptedBy![1]!,
+        state: 'completed',
+        delay: null,
+        error: null,
+        result: { round },
+        refund: 0,
+      }));
+      const tokens = await queries.recordOutcomes(client, outcomes);
+      assert.equal(tokens.size, jobs.length, 'every outcome written');
+      written += tokens.size;
+    }
+    assert.equal(claimed.size, burst);
+    assert.equal(written, burst);
+    const rows = await db.query<{ state: string; n: number }>(
+      `SELECT state::text, count(*)::int AS n FROM jobs GROUP BY state ORDER BY state`,
+    );
+    assert.deepEqual(rows, [{ state: 'completed', n: history + burst }]);
+    const stale = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM jobs WHERE attempt <> 1 OR result IS NULL AND id > $1`,
+      [history],
+    );
+    assert.equal(stale[0]!.n, 0);
+  });
+});
