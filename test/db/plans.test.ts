@@ -6,7 +6,8 @@
 
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { JobQueries, type OutcomeRow } from '../../src/db/queries/jobs.js';
+import { JobQueries, type OutcomeRow, type Queryable } from '../../src/db/queries/jobs.js';
+import { MaintenanceQueries } from '../../src/db/queries/maintenance.js';
 import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
 
 interface PlanNode {
@@ -125,5 +126,55 @@ describe('statement plans with stale statistics', function () {
       [history],
     );
     assert.equal(stale[0]!.n, 0);
+  });
+});
+
+describe('rescue plan with statistics from a busy moment', function () {
+  let db: TestSchema;
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    await cleanup(this, db);
+  });
+
+  it('looks for orphans through jobs_executing, not through the whole table', async function () {
+    this.timeout(60000);
+    // Analysed while a third of the table was executing; all of it finished since.
+    await db.query(
+      `INSERT INTO jobs (state, queue, worker, args, max_attempts, attempt, scheduled_at, attempted_at, completed_at)
+       SELECT 'completed', 'default', 'ok', '{}', 20, 1, now(), now(), now() FROM generate_series(1, 6000)`,
+    );
+    await db.query(
+      `INSERT INTO jobs (state, queue, worker, args, max_attempts, attempt, scheduled_at, attempted_at, attempted_by)
+       SELECT 'executing', 'default', 'ok', '{}', 20, 1, now(), now(), ARRAY['gone', 'run.' || g]
+       FROM generate_series(1, 3000) g`,
+    );
+    await db.query('ANALYZE jobs');
+    await db.query(
+      `UPDATE jobs SET state = 'completed', completed_at = now() WHERE state = 'executing'`,
+    );
+    // The statement's text, as MaintenanceQueries sends it.
+    let sent: { text: string; values: unknown[] } | null = null;
+    const capture = {
+      query: (text: string, values: unknown[]) => {
+        sent = { text, values };
+        return Promise.resolve({ rows: [] });
+      },
+    } as unknown as Queryable;
+    await new MaintenanceQueries(db.schema).rescueOrphans(capture, 30000, 1000);
+    const client = await db.pool.connect();
+    try {
+      await client.query(`SET search_path TO "${db.schema}"`);
+      await client.query('SET plan_cache_mode = force_generic_plan');
+      await client.query(`PREPARE rescue(integer, integer) AS ${sent!.text}`);
+      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+        `EXPLAIN (FORMAT JSON) EXECUTE rescue(30000, 1000)`,
+      );
+      const scans = jobScans(rows[0]!['QUERY PLAN'][0].Plan).map(describeScan);
+      assert.deepEqual(scans.sort(), ['Index Scan using jobs_executing', 'Tid Scan']);
+    } finally {
+      client.release(true);
+    }
   });
 });

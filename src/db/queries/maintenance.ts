@@ -82,6 +82,14 @@ export class MaintenanceQueries {
     );
   }
 
+  /*
+   * The orphans are taken in no particular order: with `ORDER BY id` the planner could walk the
+   * primary key of the whole table, history included, filtering for executing rows whenever
+   * the statistics had been taken at a busy moment (measured: 35 ms on 140,000 rows with none to
+   * rescue, growing with the history; through jobs_executing, 0.1 ms). The update reaches the
+   * rows it locked by ctid, as the claim does (JobQueries.fetchSql): joined on id, the same
+   * statistics made it hash-join a sequential scan of the whole table.
+   */
   private async rescue(
     db: Queryable,
     condition: string,
@@ -90,9 +98,9 @@ export class MaintenanceQueries {
   ): Promise<RescueCounts> {
     const { rows } = await db.query<{ state: string; count: number }>(
       `WITH orphans AS (
-         SELECT j.id FROM ${this.t} j
+         SELECT j.ctid FROM ${this.t} j
          WHERE j.state = 'executing' AND ${condition}
-         ORDER BY j.id LIMIT $2 FOR UPDATE SKIP LOCKED
+         LIMIT $2 FOR UPDATE SKIP LOCKED
        ),
        moved AS (
          UPDATE ${this.t} j SET
@@ -101,7 +109,7 @@ export class MaintenanceQueries {
            errors = j.errors || jsonb_build_array(jsonb_build_object(
              'at', now(), 'attempt', j.attempt,
              'error', ${message} || CASE WHEN j.attempt >= j.max_attempts THEN '; no attempts left' ELSE '' END))
-         FROM orphans WHERE j.id = orphans.id
+         WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM orphans)) AND j.state::text = 'executing'
          RETURNING j.queue, j.state
        ),
        counted AS (SELECT state::text AS state, count(*)::int AS count FROM moved GROUP BY state),
