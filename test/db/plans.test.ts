@@ -129,7 +129,40 @@ describe('statement plans with stale statistics', function () {
   });
 });
 
-describe('rescue plan with statistics from a busy moment', function () {
+/** The text of the one statement `run` sends. */
+async function textOf(run: (db: Queryable) => Promise<unknown>): Promise<string> {
+  let sent = '';
+  const capture = {
+    query: (text: string) => {
+      sent = text;
+      return Promise.resolve({ rows: [] });
+    },
+  } as unknown as Queryable;
+  await run(capture);
+  return sent;
+}
+
+async function genericScans(
+  db: TestSchema,
+  types: string,
+  text: string,
+  args: string,
+): Promise<string[]> {
+  const client = await db.pool.connect();
+  try {
+    await client.query(`SET search_path TO "${db.schema}"`);
+    await client.query('SET plan_cache_mode = force_generic_plan');
+    await client.query(`PREPARE statement(${types}) AS ${text}`);
+    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+      `EXPLAIN (FORMAT JSON) EXECUTE statement(${args})`,
+    );
+    return jobScans(rows[0]!['QUERY PLAN'][0].Plan).map(describeScan).sort();
+  } finally {
+    client.release(true);
+  }
+}
+
+describe('upkeep plans with statistics from a busy moment', function () {
   let db: TestSchema;
   beforeEach(async function () {
     db = await createSchema(this.currentTest!.title);
@@ -154,27 +187,30 @@ describe('rescue plan with statistics from a busy moment', function () {
     await db.query(
       `UPDATE jobs SET state = 'completed', completed_at = now() WHERE state = 'executing'`,
     );
-    // The statement's text, as MaintenanceQueries sends it.
-    let sent: { text: string; values: unknown[] } | null = null;
-    const capture = {
-      query: (text: string, values: unknown[]) => {
-        sent = { text, values };
-        return Promise.resolve({ rows: [] });
-      },
-    } as unknown as Queryable;
-    await new MaintenanceQueries(db.schema).rescueOrphans(capture, 30000, 1000);
-    const client = await db.pool.connect();
-    try {
-      await client.query(`SET search_path TO "${db.schema}"`);
-      await client.query('SET plan_cache_mode = force_generic_plan');
-      await client.query(`PREPARE rescue(integer, integer) AS ${sent!.text}`);
-      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-        `EXPLAIN (FORMAT JSON) EXECUTE rescue(30000, 1000)`,
-      );
-      const scans = jobScans(rows[0]!['QUERY PLAN'][0].Plan).map(describeScan);
-      assert.deepEqual(scans.sort(), ['Index Scan using jobs_executing', 'Tid Scan']);
-    } finally {
-      client.release(true);
-    }
+    const text = await textOf((q) =>
+      new MaintenanceQueries(db.schema).rescueOrphans(q, 30000, 1000),
+    );
+    const scans = await genericScans(db, 'integer, integer', text, '30000, 1000');
+    assert.deepEqual(scans, ['Index Scan using jobs_executing', 'Tid Scan']);
+  });
+
+  it('stages due jobs through jobs_staging, not through the whole table', async function () {
+    this.timeout(60000);
+    // Analysed while a third of the table was scheduled; all of it ran since.
+    await db.query(
+      `INSERT INTO jobs (state, queue, worker, args, max_attempts, attempt, scheduled_at, attempted_at, completed_at)
+       SELECT 'completed', 'default', 'ok', '{}', 20, 1, now(), now(), now() FROM generate_series(1, 6000)`,
+    );
+    await db.query(
+      `INSERT INTO jobs (state, queue, worker, args, max_attempts, scheduled_at)
+       SELECT 'scheduled', 'default', 'ok', '{}', 20, now() - interval '1 minute' FROM generate_series(1, 3000)`,
+    );
+    await db.query('ANALYZE jobs');
+    await db.query(
+      `UPDATE jobs SET state = 'completed', completed_at = now() WHERE state = 'scheduled'`,
+    );
+    const text = await textOf((q) => new JobQueries(db.schema).stage(q));
+    const scans = await genericScans(db, 'integer, text', text, `5000, 'channel'`);
+    assert.deepEqual(scans, ['Index Scan using jobs_staging', 'Tid Scan']);
   });
 });

@@ -369,16 +369,23 @@ export class JobQueries {
     return new Set(answer?.tokens ?? []);
   }
 
-  /** Moves scheduled and retryable jobs whose time has come to available; returns their queues. */
+  /**
+   * Moves scheduled and retryable jobs whose time has come to available; returns their queues.
+   * The update reaches the rows it locked by ctid, as the claim does (see fetchSql): joined on
+   * id, statistics taken while many jobs were scheduled let the planner merge-join the whole
+   * primary key, history included, every time the stager ran.
+   */
   async stage(db: Queryable, limit = 5000): Promise<{ count: number; queues: string[] }> {
     const { rows } = await db.query<{ queue: string; count: number }>(
       `WITH due AS (
-         SELECT id FROM ${this.t}
+         SELECT ctid FROM ${this.t}
          WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= now()
          ORDER BY scheduled_at LIMIT $1 FOR UPDATE SKIP LOCKED
        ),
        moved AS (
-         UPDATE ${this.t} j SET state = 'available' FROM due WHERE j.id = due.id RETURNING j.queue
+         UPDATE ${this.t} j SET state = 'available'
+         WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM due)) AND j.state::text IN ('scheduled', 'retryable')
+         RETURNING j.queue
        ),
        counted AS (SELECT queue, count(*)::int AS count FROM moved GROUP BY queue),
        notified AS (
