@@ -28,6 +28,55 @@ function describeScan(node: PlanNode): string {
   return `${node['Node Type']}${node['Index Name'] ? ` using ${node['Index Name']}` : ''}`;
 }
 
+/** The text of the one statement `run` sends. */
+async function textOf(run: (db: Queryable) => Promise<unknown>): Promise<string> {
+  let sent = '';
+  const capture = {
+    query: (text: string) => {
+      sent = text;
+      return Promise.resolve({ rows: [] });
+    },
+  } as unknown as Queryable;
+  await run(capture);
+  return sent;
+}
+
+async function genericScans(
+  db: TestSchema,
+  types: string,
+  text: string,
+  args: string,
+): Promise<string[]> {
+  const client = await db.pool.connect();
+  try {
+    await client.query(`SET search_path TO "${db.schema}"`);
+    await client.query('SET plan_cache_mode = force_generic_plan');
+    await client.query(`PREPARE statement(${types}) AS ${text}`);
+    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+      `EXPLAIN (FORMAT JSON) EXECUTE statement(${args})`,
+    );
+    return jobScans(rows[0]!['QUERY PLAN'][0].Plan).map(describeScan).sort();
+  } finally {
+    client.release(true);
+  }
+}
+
+/**
+ * History, plus the jobs `busy` inserts, analysed together; then the busy jobs all finish, so
+ * the statistics describe a moment that is over (a third of the table in one state).
+ */
+async function busyMoment(db: TestSchema, busy: string): Promise<void> {
+  await db.query(
+    `INSERT INTO jobs (state, queue, worker, args, max_attempts, attempt, scheduled_at, attempted_at, completed_at)
+     SELECT 'completed', 'default', 'ok', '{}', 20, 1, now(), now(), now() FROM generate_series(1, 6000)`,
+  );
+  await db.query(busy);
+  await db.query('ANALYZE jobs');
+  await db.query(
+    `UPDATE jobs SET state = 'completed', completed_at = now() WHERE state <> 'completed'`,
+  );
+}
+
 describe('statement plans with stale statistics', function () {
   let db: TestSchema;
   let client: pg.PoolClient;
@@ -62,31 +111,25 @@ describe('statement plans with stale statistics', function () {
   });
 
   it('the claim reaches the rows it locked by ctid', async function () {
-    const queries = new JobQueries(db.schema);
-    await client.query(`PREPARE claim(text, integer, text, text) AS ${queries.sql.fetch}`);
-    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-      `EXPLAIN (FORMAT JSON) EXECUTE claim('default', 500, 'node', 'token')`,
+    const text = new JobQueries(db.schema).sql.fetch;
+    const scans = await genericScans(
+      db,
+      'text, integer, text, text',
+      text,
+      `'default', 500, 'n', 't'`,
     );
-    const plan = rows[0]!['QUERY PLAN'][0].Plan;
-    assert.equal(plan['Node Type'], 'ModifyTable');
-    // The update's own scan (its first child); the CTE's index scan on jobs_fetch is the other.
-    const updated = plan.Plans!.find((p) => p['Relation Name'] === 'jobs')!;
-    assert.ok(updated, 'the update reads jobs');
-    assert.equal(describeScan(updated), 'Tid Scan');
-    const scans = jobScans(plan).map(describeScan);
-    assert.deepEqual(scans.sort(), ['Index Scan using jobs_fetch', 'Tid Scan']);
+    // The CTE picks through jobs_fetch; the update itself reads only the rows picked.
+    assert.deepEqual(scans, ['Index Scan using jobs_fetch', 'Tid Scan']);
   });
 
   it('outcomes reach their rows by primary key', async function () {
-    const queries = new JobQueries(db.schema);
-    await client.query(
-      `PREPARE outcome(bigint[], text[], text[], double precision[], text[], text[], integer[], integer)
-       AS ${queries.sql.outcome}`,
+    const text = new JobQueries(db.schema).sql.outcome;
+    const scans = await genericScans(
+      db,
+      'bigint[], text[], text[], double precision[], text[], text[], integer[], integer',
+      text,
+      `'{1}', '{t.1}', '{completed}', '{NULL}', '{NULL}', '{NULL}', '{0}', 1`,
     );
-    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-      `EXPLAIN (FORMAT JSON) EXECUTE outcome('{1}', '{t.1}', '{completed}', '{NULL}', '{NULL}', '{NULL}', '{0}', 1)`,
-    );
-    const scans = jobScans(rows[0]!['QUERY PLAN'][0].Plan).map(describeScan);
     assert.deepEqual(scans, ['Index Scan using jobs_pkey']);
   });
 
@@ -129,39 +172,6 @@ describe('statement plans with stale statistics', function () {
   });
 });
 
-/** The text of the one statement `run` sends. */
-async function textOf(run: (db: Queryable) => Promise<unknown>): Promise<string> {
-  let sent = '';
-  const capture = {
-    query: (text: string) => {
-      sent = text;
-      return Promise.resolve({ rows: [] });
-    },
-  } as unknown as Queryable;
-  await run(capture);
-  return sent;
-}
-
-async function genericScans(
-  db: TestSchema,
-  types: string,
-  text: string,
-  args: string,
-): Promise<string[]> {
-  const client = await db.pool.connect();
-  try {
-    await client.query(`SET search_path TO "${db.schema}"`);
-    await client.query('SET plan_cache_mode = force_generic_plan');
-    await client.query(`PREPARE statement(${types}) AS ${text}`);
-    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-      `EXPLAIN (FORMAT JSON) EXECUTE statement(${args})`,
-    );
-    return jobScans(rows[0]!['QUERY PLAN'][0].Plan).map(describeScan).sort();
-  } finally {
-    client.release(true);
-  }
-}
-
 describe('upkeep plans with statistics from a busy moment', function () {
   let db: TestSchema;
   beforeEach(async function () {
@@ -173,19 +183,11 @@ describe('upkeep plans with statistics from a busy moment', function () {
 
   it('looks for orphans through jobs_executing, not through the whole table', async function () {
     this.timeout(60000);
-    // Analysed while a third of the table was executing; all of it finished since.
-    await db.query(
-      `INSERT INTO jobs (state, queue, worker, args, max_attempts, attempt, scheduled_at, attempted_at, completed_at)
-       SELECT 'completed', 'default', 'ok', '{}', 20, 1, now(), now(), now() FROM generate_series(1, 6000)`,
-    );
-    await db.query(
+    await busyMoment(
+      db,
       `INSERT INTO jobs (state, queue, worker, args, max_attempts, attempt, scheduled_at, attempted_at, attempted_by)
        SELECT 'executing', 'default', 'ok', '{}', 20, 1, now(), now(), ARRAY['gone', 'run.' || g]
        FROM generate_series(1, 3000) g`,
-    );
-    await db.query('ANALYZE jobs');
-    await db.query(
-      `UPDATE jobs SET state = 'completed', completed_at = now() WHERE state = 'executing'`,
     );
     const text = await textOf((q) =>
       new MaintenanceQueries(db.schema).rescueOrphans(q, 30000, 1000),
@@ -196,18 +198,11 @@ describe('upkeep plans with statistics from a busy moment', function () {
 
   it('stages due jobs through jobs_staging, not through the whole table', async function () {
     this.timeout(60000);
-    // Analysed while a third of the table was scheduled; all of it ran since.
-    await db.query(
-      `INSERT INTO jobs (state, queue, worker, args, max_attempts, attempt, scheduled_at, attempted_at, completed_at)
-       SELECT 'completed', 'default', 'ok', '{}', 20, 1, now(), now(), now() FROM generate_series(1, 6000)`,
-    );
-    await db.query(
+    await busyMoment(
+      db,
       `INSERT INTO jobs (state, queue, worker, args, max_attempts, scheduled_at)
-       SELECT 'scheduled', 'default', 'ok', '{}', 20, now() - interval '1 minute' FROM generate_series(1, 3000)`,
-    );
-    await db.query('ANALYZE jobs');
-    await db.query(
-      `UPDATE jobs SET state = 'completed', completed_at = now() WHERE state = 'scheduled'`,
+       SELECT 'scheduled', 'default', 'ok', '{}', 20, now() - interval '1 minute'
+       FROM generate_series(1, 3000)`,
     );
     const text = await textOf((q) => new JobQueries(db.schema).stage(q));
     const scans = await genericScans(db, 'integer, text', text, `5000, 'channel'`);
