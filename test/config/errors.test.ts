@@ -87,6 +87,11 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       /heartbeatTimeout: must be at least four heartbeatIntervals \(4000 ms\), got 3500 with heartbeatInterval 1000: a node that cannot write its heartbeat stops its running jobs before heartbeatTimeout/,
     ],
     [
+      'a heartbeatTimeout under three heartbeatIntervals: the same rule, not a lower one',
+      () => ({ ...base(), heartbeatInterval: 1000, heartbeatTimeout: 2000 }),
+      /heartbeatTimeout: must be at least four heartbeatIntervals \(4000 ms\), got 2000 with heartbeatInterval 1000/,
+    ],
+    [
       'a grace period past what a Node timer can wait',
       () => ({ ...base(), shutdownGracePeriod: 1e300 }),
       /shutdownGracePeriod: must be at most 2073600000, got 1e\+300 \(allowed: 1 to 2073600000; ms, at most 24 days: Node timers cannot wait longer\)/,

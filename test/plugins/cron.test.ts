@@ -266,7 +266,7 @@ describe('the cron plugin', function () {
     );
     assert.throws(
       () => loadConfig({ heartbeatInterval: 1000, heartbeatTimeout: 2000 }, { env: {} }),
-      /heartbeatTimeout: must be at least three heartbeatIntervals \(3000 ms\), got 2000/,
+      /heartbeatTimeout: must be at least four heartbeatIntervals \(4000 ms\), got 2000 with heartbeatInterval 1000/,
     );
   });
 
