@@ -41,6 +41,31 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Whether `port` can be listened on at 127.0.0.1 now. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * The port of the URL an earlier server of this data folder wrote, when it is free again: a
+ * server started again after its node was SIGKILLed stays where nodes and CLIs sharing it
+ * through `DATABASE_URL=$(cat quern-url)` look for it (on a new port they would retry forever).
+ */
+async function previousPort(dataDir: string): Promise<number | null> {
+  let port: number;
+  try {
+    port = Number(new URL(readFileSync(path.join(dataDir, 'quern-url'), 'utf8').trim()).port);
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return null;
+  return (await portFree(port)) ? port : null;
+}
+
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -175,7 +200,7 @@ export async function startEmbedded(
   }
   await recoverOrphan(dataDir, log);
 
-  const port = options.port ?? (await freePort());
+  const port = options.port ?? (await previousPort(dataDir)) ?? (await freePort());
   const serverLog: string[] = [];
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,

@@ -156,6 +156,9 @@ describe('embedded PostgreSQL (no DATABASE_URL)', function () {
 
   it('recovers the server left running by a SIGKILLed node', async function () {
     const killed = start();
+    const before = (
+      JSON.parse(await killed.waitForLog(/embedded PostgreSQL ready/, 60000)) as { url: string }
+    ).url;
     await killed.waitForLog(/node .* started/, 60000);
     const orphan = postmasterPid(dataDir)!;
     // While its node lives, the server is not an orphan: a second node refuses to touch it.
@@ -172,6 +175,9 @@ describe('embedded PostgreSQL (no DATABASE_URL)', function () {
     await node.waitForLog(/left running by an earlier node/, 60000);
     const line = await node.waitForLog(/embedded PostgreSQL ready/, 60000);
     url = (JSON.parse(line) as { url: string }).url;
+    // On the port it had: a node or CLI sharing it through DATABASE_URL=$(cat quern-url) finds
+    // it again instead of retrying the old port forever.
+    assert.equal(url, before, 'the server is started again on the same port');
     await node.waitForLog(/node .* started/);
     await eventually(() => Promise.resolve(!alive(orphan)), 15000, 'the orphan to stop');
     // The jobs of the earlier runs are still there, and new ones run.
