@@ -18,6 +18,7 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import { ConfigError } from '../config/validate.js';
 
 export interface EmbeddedDatabase {
   url: string;
@@ -109,7 +110,8 @@ async function recoverOrphan(dataDir: string, log: Logger | null): Promise<void>
       // gone meanwhile: treat as orphaned
     }
     if (/\bnode\b/.test(parentCmd)) {
-      throw new Error(
+      // A configuration problem (two nodes on one data folder), said without a stack trace.
+      throw new ConfigError(
         `the embedded PostgreSQL in ${dataDir} is in use by another process (pid ${parent}: ${parentCmd.trim().slice(0, 120)}); stop it first, or give this node its own database.dataDir, or share that server with DATABASE_URL=$(cat ${path.join(dataDir, 'quern-url')})`,
       );
     }
@@ -187,7 +189,7 @@ export async function startEmbedded(
   // be refused here, before anything is changed.
   const entries = readdirSync(dataDir).filter((entry) => entry !== 'quern-url');
   if (entries.length > 0 && !entries.includes('PG_VERSION')) {
-    throw new Error(
+    throw new ConfigError(
       `database.dataDir ${dataDir} is not empty and holds no PostgreSQL data folder (no PG_VERSION); refusing to use it: give an empty or new folder`,
     );
   }
