@@ -13,6 +13,8 @@ import { waitForDatabase } from '../db/connect.js';
 import { currentVersion, LATEST_VERSION } from '../db/migrate.js';
 import { startEmbedded, type EmbeddedDatabase } from '../db/embedded.js';
 import { Quern } from '../client.js';
+import { suggest } from '../config/validate.js';
+import { loadWorkers } from '../worker/registry.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -70,6 +72,21 @@ function runningEmbeddedUrl(dataDir: string): string | null {
     return null;
   }
   return readFileSync(urlFile, 'utf8').trim();
+}
+
+/**
+ * Refuses a worker name that no file of the configuration's workers folder defines, before
+ * anything is written: no node of this configuration could run the job, which would fail every
+ * attempt as an unknown worker (over days of backoff, with `enqueue-dir --wait` following it).
+ * A folder that is not there is left to connectClient, which says so.
+ */
+export async function requireKnownWorker(config: NodeConfig, worker: string): Promise<void> {
+  if (!existsSync(config.workers)) return;
+  const names = [...(await loadWorkers(config.workers)).keys()].sort();
+  if (names.includes(worker)) return;
+  throw new UsageError(
+    `worker: no worker "${worker}" is defined in ${config.workers}${suggest(worker, names)}; its workers: ${names.join(', ') || 'none'}`,
+  );
 }
 
 export interface Connected {

@@ -10,6 +10,7 @@ import {
   connectClient,
   integerArgument,
   print,
+  requireKnownWorker,
   UsageError,
 } from './context.js';
 import type { Command } from './main.js';
@@ -57,7 +58,9 @@ export const enqueueDir: Command = {
       );
     });
     if (!found.isDirectory()) throw new UsageError(`enqueue-dir: ${root} is not a folder`);
-    const connected = await connectClient(configFromFlags(values));
+    const config = configFromFlags(values);
+    await requireKnownWorker(config, worker);
+    const connected = await connectClient(config);
     const started = Date.now();
     const ids: number[] = [];
     try {

@@ -3,7 +3,13 @@
 
 import type { InsertJob } from '../worker/define.js';
 import { InsertError } from '../jobs/insert.js';
-import { configFromFlags, connectClient, print, UsageError } from './context.js';
+import {
+  configFromFlags,
+  connectClient,
+  print,
+  requireKnownWorker,
+  UsageError,
+} from './context.js';
 import type { Command } from './main.js';
 
 /** An integer flag; its range is the insert API's to check (priority 0 to 3, ...). */
@@ -53,6 +59,7 @@ export const insert: Command = {
     if (values.tags !== undefined) job.tags = String(values.tags).split(',').filter(Boolean);
 
     const config = configFromFlags(values);
+    await requireKnownWorker(config, worker);
     const connected = await connectClient(config);
     try {
       const inserted = await connected.client.insert(job).catch((error: unknown) => {

@@ -54,6 +54,22 @@ describe('the CLI', function () {
     assert.deepEqual(rows, []);
   });
 
+  it('insert and enqueue-dir refuse a worker the workers folder does not define, writing nothing', async function () {
+    // Such a job would fail every attempt as an unknown worker, over days of backoff.
+    const inserted = await runCli(['insert', 'okk', '{}', '--config', config]);
+    assert.equal(inserted.code, 2, inserted.stderr);
+    assert.match(
+      inserted.stderr,
+      /^error: worker: no worker "okk" is defined in .*fixtures.workers \(did you mean "ok"\?\); its workers: .*\bok\b/,
+    );
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-cli-dir-'));
+    writeFileSync(path.join(dir, 'a.txt'), 'a');
+    const enqueued = await runCli(['enqueue-dir', dir, '--worker', 'nosuch', '--config', config]);
+    assert.equal(enqueued.code, 2, enqueued.stderr);
+    assert.match(enqueued.stderr, /^error: worker: no worker "nosuch" is defined in /);
+    assert.deepEqual(await db.query('SELECT id FROM jobs'), []);
+  });
+
   it('insert prints the new job id and stores every flag', async function () {
     const { code, stdout, stderr } = await runCli([
       'insert',
