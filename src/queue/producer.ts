@@ -15,6 +15,7 @@
 import type pg from 'pg';
 import { MAX_TIMER_MS } from '../config/bounds.js';
 import type { ClaimedJob, JobQueries, OutcomeRow } from '../db/queries/jobs.js';
+import { MAX_SCHEDULE_IN } from '../jobs/insert.js';
 import { jobOf, type Job, type JobRecord, type JobState } from '../jobs/types.js';
 import type { JobEventBase, Telemetry } from '../telemetry/events.js';
 import { defaultBackoff } from '../worker/define.js';
@@ -504,17 +505,23 @@ function timeoutFor(registered: RegisteredWorker, job: Job): number | null {
   }
 }
 
+/**
+ * Seconds until the retry, at most 100 years (an insert's longest scheduleIn). Beyond PostgreSQL's
+ * timestamps (2 ** attempt from attempt 43, or the default 15 + attempt^4 past attempt ~1700)
+ * the outcome was refused and the job retried after a second instead, every second.
+ */
 function backoffFor(registered: RegisteredWorker | undefined, job: Job): number {
   const custom = registered?.definition.backoff as ((job: Job) => number) | undefined;
   if (custom) {
     try {
       const seconds = custom(job);
-      if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0) return seconds;
+      if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0)
+        return Math.min(seconds, MAX_SCHEDULE_IN);
     } catch {
       // fall back to the default
     }
   }
-  return defaultBackoff(job.attempt);
+  return Math.min(defaultBackoff(job.attempt), MAX_SCHEDULE_IN);
 }
 
 /**

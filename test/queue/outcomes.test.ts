@@ -159,6 +159,25 @@ describe('job outcomes, run in worker threads', function () {
     assert.equal((await finalRow(after.id, ['completed'])).result, 'still');
   });
 
+  it('a backoff past what a timestamp holds waits 100 years instead of retrying after a second', async function () {
+    // The default backoff at attempt 100001 is 15 + 1e20 seconds: past the year 294276.
+    const job = await db.client.insert({
+      worker: 'no-such-worker',
+      maxAttempts: 200000,
+      scheduleIn: 3600,
+    });
+    await db.query(
+      `UPDATE jobs SET attempt = 100000, state = 'available', scheduled_at = now() WHERE id = $1`,
+      [job.id],
+    );
+    const row = await finalRow(job.id, ['retryable']);
+    assert.equal(row.attempt, 100001);
+    const errors = row.errors as { error: string }[];
+    assert.match(errors.at(-1)!.error, /unknown worker/);
+    const years = ((row.scheduled_at as Date).getTime() - Date.now()) / (365 * 86400 * 1000);
+    assert.ok(years > 99 && years < 101, `retry in ${years} years`);
+  });
+
   it('a per-worker timeout stops the job and records a timeout error', async function () {
     const job = await db.client.insert({
       worker: 'slow',
