@@ -141,11 +141,12 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
   if (nodeProblem !== null)
     throw new ConfigError(`${envNode !== null ? 'NODE_NAME' : 'node'}: ${nodeProblem}`);
 
-  const logLevel =
-    env.LOG_LEVEL && env.LOG_LEVEL.length > 0 ? env.LOG_LEVEL : (input.logLevel ?? 'info');
+  const envLogLevel = env.LOG_LEVEL && env.LOG_LEVEL.length > 0 ? env.LOG_LEVEL : null;
+  const logLevel = envLogLevel ?? input.logLevel ?? 'info';
   if (typeof logLevel !== 'string' || !LOG_LEVELS.includes(logLevel)) {
+    // Named where the value came from: LOG_LEVEL overrides the file's logLevel.
     throw new ConfigError(
-      `logLevel: expected one of ${LOG_LEVELS.join(', ')}, got ${describe(logLevel)}`,
+      `${envLogLevel !== null ? 'LOG_LEVEL' : 'logLevel'}: expected one of ${LOG_LEVELS.join(', ')}, got ${describe(logLevel)}`,
     );
   }
 

@@ -248,6 +248,13 @@ describe('configuration names', function () {
     refuses({ node: 'n'.repeat(129) }, /^node: must be at most 128 characters, got 129$/);
     refuses({}, /^NODE_NAME: must be at most 128 characters/, { NODE_NAME: 'n'.repeat(200) });
   });
+
+  it('names LOG_LEVEL, not logLevel, for a bad level that came from the environment', function () {
+    refuses({ logLevel: 'loud' }, /^logLevel: expected one of fatal, .*, got "loud"$/);
+    refuses({ logLevel: 'info' }, /^LOG_LEVEL: expected one of fatal, .*, got "verbose"$/, {
+      LOG_LEVEL: 'verbose',
+    });
+  });
 });
 
 describe('configuration database URL', function () {
