@@ -107,7 +107,7 @@ export function normalizeInsert(
   if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0 || priority > 3) {
     fail(
       'priority',
-      `must be an integer from 0 to 3 (0 runs first), got ${JSON.stringify(priority)}`,
+      `must be an integer from 0 to 3 (0 runs first), got ${describeValue(priority)}`,
     );
   }
   const maxAttempts = job.maxAttempts ?? definition?.maxAttempts ?? 20;
@@ -119,7 +119,7 @@ export function normalizeInsert(
   ) {
     fail(
       'maxAttempts',
-      `must be an integer from 1 to ${MAX_ATTEMPTS_LIMIT}, got ${JSON.stringify(maxAttempts)}`,
+      `must be an integer from 1 to ${MAX_ATTEMPTS_LIMIT}, got ${describeValue(maxAttempts)}`,
     );
   }
   const tags = job.tags ?? definition?.tags ?? [];

@@ -174,6 +174,14 @@ describe('insert API', function () {
     ['priority above 3', { worker: 'ok', priority: 4 }, 'priority'],
     ['priority below 0', { worker: 'ok', priority: -1 }, 'priority'],
     ['maxAttempts below 1', { worker: 'ok', maxAttempts: 0 }, 'maxAttempts'],
+    // Said as the number given: JSON would print both as null.
+    [
+      'an Infinity maxAttempts',
+      { worker: 'ok', maxAttempts: Infinity },
+      'maxAttempts',
+      /got Infinity$/,
+    ],
+    ['a NaN priority', { worker: 'ok', priority: NaN }, 'priority', /got NaN$/],
     ['args that are an array', { worker: 'ok', args: [1] }, 'args'],
     ['args that are a string', { worker: 'ok', args: 'x' }, 'args'],
     ['args with a NUL character', { worker: 'ok', args: { s: 'a\u0000b' } }, 'args'],
