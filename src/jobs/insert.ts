@@ -87,13 +87,24 @@ export function normalizeInsert(
     throw error;
   }
   if (definition?.validate) {
-    let problem: string | null | undefined;
+    let problem: unknown;
     try {
       problem = definition.validate(args) ?? null;
+      // An async validate cannot be waited for here: its promise would read as a message.
+      if (typeof (problem as { then?: unknown } | null)?.then === 'function')
+        problem = 'validate returned a Promise; it must return its message (or null) synchronously';
     } catch (error) {
-      problem = (error as Error).message;
+      // A throw always rejects, whatever was thrown (a string, null, an Error with no message).
+      problem =
+        error instanceof Error
+          ? error.message || String(error)
+          : (typeof error === 'string' && error) || `validate threw ${String(error)}`;
     }
-    if (problem) fail('args', `rejected by worker "${worker}": ${problem}`);
+    if (problem)
+      fail(
+        'args',
+        `rejected by worker "${worker}": ${typeof problem === 'string' ? problem : describeValue(problem)}`,
+      );
   }
 
   const queue = job.queue ?? definition?.queue ?? 'default';

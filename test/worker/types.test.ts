@@ -110,4 +110,49 @@ describe('typed workers', function () {
     const rows = await db.query('SELECT id FROM jobs');
     assert.equal(rows.length, 0);
   });
+
+  it('a validate that throws anything, or returns a Promise, rejects the args', async function () {
+    const cases: [string, () => never | Promise<string>, RegExp][] = [
+      // A thrown string was read as an Error's message (undefined): the args were accepted.
+      [
+        'a string',
+        () => {
+          // eslint-disable-next-line @typescript-eslint/only-throw-error -- what is tested
+          throw 'to: missing';
+        },
+        /rejected by worker "v": to: missing$/,
+      ],
+      // A thrown null was a TypeError from reading its message.
+      [
+        'null',
+        () => {
+          // eslint-disable-next-line @typescript-eslint/only-throw-error -- what is tested
+          throw null;
+        },
+        /rejected by worker "v": validate threw null$/,
+      ],
+      [
+        'an Error with no message',
+        () => {
+          throw new Error();
+        },
+        /rejected by worker "v": Error$/,
+      ],
+      ['a Promise', () => Promise.resolve('bad'), /validate returned a Promise/],
+    ];
+    for (const [what, validate, message] of cases) {
+      const worker = defineWorker({
+        name: 'v',
+        validate: validate as unknown as () => string,
+        perform: () => undefined,
+      });
+      await assert.rejects(
+        quern.insert({ worker, args: {} }),
+        (error: unknown) =>
+          error instanceof InsertError && error.field === 'args' && message.test(error.message),
+        what,
+      );
+    }
+    assert.equal((await db.query('SELECT id FROM jobs')).length, 0);
+  });
 });
