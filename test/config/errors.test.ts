@@ -141,6 +141,11 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       () => ({ ...base(), database: { url: 'mysql://x:secret@y/z' } }),
       /database\.url: the protocol is "mysql:", expected postgres:\/\/ or postgresql:\/\//,
     ],
+    [
+      'a workers folder that does not exist (it started a node failing every job as unknown)',
+      () => ({ ...base(), workers: 'no-such-workers' }),
+      /workers: .*no-such-workers: no such folder/,
+    ],
     ['a file that is not JSON', () => ({}), /is not valid JSON/],
   ];
 
