@@ -41,7 +41,12 @@ async function* walk(dir: string): AsyncGenerator<string> {
 }
 
 export const enqueueDir: Command = {
-  options: { worker: { type: 'string' }, batch: { type: 'string' }, wait: { type: 'boolean' } },
+  options: {
+    worker: { type: 'string' },
+    batch: { type: 'string' },
+    wait: { type: 'boolean' },
+    'any-worker': { type: 'boolean' },
+  },
   async run({ positionals, values }) {
     const [dir, ...extra] = positionals;
     if (!dir || extra.length > 0) throw new UsageError('enqueue-dir needs one DIR');
@@ -59,7 +64,7 @@ export const enqueueDir: Command = {
     });
     if (!found.isDirectory()) throw new UsageError(`enqueue-dir: ${root} is not a folder`);
     const config = configFromFlags(values);
-    await requireKnownWorker(config, worker);
+    if (!values['any-worker']) await requireKnownWorker(config, worker);
     const connected = await connectClient(config);
     const started = Date.now();
     const ids: number[] = [];

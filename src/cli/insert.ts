@@ -27,6 +27,7 @@ export const insert: Command = {
     'schedule-in': { type: 'string' },
     'max-attempts': { type: 'string' },
     tags: { type: 'string' },
+    'any-worker': { type: 'boolean' },
   },
   async run({ positionals, values }) {
     const [worker, argsJson, ...extra] = positionals;
@@ -59,7 +60,7 @@ export const insert: Command = {
     if (values.tags !== undefined) job.tags = String(values.tags).split(',').filter(Boolean);
 
     const config = configFromFlags(values);
-    await requireKnownWorker(config, worker);
+    if (!values['any-worker']) await requireKnownWorker(config, worker);
     const connected = await connectClient(config);
     try {
       const inserted = await connected.client.insert(job).catch((error: unknown) => {

@@ -17,6 +17,7 @@ Commands:
   migrate [--down N]          apply migrations, or roll back to version N
   insert WORKER [ARGS_JSON]   insert a job and print its id
         [--queue Q] [--priority 0-3] [--schedule-in SECONDS] [--max-attempts N] [--tags a,b]
+        [--any-worker]              (without it, WORKER must be defined in the workers folder)
   enqueue-dir DIR [--worker W] [--wait]  insert one job per file under DIR (hash-file by
                               default); --wait: follow them until all are finished
   jobs [--state S] [--queue Q] [--worker W] [--limit N]   list jobs

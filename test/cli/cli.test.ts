@@ -68,6 +68,10 @@ describe('the CLI', function () {
     assert.equal(enqueued.code, 2, enqueued.stderr);
     assert.match(enqueued.stderr, /^error: worker: no worker "nosuch" is defined in /);
     assert.deepEqual(await db.query('SELECT id FROM jobs'), []);
+    // --any-worker: a worker that only other hosts' folders define.
+    const forced = await runCli(['insert', 'elsewhere', '{}', '--any-worker', '--config', config]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.deepEqual(await db.query('SELECT worker FROM jobs'), [{ worker: 'elsewhere' }]);
   });
 
   it('insert prints the new job id and stores every flag', async function () {
