@@ -18,8 +18,8 @@ export const MAX_QUEUE_LIMIT = 10000;
 
 /**
  * Jobs one thread runs at once. Capped at MAX_QUEUE_LIMIT rather than at the queue's own limit:
- * concurrency is fixed when the pool starts, and `queue scale` may raise the limit up to
- * MAX_QUEUE_LIMIT later, so a concurrency above the starting limit can be meant.
+ * a configured concurrency stays as configured when `queue scale` raises the limit (up to
+ * MAX_QUEUE_LIMIT), so a concurrency above the starting limit can be meant.
  */
 export const MAX_CONCURRENCY = MAX_QUEUE_LIMIT;
 

@@ -215,6 +215,7 @@ export function queueConfig(name: string, value: unknown): QueueConfig {
     limit,
     threads,
     concurrency,
+    concurrencyFixed: options.concurrency !== undefined,
     pollInterval: milliseconds(
       options.pollInterval,
       `${where}.pollInterval`,

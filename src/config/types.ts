@@ -8,6 +8,11 @@ export interface QueueConfig {
   threads: number;
   /** Jobs one thread runs at once (async jobs interleave on a thread). */
   concurrency: number;
+  /**
+   * Whether the configuration set `concurrency`. When it did not, concurrency follows the limit
+   * (ceil(limit / threads)), also when `queue scale` changes the limit.
+   */
+  concurrencyFixed?: boolean;
   /** Fallback poll in ms when no notification arrives. */
   pollInterval: number;
   /** Jobs claimed ahead of free slots, waiting on this node to start (0: claim only what runs). */

@@ -61,7 +61,7 @@ export class QueueSupervisor {
       queue: this.options.queue,
       workersDir: this.options.workersDir,
       threads: config.threads,
-      concurrency: config.concurrency,
+      concurrency: this.concurrency(),
       memoryLimitMb: config.memoryLimitMb,
       cancelGracePeriod: this.options.cancelGracePeriod,
       // The most the producer hands out: its limit (scalable up to the maximum) and look-ahead.
@@ -125,9 +125,21 @@ export class QueueSupervisor {
     this.producer.wake();
   }
 
+  /**
+   * Jobs one thread runs at once: the configured concurrency, or, when none was configured, the
+   * current limit shared out over the threads (a scaled-up queue ran only its starting limit's
+   * worth at once, while it claimed the new limit's worth and held the rest as executing).
+   */
+  private concurrency(): number {
+    const { config } = this.options;
+    if (config.concurrencyFixed ?? true) return config.concurrency;
+    return Math.ceil(this.producer.limit / config.threads);
+  }
+
   scale(limit: number): void {
     const lower = limit < this.producer.limit;
     this.producer.limit = limit;
+    this.threads?.setConcurrency(this.concurrency());
     // Jobs handed out ahead under the old limit would still start as slots free: give them back.
     if (lower) this.producer.releaseWaiting();
     this.producer.wake();

@@ -114,6 +114,8 @@ export class ThreadPool {
   private readonly startedAt: Float64Array;
   private readonly ended: Int32Array;
   private readonly generation: Int32Array;
+  /** SharedSlots.concurrency: the threads' current cap. */
+  private readonly concurrencyCap: Int32Array;
   /** Slots no tracked job holds. Jobs finish out of order, so a slot is reused only once freed. */
   private readonly freeSlots: number[];
   /** Jobs past their timeout before they began (waiting for a slot), looked at together. */
@@ -130,7 +132,10 @@ export class ThreadPool {
       startedAt: new SharedArrayBuffer(size * 8),
       ended: new SharedArrayBuffer(size * 4),
       generation: new SharedArrayBuffer(4),
+      concurrency: new SharedArrayBuffer(4),
     };
+    this.concurrencyCap = new Int32Array(slots.concurrency!);
+    Atomics.store(this.concurrencyCap, 0, options.concurrency);
     this.threadIds = new Int32Array(slots.threadIds);
     this.startedAt = new Float64Array(slots.startedAt);
     this.ended = new Int32Array(slots.ended);
@@ -185,6 +190,23 @@ export class ThreadPool {
   /** Jobs the threads run at once at most: past it, handed-out jobs wait on their thread. */
   get performers(): number {
     return this.options.threads * this.options.concurrency;
+  }
+
+  get concurrency(): number {
+    return this.options.concurrency;
+  }
+
+  /**
+   * Changes how many jobs each thread runs at once, while they run (`queue scale` of a queue whose
+   * concurrency follows its limit). Jobs waiting on a thread for a slot take the new ones; over a
+   * lowered cap, running jobs finish and no new one starts until the thread is under it.
+   */
+  setConcurrency(concurrency: number): void {
+    if (this.destroyed || concurrency === this.options.concurrency) return;
+    this.options.concurrency = concurrency;
+    Atomics.store(this.concurrencyCap, 0, concurrency);
+    const raised: CancelMessage = { concurrency: true };
+    this.cancelChannel.postMessage(raised);
   }
 
   /**

@@ -42,6 +42,11 @@ export interface SharedSlots {
    * after the broadcast that releases waiting jobs (the two travel on different channels).
    */
   generation: SharedArrayBuffer;
+  /**
+   * The thread's current cap on jobs at once (one Int32): `queue scale` changes it while the
+   * threads run, and a thread started later reads it here rather than from its workerData.
+   */
+  concurrency?: SharedArrayBuffer;
 }
 
 /**
@@ -79,7 +84,11 @@ export type RunnerOutcome = ThreadOutcome | { kind: 'unstarted' };
 export type BatchOutcomes = (number | [number, RunnerOutcome])[];
 
 /** On the pool's channel: stop one job, or give back every job still waiting for a slot. */
-export type CancelMessage = { key: string; reason: string } | { release: true };
+export type CancelMessage =
+  | { key: string; reason: string }
+  | { release: true }
+  /** The cap in SharedSlots.concurrency changed: jobs waiting for a slot may start. */
+  | { concurrency: true };
 
 /** What a thread tells the main thread (through piscina's 'message' event). */
 export type ThreadMessage =
@@ -92,6 +101,7 @@ const shared = data.slots && {
   startedAt: new Float64Array(data.slots.startedAt),
   ended: new Int32Array(data.slots.ended),
   generation: new Int32Array(data.slots.generation),
+  concurrency: data.slots.concurrency ? new Int32Array(data.slots.concurrency) : null,
 };
 
 /** Whether the main thread gave back the waiting jobs since this batch was sent. */
@@ -143,6 +153,10 @@ const STOPPED_EARLY_CAP = 10000;
 
 cancels.onmessage = (event: unknown) => {
   const message = (event as { data: CancelMessage }).data;
+  if ('concurrency' in message) {
+    fillSlots();
+    return;
+  }
   if ('release' in message) {
     // The queue paused or stopped: jobs still waiting for a slot go back, unstarted.
     for (const entry of slotQueue.splice(0)) entry(false);
@@ -170,14 +184,16 @@ cancels.onmessage = (event: unknown) => {
  * carry a batch of jobs, so the jobs beyond the cap wait on the thread for a slot (first come,
  * first served). They wait only when piscina put more batches on one thread than the others.
  */
-const slotLimit = data.concurrency ?? Infinity;
+function slotLimit(): number {
+  return shared?.concurrency ? Atomics.load(shared.concurrency, 0) : (data.concurrency ?? Infinity);
+}
 let slotsUsed = 0;
 const slotQueue: ((run: boolean) => void)[] = [];
 const waitingForSlot = new Map<string, (run: boolean) => void>();
 
 /** Resolves true when the job may run, false when it was stopped while waiting. */
 function acquireSlot(key: string): Promise<boolean> | true {
-  if (slotsUsed < slotLimit) {
+  if (slotsUsed < slotLimit()) {
     slotsUsed++;
     return true;
   }
@@ -192,9 +208,18 @@ function acquireSlot(key: string): Promise<boolean> | true {
 }
 
 function releaseSlot(): void {
-  const next = slotQueue.shift();
+  // Over a lowered cap, a freed slot is not handed on.
+  const next = slotsUsed > slotLimit() ? undefined : slotQueue.shift();
   if (next) next(true);
   else slotsUsed--;
+}
+
+/** A raised cap: waiting jobs take the new slots. */
+function fillSlots(): void {
+  while (slotsUsed < slotLimit() && slotQueue.length > 0) {
+    slotsUsed++;
+    slotQueue.shift()!(true);
+  }
 }
 // The channel must not keep an idle thread alive.
 (cancels as unknown as { unref(): void }).unref();
@@ -351,7 +376,7 @@ function runJob(
   }
   // A job that would wait for a slot after its batch was released goes back at once; one that
   // finds a free slot runs, as a job handed to the pool always did.
-  if (slotsUsed >= slotLimit && released(generation)) {
+  if (slotsUsed >= slotLimit() && released(generation)) {
     finish({ kind: 'unstarted' });
     return;
   }
