@@ -63,15 +63,16 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (!command) throw new UsageError(`unknown command "${name}"`);
     let parsed;
+    const options: ParseArgsConfig['options'] = {
+      config: { type: 'string' },
+      prefix: { type: 'string' },
+      help: { type: 'boolean' },
+      ...command.options,
+    };
     try {
       parsed = parseArgs({
-        args: rest,
-        options: {
-          config: { type: 'string' },
-          prefix: { type: 'string' },
-          help: { type: 'boolean' },
-          ...command.options,
-        },
+        args: withNegativeValues(rest, options),
+        options,
         allowPositionals: true,
         strict: true,
       });
@@ -80,7 +81,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await command.run({
       positionals: parsed.positionals,
-      values: parsed.values,
+      // No option is `multiple`, so no value is an array.
+      values: parsed.values as Record<string, string | boolean | undefined>,
     });
   } catch (error) {
     if (error instanceof UsageError) {
@@ -103,4 +105,23 @@ export async function main(argv: string[]): Promise<number> {
     );
     return 1;
   }
+}
+
+/**
+ * `--priority -1` as `--priority=-1`: parseArgs takes a value that starts with a dash for an
+ * option and refuses it as ambiguous, so the command's own range check never saw it. Only a
+ * number after an option that takes a value is joined to it.
+ */
+function withNegativeValues(args: string[], options: ParseArgsConfig['options']): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const name = arg.startsWith('--') ? arg.slice(2) : null;
+    const next = args[i + 1];
+    if (name && options?.[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
 }

@@ -35,6 +35,9 @@ describe('the CLI', function () {
     ['a bad state', ['jobs', '--state', 'done'], /--state: expected one of/],
     ['a priority out of range', ['insert', 'ok', '--priority', '7'], /priority/],
     ['a priority that is not a number', ['insert', 'ok', '--priority', 'high'], /--priority/],
+    // A negative number after an option is its value (parseArgs called it ambiguous).
+    ['a negative priority', ['insert', 'ok', '--priority', '-1'], /priority: .* got -1/],
+    ['a negative limit', ['jobs', '--limit', '-3'], /--limit: expected a whole number/],
     ['args that are not JSON', ['insert', 'ok', '{nope'], /ARGS_JSON is not valid JSON/],
     ['a missing worker', ['insert'], /insert needs a WORKER/],
     ['a bad --down', ['migrate', '--down', 'x'], /--down/],
