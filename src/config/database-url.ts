@@ -34,5 +34,21 @@ export function databaseUrlProblem(url: string): string | null {
   // 'postgres:db' parses too, as a path without a host, which pg reads as database "b".
   if (!/^\s*postgres(ql)?:\/\//i.test(url))
     return `expected postgres:// or postgresql:// followed by the host (${EXAMPLE})`;
+  // pg reads any other value as "use SSL", so a typo failed every connection as a server that
+  // does not support SSL, retried forever.
+  const sslmode = parsed.searchParams.get('sslmode');
+  if (sslmode !== null && !SSL_MODES.includes(sslmode))
+    return `sslmode ${JSON.stringify(sslmode.slice(0, 40))} is not one of ${SSL_MODES.join(', ')}`;
   return null;
 }
+
+/** The sslmode values pg understands (libpq's, and its own no-verify). */
+const SSL_MODES = [
+  'disable',
+  'allow',
+  'prefer',
+  'require',
+  'verify-ca',
+  'verify-full',
+  'no-verify',
+];

@@ -25,7 +25,11 @@ const FINAL_CODES: Record<string, string> = {
 
 export function isFinalConnectError(error: unknown): string | null {
   const code = (error as { code?: string } | null)?.code;
-  return code !== undefined && code in FINAL_CODES ? FINAL_CODES[code]! : null;
+  if (code !== undefined && code in FINAL_CODES) return FINAL_CODES[code]!;
+  // Said by pg itself (no SQLSTATE) when the URL asks for SSL and the server has none.
+  if ((error as Error | null)?.message === 'The server does not support SSL connections')
+    return 'the URL asks for SSL (sslmode), which this server does not offer';
+  return null;
 }
 
 export function redactUrl(url: string): string {

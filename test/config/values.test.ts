@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import pino from 'pino';
+import pg from 'pg';
 import { configFromFlags } from '../../src/cli/context.js';
 import { Quern } from '../../src/client.js';
 import {
@@ -268,6 +269,8 @@ describe('configuration database URL', function () {
     ['postgres://u:secret@host:port/db', /cannot be parsed as a URL/],
     ['postgres:db', /expected postgres:\/\/ or postgresql:\/\/ followed by the host/],
     ['/var/run/postgresql db', /cannot be parsed as a URL/],
+    // pg read any other sslmode as "use SSL": every connection failed, retried forever.
+    ['postgres://u:secret@host/db?sslmode=bogus', /sslmode "bogus" is not one of disable, allow/],
   ];
   for (const [url, message] of bad) {
     it(`refuses ${JSON.stringify(url)}, naming where it came from and never the password`, function () {
@@ -298,6 +301,24 @@ describe('configuration database URL', function () {
       'POSTGRES://localhost/app',
     ])
       assert.equal(load({ database: { url } }).database.url, url);
+  });
+
+  it('waitForDatabase stops at once when the URL asks for SSL and the server has none', async function () {
+    const url = new URL(databaseUrl());
+    url.searchParams.set('sslmode', 'no-verify');
+    const probe = new pg.Client({ connectionString: url.toString() });
+    const offered = await probe.connect().then(
+      () => true,
+      () => false,
+    );
+    await probe.end().catch(() => undefined);
+    if (offered) this.skip(); // this server speaks SSL: nothing to refuse
+    await assert.rejects(
+      waitForDatabase(url.toString(), pino({ level: 'silent' })),
+      (error: unknown) =>
+        error instanceof DatabaseConfigError &&
+        /asks for SSL \(sslmode\), which this server does not offer/.test(error.message),
+    );
   });
 
   it('waitForDatabase refuses an unusable URL at once instead of retrying it', async function () {
