@@ -31,6 +31,36 @@ describe('insert edges', function () {
     };
   }
 
+  it('args past what one jsonb value holds are refused naming args, or the batch, before anything is sent', async function () {
+    this.timeout(60000);
+    // 2^28 characters: PostgreSQL keeps at most 2^28 - 1 bytes in one jsonb value.
+    const big = 'x'.repeat(2 ** 28);
+    await assert.rejects(
+      db.client.insert({ worker: 'ok', args: { big } }),
+      insertError('args', /^args: 256 MiB of JSON with its meta, more than PostgreSQL keeps/),
+    );
+    // Each job fits; the batch, sent as one jsonb array, does not.
+    const half = big.slice(0, 2 ** 27 + 16);
+    await assert.rejects(
+      db.client.insertMany([
+        { worker: 'ok', args: { half } },
+        { worker: 'ok', args: { half } },
+      ]),
+      insertError(
+        'jobs',
+        /^jobs: the 2 jobs' args and meta come to 256 MiB .*insert fewer jobs at a time/,
+      ),
+    );
+    await assert.rejects(
+      db.client.insertMany([
+        { worker: 'ok', args: { half, other: 1 }, unique: { keys: ['other'] } },
+        { worker: 'ok', args: { half, other: 2 }, unique: { keys: ['other'] } },
+      ]),
+      insertError('jobs', /^jobs: the 2 jobs' args/),
+    );
+    assert.equal(await jobCount(), 0);
+  });
+
   it('a misspelt option key is refused with the near one, inside a transaction nothing is written outside it', async function () {
     const client = await db.pool.connect();
     try {

@@ -2,6 +2,7 @@
 // batch, the notification it sends, times as PostgreSQL computes them, and outcomes as array
 // literals. Pure functions, each measured against the form it replaced (see each).
 
+import { InsertError } from '../../jobs/insert.js';
 import type { InsertRow, OutcomeRow } from './jobs.js';
 
 /**
@@ -139,4 +140,49 @@ export function notifyPayload(rows: InsertRow[]): string {
   for (const row of rows) queues.add(row.queue);
   const list = [...queues].join(',');
   return list.length > 4000 ? '*' : list;
+}
+
+/**
+ * The most bytes PostgreSQL keeps in one jsonb value (2^28 - 1). An insert sends its whole batch
+ * as one jsonb array, so this bounds the batch, not each job.
+ */
+export const MAX_JSONB_BYTES = 2 ** 28 - 1;
+
+/**
+ * The JSON text of an insert batch, refused before it is sent when it cannot fit in one jsonb
+ * value: a text that long, or one past V8's string length (a RangeError). Before, the first came
+ * back as PostgreSQL's "total size of jsonb array elements exceeds the maximum", the second as a
+ * bare "Invalid string length", neither naming the insert's args.
+ */
+export function batchJson(value: unknown, count: number): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    if (error instanceof RangeError) throw tooLarge(count, 'more JSON than a string holds');
+    throw error;
+  }
+  // Each character is at least one byte of UTF-8.
+  if (text.length > MAX_JSONB_BYTES)
+    throw tooLarge(count, `${Math.round(text.length / 2 ** 20)} MiB of JSON`);
+  return text;
+}
+
+/** The insert error for a batch PostgreSQL cannot hold in one jsonb value. */
+export function tooLarge(count: number, size: string): InsertError {
+  return count === 1
+    ? new InsertError(
+        `args: ${size} with its meta, more than PostgreSQL keeps in one jsonb value (256 MiB)`,
+        'args',
+      )
+    : new InsertError(
+        `jobs: the ${count} jobs' args and meta come to ${size}, more than one insert carries (PostgreSQL keeps 256 MiB in one jsonb value); insert fewer jobs at a time`,
+        'jobs',
+      );
+}
+
+/** PostgreSQL's "program limit exceeded" (a jsonb too large, near the limit in UTF-8) as such. */
+export function insertLimitError(error: unknown, count: number): unknown {
+  const e = error as { code?: string; message?: string } | null;
+  return e?.code === '54000' ? tooLarge(count, `too much (PostgreSQL: ${e.message})`) : error;
 }

@@ -5,7 +5,15 @@
 import type pg from 'pg';
 import { channelNames, quoteIdentifier } from '../identifiers.js';
 import { rowToJob, type JobRecord, type JobState } from '../../jobs/types.js';
-import { intervalMicros, notifyPayload, outcomeColumns, toMillis, uniform } from './encode.js';
+import {
+  batchJson,
+  insertLimitError,
+  intervalMicros,
+  notifyPayload,
+  outcomeColumns,
+  toMillis,
+  uniform,
+} from './encode.js';
 
 export type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -165,14 +173,21 @@ export class JobQueries {
            priority smallint, scheduled_at timestamptz, schedule_in double precision))
            WITH ORDINALITY AS x(queue, worker, args, meta, tags, max_attempts, priority,
                                 scheduled_at, schedule_in, ord)`;
-    const { rows: answer } = await db.query<{
-      first: string;
-      ids: string | null;
-      states: string | null;
-      now_us: string;
-    }>({
-      name: same ? this.names.insertUniform : this.names.insert,
-      text: `
+    const json = same
+      ? batchJson(
+          rows.map((row) => row.args),
+          rows.length,
+        )
+      : batchJson(rows, rows.length);
+    const { rows: answer } = await db
+      .query<{
+        first: string;
+        ids: string | null;
+        states: string | null;
+        now_us: string;
+      }>({
+        name: same ? this.names.insertUniform : this.names.insert,
+        text: `
       WITH input AS (${input}),
       timed AS (
         SELECT input.*, COALESCE(input.scheduled_at, now() + make_interval(secs => COALESCE(schedule_in, 0))) AS at
@@ -202,18 +217,21 @@ export class JobQueries {
              (extract(epoch FROM now()) * 1000000)::bigint::text AS now_us,
              (SELECT count(*) FROM notified) AS notified
       FROM summary`,
-      values: same
-        ? [
-            JSON.stringify(rows.map((row) => row.args)),
-            this.channel,
-            notifyPayload(rows),
-            same.queue,
-            same.worker,
-            same.max_attempts,
-            same.priority,
-          ]
-        : [JSON.stringify(rows), this.channel, notifyPayload(rows)],
-    });
+        values: same
+          ? [
+              json,
+              this.channel,
+              notifyPayload(rows),
+              same.queue,
+              same.worker,
+              same.max_attempts,
+              same.priority,
+            ]
+          : [json, this.channel, notifyPayload(rows)],
+      })
+      .catch((error: unknown) => {
+        throw insertLimitError(error, rows.length);
+      });
     // One row whatever the batch: the first id (the ids in order only when another statement's
     // took numbers in between), a letter per state only when some job is scheduled, and the
     // statement's now() (inserted_at, and scheduled_at where none was given). Sorting and

@@ -4,6 +4,7 @@
 
 import { channelNames, quoteIdentifier } from '../identifiers.js';
 import { rowToJob, type JobRecord } from '../../jobs/types.js';
+import { batchJson, insertLimitError } from './encode.js';
 import type { InsertRow, Queryable } from './jobs.js';
 
 /** A row to insert; the unique_* fields are null for a job inserted without `unique`. */
@@ -59,9 +60,10 @@ export class UniqueQueries {
    */
   async insert(db: Queryable, rows: UniqueInsertRow[]): Promise<UniqueInsertResult[]> {
     if (rows.length === 0) return [];
-    const { rows: out } = await db.query<Record<string, unknown>>({
-      name: this.name,
-      text: `
+    const { rows: out } = await db
+      .query<Record<string, unknown>>({
+        name: this.name,
+        text: `
       WITH input AS (
         SELECT x.* FROM jsonb_to_recordset($1::jsonb) AS x(
           queue text, worker text, args jsonb, meta jsonb, tags text[], max_attempts integer,
@@ -126,8 +128,17 @@ export class UniqueQueries {
         WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.id = e.id)
       )
       SELECT result.*, (SELECT count(*) FROM notified) AS notified FROM result ORDER BY id`,
-      values: [JSON.stringify(rows.map((row, ord) => ({ ...row, ord }))), this.channel],
-    });
+        values: [
+          batchJson(
+            rows.map((row, ord) => ({ ...row, ord })),
+            rows.length,
+          ),
+          this.channel,
+        ],
+      })
+      .catch((error: unknown) => {
+        throw insertLimitError(error, rows.length);
+      });
     return out.map((row) => ({
       job: rowToJob(row),
       kind: row.kind as UniqueInsertResult['kind'],
