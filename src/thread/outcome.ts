@@ -165,6 +165,8 @@ function interpretReturnOrThrow(value: unknown): ThreadOutcome {
   if (typeof value === 'object' && !Array.isArray(value)) {
     const record = value as Record<string, unknown>;
     if (single(record, 'ok')) {
+      // `{ ok: undefined }` (an optional value that was not there) is `{ ok: null }`, quietly.
+      if (record.ok === undefined) return { kind: 'completed', result: null, warning: null };
       const stored = toStorableJson(record.ok, 'result', MAX_RESULT_LENGTH);
       if (stored.tooLong !== undefined) return tooLarge(stored.tooLong);
       if (stored.threw) return unstorable(stored.problem);

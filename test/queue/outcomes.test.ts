@@ -291,6 +291,14 @@ describe('interpretReturn, for values JSON args cannot carry', function () {
     });
   }
 
+  it('{ ok: undefined } completes with a null result and no warning, as a bare return does', function () {
+    assert.deepEqual(interpretReturn({ ok: undefined }), {
+      kind: 'completed',
+      result: null,
+      warning: null,
+    });
+  });
+
   it('fractions of a second are a valid snooze', function () {
     assert.deepEqual(interpretReturn({ snooze: 0.5 }), {
       kind: 'snoozed',
