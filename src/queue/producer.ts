@@ -14,12 +14,14 @@
 
 import type pg from 'pg';
 import { MAX_TIMER_MS } from '../config/bounds.js';
+import { describe } from '../config/validate.js';
 import type { ClaimedJob, JobQueries, OutcomeRow } from '../db/queries/jobs.js';
 import { MAX_SCHEDULE_IN } from '../jobs/insert.js';
 import { jobOf, type Job, type JobRecord, type JobState } from '../jobs/types.js';
 import type { JobEventBase, Telemetry } from '../telemetry/events.js';
 import { defaultBackoff } from '../worker/define.js';
 import type { RegisteredWorker } from '../worker/registry.js';
+import { describeError } from '../thread/outcome.js';
 import type { OutcomeWriter } from './outcomes.js';
 import type { PoolEntry, RunResult, ThreadPool } from './threads.js';
 
@@ -341,7 +343,9 @@ export class Producer {
       pooled.push({
         job,
         key: token,
-        timeoutMs: timeoutFor(registered, job),
+        timeoutMs: timeoutFor(registered, job, (warning) =>
+          this.deps.telemetry.emit('job:warning', { ...this.base(record), warning }),
+        ),
         done,
         argsText: record.argsText,
         metaText: record.metaText,
@@ -491,18 +495,38 @@ function firstLine(text: string): string {
   return text.split('\n', 1)[0] ?? '';
 }
 
-function timeoutFor(registered: RegisteredWorker, job: Job): number | null {
+/**
+ * The job's timeout in ms, or null for none. A `timeout` function that throws or returns
+ * something other than a positive number gives none, and says so on `job:warning` (it ran with
+ * no timeout without a word).
+ */
+function timeoutFor(
+  registered: RegisteredWorker,
+  job: Job,
+  warn: (warning: string) => void,
+): number | null {
   const timeout = registered.definition.timeout as number | ((job: Job) => number) | undefined;
   if (timeout === undefined) return null;
+  let ms: unknown;
   try {
-    const ms = typeof timeout === 'function' ? timeout(job) : timeout;
-    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) return null;
-    // Node's timers cannot wait longer (a larger delay fires after 1 ms): a longer timeout is
-    // as good as none, and is held to the longest one a timer keeps.
-    return Math.min(ms, MAX_TIMER_MS);
-  } catch {
+    ms = typeof timeout === 'function' ? timeout(job) : timeout;
+  } catch (error) {
+    warn(
+      `timeout: the worker's timeout function threw (${describeError(error).split('\n', 1)[0]}); the job runs with no timeout`,
+    );
     return null;
   }
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) {
+    // 0 (or nothing) is how a function says "no timeout for this one": no warning for those.
+    if (ms !== 0 && ms !== undefined && ms !== null)
+      warn(
+        `timeout: the worker's timeout function returned ${describe(ms)}, not a positive number of ms; the job runs with no timeout`,
+      );
+    return null;
+  }
+  // Node's timers cannot wait longer (a larger delay fires after 1 ms): a longer timeout is
+  // as good as none, and is held to the longest one a timer keeps.
+  return Math.min(ms, MAX_TIMER_MS);
 }
 
 /**

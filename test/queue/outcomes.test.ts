@@ -28,6 +28,26 @@ describe('job outcomes, run in worker threads', function () {
     );
   }
 
+  it('a timeout function returning junk warns, and the job runs with no timeout', async function () {
+    const warned = node!.telemetry.waitFor('job:warning', (e) => e.worker === 'slow', 5000);
+    const stopped = node!.telemetry.waitFor('job:stop', (e) => e.worker === 'slow', 5000);
+    const job = await db.client.insert({ worker: 'slow', args: { ms: 20, timeout: 'abc' } });
+    const warning = await warned;
+    assert.equal(warning.id, job.id);
+    assert.match(
+      warning.warning,
+      /^timeout: the worker's timeout function returned "abc", not a positive number of ms; the job runs with no timeout$/,
+    );
+    assert.equal((await stopped).state, 'completed');
+    // 0 is how the function says "no timeout": no warning for it.
+    const quiet: string[] = [];
+    node!.telemetry.on('job:warning', (e) => quiet.push(e.warning));
+    const second = node!.telemetry.waitFor('job:stop', (e) => e.worker === 'slow', 5000);
+    await db.client.insert({ worker: 'slow', args: { ms: 20, timeout: 0 } });
+    assert.equal((await second).state, 'completed');
+    assert.deepEqual(quiet, []);
+  });
+
   it('runs perform in a worker thread with the job and an abort signal', async function () {
     const job = await db.client.insert({
       worker: 'inspect',
