@@ -106,9 +106,12 @@ export class Quern {
       });
     } else if (typeof options.workers === 'string' && options.workers !== '') {
       const dir = path.resolve(options.workers);
-      this.workersLoaded = loadWorkerFolder(dir).then((workers) => {
-        for (const [name, registered] of workers) this.definitions.set(name, registered.definition);
-      });
+      this.workersLoaded = loadWorkerFolder(dir, !path.isAbsolute(options.workers)).then(
+        (workers) => {
+          for (const [name, registered] of workers)
+            this.definitions.set(name, registered.definition);
+        },
+      );
       // A failed load rejects the first call that needs the workers (insert, workerDefinition,
       // ready), and every one after. Without this handler it would also be an unhandled
       // rejection, which ends the process before any call could catch it.
@@ -379,15 +382,23 @@ export class Quern {
   }
 }
 
-/** The workers folder: it must exist (a misspelt path would silently leave no defaults). */
-async function loadWorkerFolder(dir: string): ReturnType<typeof loadWorkers> {
+/**
+ * The workers folder: it must exist (a misspelt path would silently leave no defaults). The
+ * error says how a relative path was resolved only when one was given (the CLI passes the
+ * folder already resolved against its configuration file's).
+ */
+async function loadWorkerFolder(dir: string, relative: boolean): ReturnType<typeof loadWorkers> {
   const where = `workers: ${dir}`;
   let isFolder: boolean;
   try {
     isFolder = (await stat(dir)).isDirectory();
   } catch (error) {
     throw new WorkerLoadError(
-      `${where}: no such folder (${(error as Error).message}); a relative path is resolved against the current directory, ${process.cwd()}`,
+      `${where}: no such folder (${(error as Error).message})${
+        relative
+          ? `; a relative path is resolved against the current directory, ${process.cwd()}`
+          : ''
+      }`,
       dir,
     );
   }

@@ -71,6 +71,17 @@ describe('client workers folder', function () {
     }
   });
 
+  it('an absolute folder that does not exist is named without the remark on relative paths', async function () {
+    const missing = path.join(tmpdir(), 'quern-no-such-workers-folder');
+    const quern = new Quern({ testing: 'inline', workers: missing });
+    await assert.rejects(quern.ready(), (error: unknown) => {
+      assert.ok(error instanceof WorkerLoadError, String(error));
+      assert.match(error.message, new RegExp(`^workers: ${missing}: no such folder \\(ENOENT`));
+      assert.doesNotMatch(error.message, /relative path/);
+      return true;
+    });
+  });
+
   it('a worker that cannot be loaded: insert and ready reject with its file; the constructor does not throw', async function () {
     const dir = mkdtempSync(path.join(tmpdir(), 'quern-bad-workers-'));
     writeFileSync(path.join(dir, 'broken.js'), "throw new Error('broken at import');\n");
