@@ -343,9 +343,7 @@ export class Producer {
       pooled.push({
         job,
         key: token,
-        timeoutMs: timeoutFor(registered, job, (warning) =>
-          this.deps.telemetry.emit('job:warning', { ...this.base(record), warning }),
-        ),
+        timeoutMs: timeoutFor(registered, job, record, this.warnAbout),
         done,
         argsText: record.argsText,
         metaText: record.metaText,
@@ -428,6 +426,11 @@ export class Producer {
     });
   }
 
+  /** A warning about a job before it runs (made once: dispatch runs per job). */
+  private readonly warnAbout = (record: JobRecord, warning: string): void => {
+    this.deps.telemetry.emit('job:warning', { ...this.base(record), warning });
+  };
+
   private base(record: JobRecord): JobEventBase {
     return {
       id: record.id,
@@ -503,7 +506,8 @@ function firstLine(text: string): string {
 function timeoutFor(
   registered: RegisteredWorker,
   job: Job,
-  warn: (warning: string) => void,
+  record: JobRecord,
+  warnAbout: (record: JobRecord, warning: string) => void,
 ): number | null {
   const timeout = registered.definition.timeout as number | ((job: Job) => number) | undefined;
   if (timeout === undefined) return null;
@@ -511,7 +515,8 @@ function timeoutFor(
   try {
     ms = typeof timeout === 'function' ? timeout(job) : timeout;
   } catch (error) {
-    warn(
+    warnAbout(
+      record,
       `timeout: the worker's timeout function threw (${describeError(error).split('\n', 1)[0]}); the job runs with no timeout`,
     );
     return null;
@@ -519,7 +524,8 @@ function timeoutFor(
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) {
     // 0 (or nothing) is how a function says "no timeout for this one": no warning for those.
     if (ms !== 0 && ms !== undefined && ms !== null)
-      warn(
+      warnAbout(
+        record,
         `timeout: the worker's timeout function returned ${describe(ms)}, not a positive number of ms; the job runs with no timeout`,
       );
     return null;
