@@ -192,10 +192,6 @@ export class ThreadPool {
     return this.options.threads * this.options.concurrency;
   }
 
-  get concurrency(): number {
-    return this.options.concurrency;
-  }
-
   /**
    * Changes how many jobs each thread runs at once, while they run (`queue scale` of a queue whose
    * concurrency follows its limit). Jobs waiting on a thread for a slot take the new ones; over a

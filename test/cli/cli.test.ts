@@ -77,6 +77,21 @@ describe('the CLI', function () {
     assert.deepEqual(await db.query('SELECT worker FROM jobs'), [{ worker: 'elsewhere' }]);
   });
 
+  it('a command ends even when a worker module keeps a timer open', async function () {
+    this.timeout(20000);
+    // insert imports the workers folder (for the worker's defaults and to check its name); a
+    // module that starts a timer at import kept the CLI process alive after it was done.
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-cli-ticking-'));
+    writeFileSync(
+      path.join(dir, 'ticking.js'),
+      "setInterval(() => {}, 1000);\nexport default { name: 'ticking', perform() {} };\n",
+    );
+    const ticking = writeConfig({ ...nodeConfig(db.schema, db.url), workers: dir });
+    const inserted = await runCli(['insert', 'ticking', '{}', '--config', ticking]);
+    assert.equal(inserted.code, 0, inserted.stderr);
+    assert.deepEqual(await db.query('SELECT worker FROM jobs'), [{ worker: 'ticking' }]);
+  });
+
   it('insert prints the new job id and stores every flag', async function () {
     const { code, stdout, stderr } = await runCli([
       'insert',
