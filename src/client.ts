@@ -2,7 +2,6 @@
 // pg client), look them up, cancel and retry them, and control queues across the cluster. It
 // needs no running node: everything goes through PostgreSQL.
 
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { DEFAULT_SCHEMA, MAX_QUEUE_LIMIT } from './config/load.js';
@@ -19,7 +18,7 @@ import type { Job, JobRecord, JobState } from './jobs/types.js';
 import { runPerform, stateOf } from './testing/perform.js';
 import { sendControl, type QueueAction } from './node/control.js';
 import type { InsertJob, WorkerDefinition } from './worker/define.js';
-import { loadWorkers, validateDefinition, WorkerLoadError } from './worker/registry.js';
+import { loadWorkerFolder, validateDefinition } from './worker/registry.js';
 import { collectStats, type Stats } from './telemetry/stats.js';
 
 export interface QuernOptions {
@@ -106,12 +105,14 @@ export class Quern {
       });
     } else if (typeof options.workers === 'string' && options.workers !== '') {
       const dir = path.resolve(options.workers);
-      this.workersLoaded = loadWorkerFolder(dir, !path.isAbsolute(options.workers)).then(
-        (workers) => {
-          for (const [name, registered] of workers)
-            this.definitions.set(name, registered.definition);
-        },
-      );
+      // How a relative path was resolved, only when one was given (the CLI passes the folder
+      // already resolved against its configuration file's).
+      const hint = path.isAbsolute(options.workers)
+        ? null
+        : `a relative path is resolved against the current directory, ${process.cwd()}`;
+      this.workersLoaded = loadWorkerFolder(dir, hint).then((workers) => {
+        for (const [name, registered] of workers) this.definitions.set(name, registered.definition);
+      });
       // A failed load rejects the first call that needs the workers (insert, workerDefinition,
       // ready), and every one after. Without this handler it would also be an unhandled
       // rejection, which ends the process before any call could catch it.
@@ -380,30 +381,6 @@ export class Quern {
   async close(): Promise<void> {
     if (this.ownsPool) await this.pool.end();
   }
-}
-
-/**
- * The workers folder: it must exist (a misspelt path would silently leave no defaults). The
- * error says how a relative path was resolved only when one was given (the CLI passes the
- * folder already resolved against its configuration file's).
- */
-async function loadWorkerFolder(dir: string, relative: boolean): ReturnType<typeof loadWorkers> {
-  const where = `workers: ${dir}`;
-  let isFolder: boolean;
-  try {
-    isFolder = (await stat(dir)).isDirectory();
-  } catch (error) {
-    throw new WorkerLoadError(
-      `${where}: no such folder (${(error as Error).message})${
-        relative
-          ? `; a relative path is resolved against the current directory, ${process.cwd()}`
-          : ''
-      }`,
-      dir,
-    );
-  }
-  if (!isFolder) throw new WorkerLoadError(`${where}: not a folder`, dir);
-  return loadWorkers(dir);
 }
 
 /**

@@ -3,7 +3,6 @@
 // It is also where messages from other nodes (control notifications) are turned into calls on
 // the queue supervisors.
 
-import { statSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -29,7 +28,7 @@ import { QueueSupervisor } from '../queue/supervisor.js';
 import { Telemetry } from '../telemetry/events.js';
 import { attachLogger, createLogger } from '../telemetry/logger.js';
 import { startMetricsServer, type MetricsServer } from '../telemetry/metrics.js';
-import { loadWorkers, WorkerLoadError, type RegisteredWorker } from '../worker/registry.js';
+import { loadWorkerFolder, loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import { ControlChannel, type ControlMessage } from './control.js';
 import { fenceTimings, HeartbeatFence } from './fence.js';
 import { joinCluster, waitForNameToBeFree } from './membership.js';
@@ -129,15 +128,15 @@ export class QuernNode {
     try {
       // First, so the counters see every job this node runs.
       if (config.metrics) this.metrics = await startMetricsServer(this, config.metrics);
-      // A misspelt folder used to start a node of no workers, failing every job it fetched as
-      // an unknown worker. A node in a testing mode runs no queue, and needs none.
-      if (config.testing === 'disabled' && !isFolder(config.workers)) {
-        throw new WorkerLoadError(
-          `workers: ${config.workers}: no such folder (a relative "workers" is resolved against the folder of the configuration file)`,
-          config.workers,
-        );
-      }
-      this.workers = await loadWorkers(config.workers);
+      // The folder must exist (see loadWorkerFolder), except in a testing mode: such a node runs
+      // no queue, and needs no workers.
+      this.workers =
+        config.testing === 'disabled'
+          ? await loadWorkerFolder(
+              config.workers,
+              'a relative "workers" is resolved against the folder of the configuration file',
+            )
+          : await loadWorkers(config.workers);
       this.checkStart();
       log.info(
         { workers: [...this.workers.keys()], dir: config.workers },
@@ -590,13 +589,5 @@ export class QuernNode {
     if (this.database?.embedded)
       await step('embedded PostgreSQL: stopping it', () => this.database.embedded!.stop());
     this.detachLogger?.();
-  }
-}
-
-function isFolder(dir: string): boolean {
-  try {
-    return statSync(dir).isDirectory();
-  } catch {
-    return false;
   }
 }

@@ -3,6 +3,7 @@
 // so a job row can never make us load a file.
 
 import { existsSync, readdirSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
@@ -180,4 +181,27 @@ export async function loadWorkers(dir: string): Promise<Map<string, RegisteredWo
     });
   }
   return workers;
+}
+
+/**
+ * loadWorkers for a folder that must exist, as the client's and a node's do: a misspelt path
+ * would silently leave no workers (a node then failed every job it fetched as unknown). `hint`
+ * says how a relative path was resolved, when one was given.
+ */
+export async function loadWorkerFolder(
+  dir: string,
+  hint: string | null,
+): Promise<Map<string, RegisteredWorker>> {
+  const where = `workers: ${dir}`;
+  let isFolder: boolean;
+  try {
+    isFolder = (await stat(dir)).isDirectory();
+  } catch (error) {
+    throw new WorkerLoadError(
+      `${where}: no such folder (${(error as Error).message})${hint ? `; ${hint}` : ''}`,
+      dir,
+    );
+  }
+  if (!isFolder) throw new WorkerLoadError(`${where}: not a folder`, dir);
+  return loadWorkers(dir);
 }

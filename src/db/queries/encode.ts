@@ -169,7 +169,7 @@ export function batchJson(value: unknown, count: number): string {
 }
 
 /** The insert error for a batch PostgreSQL cannot hold in one jsonb value. */
-export function tooLarge(count: number, size: string): InsertError {
+function tooLarge(count: number, size: string): InsertError {
   return count === 1
     ? new InsertError(
         `args: ${size} with its meta, more than PostgreSQL keeps in one jsonb value (256 MiB)`,
@@ -184,5 +184,7 @@ export function tooLarge(count: number, size: string): InsertError {
 /** PostgreSQL's "program limit exceeded" (a jsonb too large, near the limit in UTF-8) as such. */
 export function insertLimitError(error: unknown, count: number): unknown {
   const e = error as { code?: string; message?: string } | null;
-  return e?.code === '54000' ? tooLarge(count, `too much (PostgreSQL: ${e.message})`) : error;
+  return e?.code === '54000'
+    ? tooLarge(count, `more JSON than PostgreSQL took (${e.message})`)
+    : error;
 }
