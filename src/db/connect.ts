@@ -133,7 +133,12 @@ export async function resolveDatabase(
 }
 
 export function createPool(url: string, size: number, applicationName: string): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max: size, application_name: applicationName });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: size,
+    application_name: applicationName,
+    onConnect: genericPlansHook,
+  });
   // An idle client's connection dying must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
   return pool;
@@ -154,7 +159,29 @@ export function createFetchPool(url: string, size: number, applicationName: stri
     connectionString: url,
     max: size,
     application_name: applicationName,
+    onConnect: genericPlansHook,
   });
   pool.on('error', () => undefined);
   return pool;
 }
+
+/**
+ * The node's named statements (claim, outcome write) run their generic plan from the first
+ * execution. Left to itself, PostgreSQL plans the first five executions on each connection for
+ * their values, and for those it knows the batch's length: an outcome write of 500 rows on a
+ * table of 20,000 fresh, unanalysed jobs then seq-scanned the whole table and hash-joined it
+ * (15-20 ms, against 7 ms through the primary key; the planner cannot know that the
+ * `state::text` check costs a text conversion on every row it scans). Bench W2 read 80,000-
+ * 120,000 rows in such scans per drain of 20,000 jobs, a node's fresh connections taking their
+ * five custom plans each; none with this. The generic plans are the ones test/db/plans.test.ts
+ * checks. Unnamed statements are planned once for their values, as before. Set on each new
+ * connection before the pool hands it out (a startup `options` parameter would do it without
+ * the round trip, but PgBouncer refuses connections that send one). A failure is ignored: a
+ * connection already gone reports itself on its next query.
+ */
+async function genericPlans(client: pg.ClientBase): Promise<void> {
+  await client.query('SET plan_cache_mode = force_generic_plan').catch(() => undefined);
+}
+
+// pg-pool waits for the promise an onConnect hook returns; @types/pg types the hook as void.
+const genericPlansHook = genericPlans as (client: pg.ClientBase) => void;

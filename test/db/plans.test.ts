@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { JobQueries, type OutcomeRow, type Queryable } from '../../src/db/queries/jobs.js';
+import { createFetchPool, createPool } from '../../src/db/connect.js';
 import { MaintenanceQueries } from '../../src/db/queries/maintenance.js';
 import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
 
@@ -207,5 +208,59 @@ describe('upkeep plans with statistics from a busy moment', function () {
     const text = await textOf((q) => new JobQueries(db.schema).stage(q));
     const scans = await genericScans(db, 'integer, text', text, `5000, 'channel'`);
     assert.deepEqual(scans, ['Index Scan using jobs_staging', 'Tid Scan']);
+  });
+});
+
+describe("a node's connections", function () {
+  let db: TestSchema;
+  const pools: pg.Pool[] = [];
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    await Promise.all(pools.splice(0).map((pool) => pool.end()));
+    await cleanup(this, db);
+  });
+
+  it('write a batch of outcomes through the primary key from the first write on', async function () {
+    this.timeout(60000);
+    // A fresh table, never analysed, as a node finds it after a burst: the plan made for a
+    // batch of 500 known values seq-scanned all 20,000 rows and hash-joined them.
+    await db.query(
+      `INSERT INTO jobs (state, queue, worker, args, max_attempts, attempt, scheduled_at, attempted_at, attempted_by)
+       SELECT 'executing', 'default', 'ok', '{}', 20, 1, now(), now(), ARRAY['node', 'run.' || g]
+       FROM generate_series(1, 20000) g`,
+    );
+    const pool = createPool(db.url, 2, 'quern-test');
+    const fetchPool = createFetchPool(db.url, 1, 'quern-test');
+    pools.push(pool, fetchPool);
+    for (const each of [pool, fetchPool]) {
+      const { rows } = await each.query<{ plan_cache_mode: string }>('SHOW plan_cache_mode');
+      assert.equal(rows[0]!.plan_cache_mode, 'force_generic_plan');
+    }
+    const queries = new JobQueries(db.schema);
+    const outcomes: OutcomeRow[] = Array.from({ length: 500 }, (_, i) => ({
+      id: i + 1,
+      token: `run.${i + 1}`,
+      state: 'completed',
+      delay: null,
+      error: null,
+      result: null,
+      refund: 0,
+    }));
+    const client = await pool.connect();
+    try {
+      await client.query(`SET search_path TO "${db.schema}"`);
+      await client.query('BEGIN');
+      const written = await queries.recordOutcomes(client, outcomes);
+      const { rows } = await client.query<{ seq_scan: string }>(
+        `SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'jobs'::regclass`,
+      );
+      await client.query('COMMIT');
+      assert.equal(written.size, 500);
+      assert.equal(Number(rows[0]!.seq_scan), 0, 'the outcome write scanned the whole table');
+    } finally {
+      client.release();
+    }
   });
 });
