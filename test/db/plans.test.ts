@@ -134,6 +134,17 @@ describe('statement plans with stale statistics', function () {
     assert.deepEqual(scans, ['Index Scan using jobs_pkey']);
   });
 
+  it('completions reach their rows by primary key', async function () {
+    const text = new JobQueries(db.schema).sql.complete;
+    const scans = await genericScans(
+      db,
+      'bigint[], text[], text[], integer',
+      text,
+      `'{1}', '{t.1}', '{NULL}', 1`,
+    );
+    assert.deepEqual(scans, ['Index Scan using jobs_pkey']);
+  });
+
   it('with the generic plans, a burst is claimed and finished exactly once', async function () {
     this.timeout(60000);
     const queries = new JobQueries(db.schema);

@@ -54,21 +54,14 @@ export function outcomeColumns(
     states[i] = o.state;
     delays[i] = o.delay;
     errors[i] = o.error;
-    results[i] = o.result === null || o.result === undefined ? null : JSON.stringify(o.result);
+    results[i] = resultText(o);
     refunds[i] = o.refund;
   }
   // Written as array literals here rather than by pg (which quotes and escapes every element
   // through a generic path: ~1.2 us of the main thread per outcome in bench W2).
   const errorsLiteral = textArray(errors);
   const resultsLiteral = textArray(results);
-  if (errorsLiteral.length + resultsLiteral.length > maxChars) {
-    // The writer splits a batch on RangeError (see OutcomeWriter.write), as for a string too
-    // long for V8: a statement near PostgreSQL's 1 GB message limit would be refused with a
-    // broken connection, retried whole, and hold every outcome of the node behind it.
-    throw new RangeError(
-      `outcome batch of ${n} jobs is ${errorsLiteral.length + resultsLiteral.length} characters of results and errors, more than ${maxChars}`,
-    );
-  }
+  checkBatchSize(n, errorsLiteral.length + resultsLiteral.length, maxChars);
   return [
     numberArray(ids),
     textArray(tokens),
@@ -79,6 +72,52 @@ export function outcomeColumns(
     numberArray(refunds),
     n,
   ];
+}
+
+/**
+ * Whether every outcome of the batch is a plain completion: no error, no next run, no attempt
+ * given back. Such a batch, the usual one, goes through the statement that only completes
+ * (JobQueries, completeSql), with three columns instead of seven.
+ */
+export function onlyCompletions(outcomes: OutcomeRow[]): boolean {
+  for (const o of outcomes)
+    if (o.state !== 'completed' || o.error !== null || o.delay !== null || o.refund !== 0)
+      return false;
+  return true;
+}
+
+/** The columns of a batch of plain completions (see onlyCompletions): ids, tokens, results. */
+export function completionColumns(
+  outcomes: OutcomeRow[],
+  maxChars = MAX_OUTCOME_BATCH_CHARS,
+): unknown[] {
+  const n = outcomes.length;
+  const ids = new Array<number>(n);
+  const tokens = new Array<string>(n);
+  const results = new Array<string | null>(n);
+  for (let i = 0; i < n; i++) {
+    const o = outcomes[i]!;
+    ids[i] = o.id;
+    tokens[i] = o.token;
+    results[i] = resultText(o);
+  }
+  const resultsLiteral = textArray(results);
+  checkBatchSize(n, resultsLiteral.length, maxChars);
+  return [numberArray(ids), textArray(tokens), resultsLiteral, n];
+}
+
+function resultText(o: OutcomeRow): string | null {
+  return o.result === null || o.result === undefined ? null : JSON.stringify(o.result);
+}
+
+function checkBatchSize(n: number, chars: number, maxChars: number): void {
+  // The writer splits a batch on RangeError (see OutcomeWriter.write), as for a string too
+  // long for V8: a statement near PostgreSQL's 1 GB message limit would be refused with a
+  // broken connection, retried whole, and hold every outcome of the node behind it.
+  if (chars > maxChars)
+    throw new RangeError(
+      `outcome batch of ${n} jobs is ${chars} characters of results and errors, more than ${maxChars}`,
+    );
 }
 
 /**

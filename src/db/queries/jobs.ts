@@ -7,9 +7,11 @@ import { channelNames, quoteIdentifier } from '../identifiers.js';
 import { rowToJob, type JobRecord, type JobState } from '../../jobs/types.js';
 import {
   batchJson,
+  completionColumns,
   insertLimitError,
   intervalMicros,
   notifyPayload,
+  onlyCompletions,
   outcomeColumns,
   toMillis,
   uniform,
@@ -77,16 +79,17 @@ export class JobQueries {
   private readonly channel: string;
   private readonly names: Record<string, string>;
   /** The text of the two statements every job goes through (the plan tests EXPLAIN them). */
-  readonly sql: { fetch: string; outcome: string };
+  readonly sql: { fetch: string; outcome: string; complete: string };
 
   constructor(readonly schema: string) {
     this.t = `${quoteIdentifier(schema)}.jobs`;
     this.channel = channelNames(schema).insert;
-    this.sql = { fetch: this.fetchSql(), outcome: this.outcomeSql() };
+    this.sql = { fetch: this.fetchSql(), outcome: this.outcomeSql(), complete: this.completeSql() };
     const prefix = `quern_${schema}_`;
     this.names = {
       fetch: `${prefix}fetch`,
       outcome: `${prefix}outcome`,
+      complete: `${prefix}complete`,
       insert: `${prefix}insert`,
       insertUniform: `${prefix}insert_uniform`,
     };
@@ -153,6 +156,29 @@ export class JobQueries {
       )
       SELECT count(*)::int AS written,
              CASE WHEN count(*) < $8 THEN COALESCE(array_agg(token), '{}') END AS tokens
+      FROM upd`;
+  }
+
+  /**
+   * outcomeSql for a batch of plain completions only (no error, next run or refund; see
+   * onlyCompletions), the usual batch: three columns to send and read instead of seven, and no
+   * CASE per column. The same rows end up the same as through outcomeSql. Measured on a
+   * 20,000-job drain in batches of 400: 8.7 against 10.1 us of PostgreSQL per outcome.
+   */
+  private completeSql(): string {
+    return `
+      WITH o AS (
+        SELECT x.id, x.token, x.result::jsonb AS result
+        FROM unnest($1::bigint[], $2::text[], $3::text[]) AS x(id, token, result)
+      ),
+      upd AS (
+        UPDATE ${this.t} j SET state = 'completed', completed_at = now(), result = o.result
+        FROM o
+        WHERE j.id = o.id AND j.state::text = 'executing' AND j.attempted_by[2] = o.token
+        RETURNING o.token
+      )
+      SELECT count(*)::int AS written,
+             CASE WHEN count(*) < $4 THEN COALESCE(array_agg(token), '{}') END AS tokens
       FROM upd`;
   }
 
@@ -374,11 +400,16 @@ export class JobQueries {
    */
   async recordOutcomes(db: Queryable, outcomes: OutcomeRow[]): Promise<Set<string>> {
     if (outcomes.length === 0) return new Set();
-    const { rows } = await db.query<{ written: number; tokens: string[] | null }>({
-      name: this.names.outcome,
-      text: this.sql.outcome,
-      values: outcomeColumns(outcomes),
-    });
+    const completions = onlyCompletions(outcomes);
+    const { rows } = await db.query<{ written: number; tokens: string[] | null }>(
+      completions
+        ? {
+            name: this.names.complete,
+            text: this.sql.complete,
+            values: completionColumns(outcomes),
+          }
+        : { name: this.names.outcome, text: this.sql.outcome, values: outcomeColumns(outcomes) },
+    );
     // One row back, not one per job: the tokens are listed only when some outcome was refused
     // (fenced out by a rescue or a cancel), which is rare (bench W2: a row per job was ~1 us of
     // the main thread's parsing per job).
