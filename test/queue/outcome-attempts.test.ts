@@ -69,4 +69,43 @@ describe('outcome writes are told apart by attempt', function () {
     );
     assert.deepEqual([...written].sort(), claimed.map((c) => c.attemptedBy![1]).sort());
   });
+
+  it('a batch of completions only leaves its rows as the general statement does, and reports a refused one', async function () {
+    const jobs = new JobQueries(db.schema);
+    await db.client.insertMany([1, 2, 3, 4].map((value) => ({ worker: 'ok', args: { value } })));
+    const [a, b, c, d] = await jobs.fetch(db.pool, 'default', 4, 'node-a', 'run3.1');
+    const token = (job: typeof a) => job!.attemptedBy![1]!;
+    // a and d through the completions' statement (d with a stale token: refused); b and c
+    // through the general one, which the failure of c selects.
+    const first = await jobs.recordOutcomes(db.pool, [
+      { ...outcome(a!.id, token(a), 'completed'), result: { n: 1 } },
+      outcome(d!.id, 'run0.0.' + String(d!.id), 'completed'),
+    ]);
+    assert.deepEqual([...first], [token(a)]);
+    const second = await jobs.recordOutcomes(db.pool, [
+      { ...outcome(b!.id, token(b), 'completed'), result: { n: 1 } },
+      { ...outcome(c!.id, token(c), 'retryable'), error: 'boom', delay: 5 },
+    ]);
+    assert.deepEqual([...second].sort(), [token(b), token(c)].sort());
+    const rows = await db.query(
+      `SELECT id, state, result, errors, attempt, completed_at IS NOT NULL AS completed,
+              cancelled_at, discarded_at, scheduled_at = inserted_at AS kept_schedule
+       FROM jobs WHERE id = ANY($1::bigint[]) ORDER BY id`,
+      [[a!.id, b!.id, d!.id]],
+    );
+    const shape = (row: Record<string, unknown>) => ({ ...row, id: undefined });
+    assert.deepEqual(shape(rows[0]!), shape(rows[1]!));
+    assert.deepEqual(shape(rows[0]!), {
+      id: undefined,
+      state: 'completed',
+      result: { n: 1 },
+      errors: [],
+      attempt: 1,
+      completed: true,
+      cancelled_at: null,
+      discarded_at: null,
+      kept_schedule: true,
+    });
+    assert.equal(rows[2]!.state, 'executing');
+  });
 });
