@@ -170,13 +170,17 @@ export function toMillis(micros: number): number {
 
 /**
  * The notification of an insert: the queues of the batch ('*' for every queue when the list is
- * too long for a payload). Sent only if some job is available at once; a queue that got only
- * scheduled jobs in a batch with available ones is woken for nothing, which costs it one empty
- * fetch (the database no longer sorts the queues of every batch, see insert).
+ * too long for a payload). Sent only if some job is available at once. A job with `scheduleIn`
+ * is left out (now() + a positive interval is later than now() on the server, whatever the
+ * clocks say). One with `scheduledAt` is not: by this machine's clock it may be due or not, and
+ * the server decides; a queue that got only such future jobs in a batch with available ones is
+ * woken for nothing, which costs it one empty fetch (the database no longer sorts the queues of
+ * every batch, see insert).
  */
 export function notifyPayload(rows: InsertRow[]): string {
   const queues = new Set<string>();
-  for (const row of rows) queues.add(row.queue);
+  for (const row of rows)
+    if (!(row.schedule_in !== null && row.schedule_in > 0)) queues.add(row.queue);
   const list = [...queues].join(',');
   return list.length > 4000 ? '*' : list;
 }
