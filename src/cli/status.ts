@@ -6,10 +6,19 @@ import { configFromFlags, connectClient, print, table, UsageError } from './cont
 import type { Command } from './main.js';
 import { watchStatus } from './watch.js';
 
-/** `heartbeatTimeout`: a node silent for longer is shown as dead (its jobs get rescued). */
-export async function renderStatus(client: Quern, heartbeatTimeout = 5000): Promise<string> {
+export type StateCounts = { queue: string; state: string; count: number }[];
+
+/**
+ * `heartbeatTimeout`: a node silent for longer is shown as dead (its jobs get rescued).
+ * `counts`: the job counts to show (by default counted now, in one scan of the table).
+ */
+export async function renderStatus(
+  client: Quern,
+  heartbeatTimeout = 5000,
+  counts?: StateCounts,
+): Promise<string> {
   const nodes = await client.nodes.list(client.pool);
-  const counts = await client.jobs.countsByQueueAndState(client.pool);
+  counts ??= await client.jobs.countsByQueueAndState(client.pool);
   const alive = (n: { ageMs: number }) => n.ageMs < heartbeatTimeout;
   // Just after a failover the dead leader's row still says leader: the fresher row wins.
   const leader =

@@ -7,10 +7,15 @@ import type { Quern } from '../client.js';
 import { StatsQueries } from '../db/queries/stats.js';
 import { table } from './context.js';
 import { formatMs } from './stats.js';
-import { renderStatus } from './status.js';
+import { renderStatus, type StateCounts } from './status.js';
 
 export interface WatchOptions {
   intervalMs?: number;
+  /**
+   * The least ms between two counts of the finished jobs (default 10000; at least ten times as
+   * long as the last count took).
+   */
+  finishedEveryMs?: number;
   /** ms after which a silent node is shown as dead: the config's `heartbeatTimeout`. */
   heartbeatTimeout?: number;
   out?: NodeJS.WriteStream;
@@ -18,15 +23,57 @@ export interface WatchOptions {
   until?: Promise<unknown>;
 }
 
+/**
+ * The counts a frame shows. The waiting and running states are counted every frame, through
+ * their partial indexes, whatever the history. The finished ones can only be counted by reading
+ * the whole retained history (120 ms per million rows), which each second would keep a core of
+ * the database busy on a long retention: they are counted again only after `everyMs`, or ten
+ * times as long as their last count took, and the frame says when they were counted.
+ */
+export class FrameCounts {
+  private finished: StateCounts = [];
+  private finishedAt = 0;
+  private finishedTookMs = 0;
+
+  constructor(
+    private readonly client: Quern,
+    private readonly queries: StatsQueries,
+    readonly everyMs = 10000,
+  ) {}
+
+  async read(): Promise<{ counts: StateCounts; finishedAt: number }> {
+    const due = Date.now() - this.finishedAt >= Math.max(this.everyMs, 10 * this.finishedTookMs);
+    const [live] = await Promise.all([
+      this.queries.depth(this.client.pool),
+      due ? this.countFinished() : undefined,
+    ]);
+    return { counts: [...live, ...this.finished], finishedAt: this.finishedAt };
+  }
+
+  private async countFinished(): Promise<void> {
+    const started = Date.now();
+    this.finished = await this.queries.finished(this.client.pool);
+    this.finishedAt = started;
+    this.finishedTookMs = Date.now() - started;
+  }
+}
+
 export async function renderFrame(
   client: Quern,
   queries: StatsQueries,
   heartbeatTimeout?: number,
+  counts: FrameCounts = new FrameCounts(client, queries),
 ): Promise<string> {
+  const { counts: current, finishedAt } = await counts.read();
   const [status, recent] = await Promise.all([
-    renderStatus(client, heartbeatTimeout),
+    renderStatus(client, heartbeatTimeout, current),
     queries.recent(client.pool),
   ]);
+  const age = Math.round((Date.now() - finishedAt) / 1000);
+  const finishedNote =
+    age >= 1
+      ? `\nCOMPLETED, DISCARDED and CANCELLED as counted ${age}s ago (recounted every ${Math.round(counts.everyMs / 1000)}s or more); the other states now`
+      : '';
   const queues = recent.filter((r) => r.by === 'queue');
   const activity =
     queues.length === 0
@@ -44,13 +91,14 @@ export async function renderFrame(
             formatMs(r.runTimeP95),
           ]),
         );
-  return `${status}\n\n${activity}`;
+  return `${status}${finishedNote}\n\n${activity}`;
 }
 
 export async function watchStatus(client: Quern, options: WatchOptions = {}): Promise<void> {
   const out = options.out ?? process.stdout;
   const interval = options.intervalMs ?? 1000;
   const queries = new StatsQueries(client.schema);
+  const counts = new FrameCounts(client, queries, options.finishedEveryMs);
   const tty = out.isTTY;
   let stop = false;
   let wake: () => void = () => undefined;
@@ -72,7 +120,7 @@ export async function watchStatus(client: Quern, options: WatchOptions = {}): Pr
       const started = Date.now();
       let body: string;
       try {
-        body = await renderFrame(client, queries, options.heartbeatTimeout);
+        body = await renderFrame(client, queries, options.heartbeatTimeout, counts);
       } catch (error) {
         body = `database not answering: ${(error as Error).message}; retrying each second`;
       }

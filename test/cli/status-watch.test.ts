@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import { CLUSTER_JS, ROOT, runCli, spawnCluster, writeConfig } from '../helpers/node.js';
 import { PrivatePostgres } from '../helpers/private-pg.js';
+import { watchStatus } from '../../src/cli/watch.js';
 
 /** The frames of a --watch output: each starts with its header line. */
 function frames(output: string): { at: number; frame: number; text: string }[] {
@@ -58,6 +59,55 @@ describe('status --watch', function () {
     }
     assert.match(seen.at(-1)!.text, /QUEUE\s+AVAILABLE\s+SCHEDULED/);
     assert.ok(!watch.output().includes('\x1b['), 'no terminal codes when piped');
+  });
+
+  it('counts waiting jobs every frame, finished ones again only after finishedEveryMs', async function () {
+    this.timeout(30000);
+    await db.client.insertMany([
+      { worker: 'ok', queue: 'mixed' },
+      { worker: 'ok', queue: 'mixed' },
+    ]);
+    await db.query(
+      `UPDATE jobs SET state = 'completed', completed_at = now() WHERE id = (SELECT min(id) FROM jobs)`,
+    );
+    let text = '';
+    const out = { isTTY: false, write: (chunk: string) => ((text += chunk), true) };
+    let stop: () => void = () => undefined;
+    const until = new Promise<void>((resolve) => (stop = resolve));
+    const frameCount = () => frames(text).length;
+    const watching = watchStatus(db.client, {
+      intervalMs: 100,
+      finishedEveryMs: 60000,
+      out: out as unknown as NodeJS.WriteStream,
+      until,
+    });
+    try {
+      await eventually(() => Promise.resolve(frameCount() >= 1), 10000, 'a first frame');
+      // Two more available, and the waiting one finished: the new available count shows at
+      // once, the finished one waits for the next count of the finished jobs, a minute away.
+      await db.client.insertMany([
+        { worker: 'ok', queue: 'mixed' },
+        { worker: 'ok', queue: 'mixed' },
+      ]);
+      await db.query(
+        `UPDATE jobs SET state = 'completed', completed_at = now() WHERE id = (SELECT min(id) + 1 FROM jobs)`,
+      );
+      const seen = frameCount();
+      await eventually(() => Promise.resolve(frameCount() >= seen + 12), 10000, 'frames after it');
+    } finally {
+      stop();
+      await watching;
+    }
+    // QUEUE AVAILABLE SCHEDULED EXECUTING RETRYABLE COMPLETED DISCARDED CANCELLED
+    const rowOf = (frame: string) => /^mixed\s+(\d+)\s+\d+\s+\d+\s+\d+\s+(\d+)/m.exec(frame);
+    const all = frames(text);
+    assert.deepEqual(rowOf(all[0]!.text)?.slice(1), ['1', '1']);
+    assert.deepEqual(rowOf(all.at(-1)!.text)?.slice(1), ['2', '1']);
+    const [completed] = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM jobs WHERE state = 'completed'`,
+    );
+    assert.equal(completed?.n, 2, 'the frame shows the earlier count, not the table as it is');
+    assert.match(all.at(-1)!.text, /COMPLETED, DISCARDED and CANCELLED as counted \d+s ago/);
   });
 
   it('keeps running while the database is away, and shows it coming back', async function () {

@@ -64,6 +64,20 @@ export class StatsQueries {
     return rows;
   }
 
+  /**
+   * Finished jobs (completed, discarded, cancelled) by queue and state: the retained history,
+   * read whole (`status --watch` refreshes these less often than the waiting states, see
+   * cli/watch.ts).
+   */
+  async finished(db: Queryable): Promise<{ queue: string; state: JobState; count: number }[]> {
+    const { rows } = await db.query<{ queue: string; state: JobState; count: number }>(
+      `SELECT queue, state::text AS state, count(*)::int AS count FROM ${this.t}
+       WHERE state IN ('completed', 'discarded', 'cancelled') GROUP BY queue, state
+       ORDER BY queue, state`,
+    );
+    return rows;
+  }
+
   /** Counts by state of the given jobs (a CLI following the batch it inserted). */
   async statesOf(db: Queryable, ids: number[]): Promise<Partial<Record<JobState, number>>> {
     const { rows } = await db.query<{ state: JobState; count: number }>(
