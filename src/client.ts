@@ -5,7 +5,8 @@
 import path from 'node:path';
 import pg from 'pg';
 import { DEFAULT_SCHEMA, MAX_QUEUE_LIMIT } from './config/load.js';
-import { ConfigError, isPlainObject, suggest } from './config/validate.js';
+import { databaseUrlProblem } from './config/database-url.js';
+import { ConfigError, isPlainObject, rejectUnknownKeys, suggest } from './config/validate.js';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH, schemaNameProblem } from './db/identifiers.js';
 import { migrateUp } from './db/migrate.js';
 import { JobQueries, type Queryable } from './db/queries/jobs.js';
@@ -50,6 +51,10 @@ export interface CallOptions {
 
 const CALL_OPTION_KEYS = ['client'] as const;
 
+// A misspelt option was ignored: `{ schma: 'tenant_a' }` inserted into the default schema,
+// another instance's, without a word.
+const QUERN_OPTION_KEYS = ['connectionString', 'pool', 'schema', 'workers', 'testing'] as const;
+
 export interface ChangeResult {
   id: number;
   before: JobState | null;
@@ -72,6 +77,10 @@ export class Quern {
   private workersLoaded: Promise<void> | null = null;
 
   constructor(options: QuernOptions = {}) {
+    const given: unknown = options;
+    if (!isPlainObject(given))
+      throw new ConfigError(`options: expected an object, got ${describe(given)}`);
+    rejectUnknownKeys(given, QUERN_OPTION_KEYS, 'options');
     const schema = options.schema ?? DEFAULT_SCHEMA;
     const schemaProblem = schemaNameProblem(schema);
     if (schemaProblem !== null) throw new ConfigError(`schema: ${schemaProblem}`);
@@ -90,6 +99,13 @@ export class Quern {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
       if (!connectionString && testing !== 'inline')
         throw new ConfigError('connectionString: required (or set DATABASE_URL, or pass a pool)');
+      // As a node's database.url: 'mysql://...' or a typo in sslmode would reach pg, which
+      // reads them as some other host or as "use SSL", and fail every call with a network error.
+      const urlProblem = connectionString ? databaseUrlProblem(connectionString) : null;
+      if (urlProblem !== null)
+        throw new ConfigError(
+          `${options.connectionString === undefined ? 'DATABASE_URL' : 'connectionString'}: ${urlProblem}`,
+        );
       this.pool = new pg.Pool({ connectionString, max: 10 });
       this.pool.on('error', () => undefined);
       this.ownsPool = true;

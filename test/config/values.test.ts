@@ -321,6 +321,49 @@ describe('configuration database URL', function () {
     );
   });
 
+  it('new Quern() refuses the same URLs, naming connectionString or DATABASE_URL, never the password', function () {
+    for (const [url, message] of bad) {
+      assert.throws(
+        () => new Quern({ connectionString: url }),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          error.message.startsWith('connectionString: ') &&
+          message.test(error.message) &&
+          !error.message.includes('secret'),
+        url,
+      );
+    }
+    const saved = process.env.DATABASE_URL;
+    process.env.DATABASE_URL = 'mysql://x:secret@y/z';
+    try {
+      assert.throws(
+        () => new Quern({}),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          /^DATABASE_URL: the protocol is "mysql:"/.test(error.message) &&
+          !error.message.includes('secret'),
+      );
+    } finally {
+      if (saved === undefined) delete process.env.DATABASE_URL;
+      else process.env.DATABASE_URL = saved;
+    }
+  });
+
+  it('new Quern() refuses an unknown option instead of ignoring it (a misspelt schema used the default one)', async function () {
+    assert.throws(
+      () => new Quern({ connectionString: databaseUrl(), schma: 'tenant_a' } as never),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message === 'options: unknown key "schma" (did you mean "schema"?)',
+    );
+    assert.throws(
+      () => new Quern('postgres://localhost/app' as never),
+      /options: expected an object, got "postgres:\/\/localhost\/app"/,
+    );
+    const client = new Quern({ connectionString: databaseUrl(), schema: 'tenant_a' });
+    await client.close();
+  });
+
   it('waitForDatabase refuses an unusable URL at once instead of retrying it', async function () {
     await assert.rejects(
       waitForDatabase('mysql://x:secret@y/z', pino({ level: 'silent' })),
