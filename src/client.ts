@@ -75,6 +75,7 @@ export class Quern {
   private inlineIds = 0;
   private definitions = new Map<string, WorkerDefinition<never>>();
   private workersLoaded: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
 
   constructor(options: QuernOptions = {}) {
     const given: unknown = options;
@@ -395,7 +396,9 @@ export class Quern {
   }
 
   async close(): Promise<void> {
-    if (this.ownsPool) await this.pool.end();
+    // A second close (an afterEach and a finally both closing, say) waits for the first;
+    // pg's own end() throws "Called end on pool more than once".
+    if (this.ownsPool) await (this.closing ??= this.pool.end());
   }
 }
 

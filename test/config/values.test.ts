@@ -364,6 +364,13 @@ describe('configuration database URL', function () {
     await client.close();
   });
 
+  it('new Quern().close() may be called twice, at once or one after the other', async function () {
+    const client = new Quern({ connectionString: databaseUrl() });
+    await client.pool.query('SELECT 1');
+    await Promise.all([client.close(), client.close()]);
+    await client.close();
+  });
+
   it('waitForDatabase refuses an unusable URL at once instead of retrying it', async function () {
     await assert.rejects(
       waitForDatabase('mysql://x:secret@y/z', pino({ level: 'silent' })),
