@@ -113,6 +113,14 @@ export async function watchStatus(client: Quern, options: WatchOptions = {}): Pr
       process.once('SIGTERM', resolve);
     });
   void until.then(onSignal);
+  // A reader that goes away (`status --watch | head`) fails the next write with EPIPE, emitted
+  // as an 'error' event: unhandled, it ended the process with a stack trace. It ends the view
+  // instead, as Ctrl-C does; the listener stays, for the writes still in flight.
+  let writeError: NodeJS.ErrnoException | null = null;
+  out.on('error', (error: NodeJS.ErrnoException) => {
+    writeError ??= error;
+    onSignal();
+  });
   if (tty) out.write('\x1b[?1049h\x1b[?25l');
   try {
     let frame = 0;
@@ -143,6 +151,8 @@ export async function watchStatus(client: Quern, options: WatchOptions = {}): Pr
       });
     }
   } finally {
-    if (tty) out.write('\x1b[?25h\x1b[?1049l');
+    if (tty && writeError === null) out.write('\x1b[?25h\x1b[?1049l');
   }
+  const failed = writeError as NodeJS.ErrnoException | null;
+  if (failed !== null && failed.code !== 'EPIPE') throw failed;
 }

@@ -71,7 +71,7 @@ describe('status --watch', function () {
       `UPDATE jobs SET state = 'completed', completed_at = now() WHERE id = (SELECT min(id) FROM jobs)`,
     );
     let text = '';
-    const out = { isTTY: false, write: (chunk: string) => ((text += chunk), true) };
+    const out = { isTTY: false, write: (chunk: string) => ((text += chunk), true), on: () => out };
     let stop: () => void = () => undefined;
     const until = new Promise<void>((resolve) => (stop = resolve));
     const frameCount = () => frames(text).length;
@@ -108,6 +108,26 @@ describe('status --watch', function () {
     );
     assert.equal(completed?.n, 2, 'the frame shows the earlier count, not the table as it is');
     assert.match(all.at(-1)!.text, /COMPLETED, DISCARDED and CANCELLED as counted \d+s ago/);
+  });
+
+  it('ends quietly, exit 0, when the reader of its output goes away (status --watch | head)', async function () {
+    const config = writeConfig({ schema: db.schema, database: { url: db.url } });
+    const child = spawn(process.execPath, [CLUSTER_JS, 'status', '--watch', '--config', config], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    // Like head: read the first frame, then close the pipe.
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    child.stdout.destroy();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10000);
+    const code = await exited;
+    clearTimeout(timer);
+    assert.equal(code, 0, stderr);
+    assert.ok(!/EPIPE|Unhandled 'error' event/.test(stderr), stderr);
   });
 
   it('keeps running while the database is away, and shows it coming back', async function () {
