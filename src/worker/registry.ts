@@ -7,7 +7,22 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
+import { describe, rejectUnknownKeys } from '../config/validate.js';
 import type { WorkerDefinition } from './define.js';
+
+/** The keys of a WorkerDefinition (src/worker/define.ts). */
+const DEFINITION_KEYS = [
+  'name',
+  'queue',
+  'maxAttempts',
+  'priority',
+  'tags',
+  'timeout',
+  'backoff',
+  'unique',
+  'validate',
+  'perform',
+] as const;
 
 export class WorkerLoadError extends Error {
   override name = 'WorkerLoadError';
@@ -132,16 +147,26 @@ export function validateDefinition(value: unknown, file: string): WorkerDefiniti
   ) {
     fail(`worker "${String(def.name)}": maxAttempts must be an integer of at least 1`);
   }
-  for (const key of ['timeout', 'backoff', 'validate'] as const) {
+  for (const key of ['backoff', 'validate'] as const) {
     const option = def[key];
-    if (
-      option !== undefined &&
-      typeof option !== 'function' &&
-      !(key === 'timeout' && typeof option === 'number')
-    ) {
+    if (option !== undefined && typeof option !== 'function') {
       fail(`worker "${String(def.name)}": ${key} must be a function`);
     }
   }
+  // A number is checked here, once: a negative, NaN or string timeout ran every job with no
+  // timeout, with a warning per job that blamed a "timeout function".
+  if (
+    def.timeout !== undefined &&
+    typeof def.timeout !== 'function' &&
+    !(typeof def.timeout === 'number' && Number.isFinite(def.timeout) && def.timeout >= 0)
+  ) {
+    fail(
+      `worker "${String(def.name)}": timeout must be a number of ms (0: none) or a function of the job, got ${typeof def.timeout === 'number' ? String(def.timeout) : describe(def.timeout)}`,
+    );
+  }
+  // In a .js or .mjs file no compiler catches a misspelt key (maxAttemps, backof): it was
+  // ignored, and the worker ran with the default it meant to change.
+  rejectUnknownKeys(def, DEFINITION_KEYS, `worker "${String(def.name)}"`, fail);
   return def as unknown as WorkerDefinition<never>;
 }
 

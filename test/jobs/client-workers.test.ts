@@ -95,6 +95,49 @@ describe('client workers folder', function () {
     await assert.rejects(quern.ready(), WorkerLoadError);
   });
 
+  it('a definition with a misspelt key or a timeout that is no number of ms is refused, naming both', async function () {
+    const perform = () => undefined;
+    const refused = (definition: Record<string, unknown>, message: RegExp) =>
+      assert.throws(
+        () => new Quern({ testing: 'inline', workers: [definition as never] }),
+        (error: unknown) => error instanceof WorkerLoadError && message.test(error.message),
+        JSON.stringify(definition),
+      );
+    refused(
+      { name: 'mail', maxAttemps: 3, perform },
+      /^workers\[0\]: worker "mail": unknown key "maxAttemps" \(did you mean "maxAttempts"\?\)$/,
+    );
+    refused(
+      { name: 'mail', backof: () => 1, perform },
+      /unknown key "backof" \(did you mean "backoff"\?\)/,
+    );
+    for (const [timeout, shown] of [
+      [-5, '-5'],
+      [Number.NaN, 'NaN'],
+      [Infinity, 'Infinity'],
+      ['100', '"100"'],
+    ] as const)
+      assert.throws(
+        () =>
+          new Quern({ testing: 'inline', workers: [{ name: 'mail', timeout, perform } as never] }),
+        (error: unknown) =>
+          error instanceof WorkerLoadError &&
+          error.message ===
+            `workers[0]: worker "mail": timeout must be a number of ms (0: none) or a function of the job, got ${shown}`,
+        shown,
+      );
+    // What a definition may hold is still taken, in a folder as in a list.
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-definition-keys-'));
+    writeFileSync(
+      path.join(dir, 'full.mjs'),
+      `export default { name: 'full', queue: 'q', maxAttempts: 2, priority: 1, tags: ['t'], timeout: 0,
+        backoff: () => 1, unique: { period: 5 }, validate: () => null, perform() {} };\n`,
+    );
+    const quern = new Quern({ testing: 'inline', workers: dir });
+    await quern.ready();
+    assert.equal((await quern.workerDefinition('full'))?.maxAttempts, 2);
+  });
+
   it('a path to a file, an empty string or a number as workers is refused', async function () {
     const dir = mkdtempSync(path.join(tmpdir(), 'quern-file-workers-'));
     const file = path.join(dir, 'not-a-folder.js');
