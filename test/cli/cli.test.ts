@@ -92,6 +92,24 @@ describe('the CLI', function () {
     assert.deepEqual(await db.query('SELECT worker FROM jobs'), [{ worker: 'ticking' }]);
   });
 
+  it('a worker module whose top-level await never settles ends a node or a command with exit 1, not 0', async function () {
+    this.timeout(20000);
+    // The event loop ran dry while the import waited: Node exited 0 without a word, so a node
+    // that never started looked like one stopped cleanly.
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-cli-stuck-'));
+    writeFileSync(
+      path.join(dir, 'stuck.js'),
+      "await new Promise(() => {});\nexport default { name: 'stuck', perform() {} };\n",
+    );
+    const stuck = writeConfig({ ...nodeConfig(db.schema, db.url), workers: dir });
+    for (const args of [[], ['insert', 'stuck', '{}']]) {
+      const { code, stderr } = await runCli([...args, '--config', stuck]);
+      assert.equal(code, 1, `${args.join(' ') || 'start'}: ${stderr}`);
+      assert.match(stderr, /error: the command stopped before it finished: .*top-level await/);
+    }
+    assert.deepEqual(await db.query('SELECT worker FROM jobs'), []);
+  });
+
   it('insert prints the new job id and stores every flag', async function () {
     const { code, stdout, stderr } = await runCli([
       'insert',
