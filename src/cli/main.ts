@@ -36,6 +36,9 @@ Options:
 Environment: DATABASE_URL (overrides database.url), NODE_NAME, LOG_LEVEL.
 With no database configured, an embedded PostgreSQL runs with its data in .data/.`;
 
+/** The options every command takes that are followed by a value. */
+const GLOBAL_VALUE_OPTIONS = ['--config', '--prefix'];
+
 export interface CommandContext {
   positionals: string[];
   values: Record<string, string | boolean | undefined>;
@@ -47,11 +50,12 @@ export interface Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  // The command is the first word that is not an option or the value of --config, so that
-  // `--config X insert ...` runs insert (it used to start a node and ignore the rest).
+  // The command is the first word that is not an option or the value of a global option
+  // (--config, --prefix), so that `--config X insert ...` runs insert (it used to start a node
+  // and ignore the rest) and `--prefix tenant_a` starts a node (it was "unknown command").
   let index = 0;
   while (index < argv.length && argv[index]!.startsWith('-'))
-    index += argv[index] === '--config' ? 2 : 1;
+    index += GLOBAL_VALUE_OPTIONS.includes(argv[index]!) ? 2 : 1;
   const found = argv[index];
   const name = found ?? 'start';
   const rest = found === undefined ? argv : [...argv.slice(0, index), ...argv.slice(index + 1)];

@@ -8,7 +8,7 @@ import { Quern } from '../../src/client.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { Notifier } from '../../src/notifier/notifier.js';
 import { cleanup, createSchema, databaseUrl, eventually, type TestSchema } from '../helpers/db.js';
-import { runCli, startNode } from '../helpers/node.js';
+import { nodeConfig, runCli, spawnCluster, startNode, writeConfig } from '../helpers/node.js';
 
 describe('isolation', function () {
   const schemas: TestSchema[] = [];
@@ -174,5 +174,27 @@ describe('isolation', function () {
     const bad = await runCli(['migrate', '--prefix', 'Not A Schema'], env);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr + bad.stdout, /--prefix/);
+  });
+
+  it('--prefix SCHEMA may come before the command, or stand alone to start a node', async function () {
+    // `node cluster.js --prefix tenant_a` was "unknown command "tenant_a"": only --config's
+    // value was skipped when looking for the command.
+    const db = await createSchema('prefix first', { migrate: false });
+    schemas.push(db);
+    const env = { DATABASE_URL: db.url };
+    const migrated = await runCli(['--prefix', db.schema, 'migrate'], env);
+    assert.equal(migrated.code, 0, migrated.stderr);
+    assert.match(migrated.stdout, new RegExp(`schema ${db.schema}: version 0 -> \\d+`));
+    const config = writeConfig({ ...nodeConfig('quern', db.url), logLevel: 'info' });
+    const node = spawnCluster(['--prefix', db.schema, '--config', config], env);
+    try {
+      await node.waitForLog(/"msg":"node \S+ started"/);
+      const status = await runCli(['--prefix', db.schema, '--config', config, 'status'], env);
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /nodes: 1 alive of 1/);
+    } finally {
+      node.child.kill('SIGTERM');
+    }
+    assert.equal((await node.exited).code, 0, node.output());
   });
 });
