@@ -101,7 +101,12 @@ export function attachLogger(
       `node ${e.node} heartbeats written again after ${e.fencedMs} ms fenced; fetching again`,
     ),
   );
-  on('notifier:reconnect', (e) => log.warn(e, 'notification connection lost; reconnecting'));
+  // The notifier retries every 250 ms: a line per attempt was four a second for as long as the
+  // database was away. Attempts 1, 2, 4, 8, ... are logged (the event still fires for each).
+  on('notifier:reconnect', (e) => {
+    if ((e.attempt & (e.attempt - 1)) === 0)
+      log.warn(e, `notification connection lost; reconnecting (attempt ${e.attempt})`);
+  });
   on('telemetry:error', (e) =>
     log.error({ event: e.event, error: e.error.message }, `a listener of ${e.event} threw`),
   );

@@ -88,6 +88,21 @@ describe('the default logger', function () {
     );
   });
 
+  it('logs a lost notification connection at attempts 1, 2, 4, 8, ..., not at each 250 ms retry', function () {
+    const telemetry = new Telemetry();
+    const memory = memoryLogger();
+    const detach = attachLogger(telemetry, memory.log);
+    for (let attempt = 1; attempt <= 240; attempt++)
+      // a minute of outage
+      telemetry.emit('notifier:reconnect', { node: 'n', attempt });
+    detach();
+    assert.deepEqual(
+      memory.lines.map((l) => l.attempt),
+      [1, 2, 4, 8, 16, 32, 64, 128],
+    );
+    assert.equal(memory.lines[0]!.msg, 'notification connection lost; reconnecting (attempt 1)');
+  });
+
   it('takes its level from config, LOG_LEVEL first', function () {
     assert.equal(loadConfig({ logLevel: 'warn' }, { env: {} }).logLevel, 'warn');
     assert.equal(
