@@ -57,7 +57,16 @@ export const insert: Command = {
     const maxAttempts = integerFlag(values['max-attempts'], '--max-attempts');
     if (maxAttempts !== undefined) job.maxAttempts = maxAttempts;
     if (scheduleIn !== undefined) job.scheduleIn = Number(scheduleIn);
-    if (values.tags !== undefined) job.tags = String(values.tags).split(',').filter(Boolean);
+    // `--tags 'a, b'` is tags a and b: the space was kept (" b", which no filter on b finds).
+    if (values.tags !== undefined)
+      job.tags = [
+        ...new Set(
+          String(values.tags)
+            .split(',')
+            .map((tag) => tag.trim())
+            .filter(Boolean),
+        ),
+      ];
 
     const config = configFromFlags(values);
     if (!values['any-worker']) await requireKnownWorker(config, worker);

@@ -110,6 +110,21 @@ describe('the CLI', function () {
     assert.deepEqual(await db.query('SELECT worker FROM jobs'), []);
   });
 
+  it("insert --tags 'a, b,a' stores tags a and b: spaces around a tag and repeats are dropped", async function () {
+    const { code, stdout, stderr } = await runCli([
+      'insert',
+      'ok',
+      '{}',
+      '--tags',
+      ' a, b,a,, ',
+      '--config',
+      config,
+    ]);
+    assert.equal(code, 0, stderr);
+    const [row] = await db.query('SELECT tags FROM jobs WHERE id = $1', [Number(stdout)]);
+    assert.deepEqual(row?.tags, ['a', 'b']);
+  });
+
   it('insert prints the new job id and stores every flag', async function () {
     const { code, stdout, stderr } = await runCli([
       'insert',
