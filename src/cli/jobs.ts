@@ -1,5 +1,6 @@
 // `jobs [--state --queue --worker --limit]` lists jobs as a table; `job show|cancel|retry ID`.
 
+import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
 import { JOB_STATES } from '../jobs/types.js';
 import {
   configFromFlags,
@@ -31,13 +32,24 @@ export const jobs: Command = {
     if (state !== undefined && !(JOB_STATES as readonly string[]).includes(state)) {
       throw new UsageError(`--state: expected one of ${JOB_STATES.join(', ')}, got ${state}`);
     }
+    // A name no job can have (a typo, a worker's file path) listed "0 jobs" as if there were none.
+    const queue = values.queue as string | undefined;
+    if (queue !== undefined && !isPlainIdentifier(queue, MAX_QUEUE_LENGTH))
+      throw new UsageError(
+        `--queue: expected a queue name ([a-z_][a-z0-9_]*, at most ${MAX_QUEUE_LENGTH} bytes), got ${JSON.stringify(queue)}`,
+      );
+    const worker = values.worker as string | undefined;
+    if (worker !== undefined && !/^[A-Za-z0-9_.:-]{1,255}$/.test(worker))
+      throw new UsageError(
+        `--worker: expected a worker name (1-255 characters of A-Z a-z 0-9 _ . : -), got ${JSON.stringify(worker)}`,
+      );
     const limit = values.limit === undefined ? 50 : integerArgument(values.limit, '--limit');
     const connected = await connectClient(configFromFlags(values), { existing: true });
     try {
       const rows = await connected.client.listJobs({
         ...(state ? { state } : {}),
-        ...(values.queue ? { queue: values.queue as string } : {}),
-        ...(values.worker ? { worker: values.worker as string } : {}),
+        ...(queue ? { queue } : {}),
+        ...(worker ? { worker } : {}),
         limit,
       });
       print(

@@ -41,6 +41,16 @@ describe('the CLI', function () {
     ['args that are not JSON', ['insert', 'ok', '{nope'], /ARGS_JSON is not valid JSON/],
     ['a missing worker', ['insert'], /insert needs a WORKER/],
     ['a bad --down', ['migrate', '--down', 'x'], /--down/],
+    [
+      'a queue name no job can have',
+      ['jobs', '--queue', 'Bad Q'],
+      /--queue: expected a queue name/,
+    ],
+    [
+      'a worker name no job can have',
+      ['jobs', '--worker', 'a/b'],
+      /--worker: expected a worker name/,
+    ],
   ];
   for (const [what, args, message] of usageErrors) {
     it(`exits 2 with the usage for ${what}`, async function () {
