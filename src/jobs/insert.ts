@@ -93,6 +93,11 @@ export function normalizeInsert(
       // An async validate cannot be waited for here: its promise would read as a message.
       if (typeof (problem as { then?: unknown } | null)?.then === 'function')
         problem = 'validate returned a Promise; it must return its message (or null) synchronously';
+      // A predicate (ajv's compiled validators, `return typeof args.to === 'string'`) returns
+      // true for good args: read as a message, true rejected every insert and false let bad
+      // args through.
+      if (typeof problem === 'boolean')
+        problem = `validate returned ${String(problem)}; it must return null (or nothing) to accept the args, or a message saying what is wrong with them`;
     } catch (error) {
       // A throw always rejects, whatever was thrown (a string, null, an Error with no message).
       problem =

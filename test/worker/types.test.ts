@@ -111,7 +111,7 @@ describe('typed workers', function () {
     assert.equal(rows.length, 0);
   });
 
-  it('a validate that throws anything, or returns a Promise, rejects the args', async function () {
+  it('a validate that throws anything, or returns a Promise or a boolean, rejects the args', async function () {
     const cases: [string, () => never | Promise<string>, RegExp][] = [
       // A thrown string was read as an Error's message (undefined): the args were accepted.
       [
@@ -139,6 +139,14 @@ describe('typed workers', function () {
         /rejected by worker "v": Error$/,
       ],
       ['a Promise', () => Promise.resolve('bad'), /validate returned a Promise/],
+      // A predicate's answer: true rejected with "true" and false accepted the args.
+      ...[true, false].map((answer): [string, () => never, RegExp] => [
+        String(answer),
+        () => answer as never,
+        new RegExp(
+          `rejected by worker "v": validate returned ${String(answer)}; it must return null \\(or nothing\\) to accept the args, or a message`,
+        ),
+      ]),
     ];
     for (const [what, validate, message] of cases) {
       const worker = defineWorker({
