@@ -369,7 +369,9 @@ export class Producer {
     const durationMs = Date.now() - startedAt;
     if (result.kind === 'outcome') this.noteDuration(durationMs);
     const token = tokenOf(record);
-    const row = outcomeRow(record, job, registered, result, token);
+    const row = outcomeRow(record, job, registered, result, token, (backoffWarning) =>
+      this.warnAbout(record, backoffWarning),
+    );
     const warning = result.kind === 'outcome' ? result.outcome.warning : null;
     const isFailure =
       result.kind === 'crashed' ||
@@ -540,15 +542,27 @@ function timeoutFor(
  * timestamps (2 ** attempt from attempt 43, or the default 15 + attempt^4 past attempt ~1700)
  * the outcome was refused and the job retried after a second instead, every second.
  */
-function backoffFor(registered: RegisteredWorker | undefined, job: Job): number {
+function backoffFor(
+  registered: RegisteredWorker | undefined,
+  job: Job,
+  warn?: (warning: string) => void,
+): number {
   const custom = registered?.definition.backoff as ((job: Job) => number) | undefined;
   if (custom) {
+    // A backoff that throws or returns no number of seconds falls back to the default, and
+    // says so on job:warning (it did so without a word, as a timeout function once did).
+    const fallback = 'the default backoff (15 + attempt^4 seconds) is used';
     try {
       const seconds = custom(job);
       if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0)
         return Math.min(seconds, MAX_SCHEDULE_IN);
-    } catch {
-      // fall back to the default
+      warn?.(
+        `backoff: the worker's backoff function returned ${typeof seconds === 'number' ? String(seconds) : describe(seconds)}, not a number of seconds of 0 or more; ${fallback}`,
+      );
+    } catch (error) {
+      warn?.(
+        `backoff: the worker's backoff function threw (${describeError(error).split('\n', 1)[0]}); ${fallback}`,
+      );
     }
   }
   return Math.min(defaultBackoff(job.attempt), MAX_SCHEDULE_IN);
@@ -577,11 +591,18 @@ export function outcomeRow(
   registered: RegisteredWorker | undefined,
   result: RunResult,
   token: string,
+  warn?: (warning: string) => void,
 ): OutcomeRow {
   const id = record.id;
   const failure = (error: string): OutcomeRow => {
     const state: JobState = record.attempt >= record.maxAttempts ? 'discarded' : 'retryable';
-    return row(id, token, state, error, state === 'retryable' ? backoffFor(registered, job) : null);
+    return row(
+      id,
+      token,
+      state,
+      error,
+      state === 'retryable' ? backoffFor(registered, job, warn) : null,
+    );
   };
   switch (result.kind) {
     case 'interrupted':

@@ -179,6 +179,25 @@ describe('job outcomes, run in worker threads', function () {
     assert.equal((await finalRow(after.id, ['completed'])).result, 'still');
   });
 
+  it('a backoff function that throws or returns junk warns, and the default backoff is used', async function () {
+    for (const [backoff, said] of [
+      ['abc', /returned "abc", not a number of seconds of 0 or more/],
+      [-5, /returned -5, not a number of seconds of 0 or more/],
+      ['throw', /threw \(Error: no backoff today\)/],
+    ] as const) {
+      const warned = node!.telemetry.waitFor('job:warning', (e) => e.worker === 'returns', 5000);
+      const job = await db.client.insert({ worker: 'returns', args: { throw: 'x', backoff } });
+      const warning = await warned;
+      assert.equal(warning.id, job.id);
+      assert.match(warning.warning, /^backoff: the worker's backoff function /);
+      assert.match(warning.warning, said);
+      assert.match(warning.warning, /; the default backoff \(15 \+ attempt\^4 seconds\) is used$/);
+      const row = await finalRow(job.id, ['retryable']);
+      const wait = ((row.scheduled_at as Date).getTime() - Date.now()) / 1000;
+      assert.ok(wait > 10 && wait < 20, `the default backoff after attempt 1, got ${wait} s`);
+    }
+  });
+
   it('a backoff past what a timestamp holds waits 100 years instead of retrying after a second', async function () {
     // The default backoff at attempt 100001 is 15 + 1e20 seconds: past the year 294276.
     const job = await db.client.insert({
