@@ -19,7 +19,9 @@ export async function renderStatus(
 ): Promise<string> {
   const nodes = await client.nodes.list(client.pool);
   counts ??= await client.jobs.countsByQueueAndState(client.pool);
-  const alive = (n: { ageMs: number }) => n.ageMs < heartbeatTimeout;
+  // Judged as the lifeline judges: by the longer of this timeout and the node's own.
+  const alive = (n: { ageMs: number; heartbeatTimeout: number | null }) =>
+    n.ageMs < Math.max(heartbeatTimeout, n.heartbeatTimeout ?? 0);
   // Just after a failover the dead leader's row still says leader: the fresher row wins.
   const leader =
     nodes.filter((n) => n.leader && alive(n)).sort((x, y) => x.ageMs - y.ageMs)[0]?.name ??

@@ -25,7 +25,9 @@
 // would not rescue then, it waits for the server to be up for heartbeatTimeout, but the node
 // cannot know that): a long job loses its progress and runs again, in exchange for the guarantee.
 // The first heartbeat written afterwards lifts the fence and the queues fetch again. This holds
-// when every node uses the same heartbeatTimeout (the lifeline judges by the leader's).
+// whatever the other nodes' settings: the lifeline waits for the longer of this node's
+// heartbeatTimeout (written with each heartbeat) and the leader's (see aliveSince in
+// db/queries/nodes.ts).
 
 export interface FenceTimings {
   /** ms without a written heartbeat after which fetching stops and running jobs are aborted. */

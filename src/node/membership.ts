@@ -75,7 +75,14 @@ export function joinCluster(options: JoinOptions): Promise<Joined> {
     await nodes.lockMembership(client);
     const others = await nodes.countLiveOthers(client, name, options.heartbeatTimeout);
     if (others === 0) await new CronQueries(options.schema).markClusterStart(client);
-    await nodes.heartbeat(client, name, options.queues, false, options.startedAt);
+    await nodes.heartbeat(
+      client,
+      name,
+      options.queues,
+      false,
+      options.startedAt,
+      options.heartbeatTimeout,
+    );
     const rescued = await new MaintenanceQueries(options.schema).rescuePreviousRuns(
       client,
       name,

@@ -403,6 +403,7 @@ export class QuernNode {
         this.queueHeartbeats(),
         this.isLeader,
         this.startedAt,
+        this.config.heartbeatTimeout,
       ),
     );
     this.heartbeating = beat.catch(() => undefined);

@@ -4,6 +4,7 @@
 
 import { channelNames, quoteIdentifier } from '../identifiers.js';
 import type { Queryable } from './jobs.js';
+import { aliveSince } from './nodes.js';
 
 export interface RescueCounts {
   rescued: number;
@@ -49,7 +50,7 @@ export class MaintenanceQueries {
 
   /**
    * Rescues up to `limit` jobs left executing by a node whose heartbeat is older than
-   * `timeoutMs`, or that has no heartbeat row: back to available, or discarded when no attempt
+   * `timeoutMs` and than its own heartbeatTimeout (see aliveSince), or that has no heartbeat row: back to available, or discarded when no attempt
    * is left, with an error entry saying why. A job of a node that heartbeats is never touched.
    * The job itself must also be older than the timeout (a safety margin for a node between its
    * first fetch and its first heartbeat), and so must the server's uptime: after a database
@@ -62,8 +63,7 @@ export class MaintenanceQueries {
       `j.attempted_at < now() - make_interval(secs => $1 / 1000.0)
        AND pg_postmaster_start_time() < now() - make_interval(secs => $1 / 1000.0)
        AND NOT EXISTS (
-         SELECT 1 FROM ${this.nodes} n
-         WHERE n.name = j.attempted_by[1] AND n.updated_at >= now() - make_interval(secs => $1 / 1000.0))`,
+         SELECT 1 FROM ${this.nodes} n WHERE n.name = j.attempted_by[1] AND ${aliveSince('n', '$1')})`,
       `'rescued: node ' || j.attempted_by[1] || ' stopped sending heartbeats while the job was executing'`,
       [timeoutMs, limit],
     );

@@ -35,20 +35,27 @@ export class NodeQueries {
     this.settings = `${quoteIdentifier(schema)}.queue_settings`;
   }
 
+  /**
+   * `timeoutMs`: the node's heartbeatTimeout. Others judge it by the longer of that and their
+   * own (see `aliveSince`), so a node that heartbeats less often is not taken for dead between
+   * two of its heartbeats; null leaves the row's value as it is (a test writing a bare row).
+   */
   async heartbeat(
     db: Queryable,
     name: string,
     queues: Record<string, QueueHeartbeat>,
     leader: boolean,
     startedAt: Date,
+    timeoutMs: number | null = null,
   ): Promise<void> {
     await db.query({
       name: `quern_${this.schema}_heartbeat`,
-      text: `INSERT INTO ${this.nodes} (name, queues, leader, started_at, updated_at)
-             VALUES ($1, $2::jsonb, $3, $4, now())
+      text: `INSERT INTO ${this.nodes} (name, queues, leader, started_at, updated_at, heartbeat_timeout_ms)
+             VALUES ($1, $2::jsonb, $3, $4, now(), $5)
              ON CONFLICT (name) DO UPDATE SET queues = EXCLUDED.queues, leader = EXCLUDED.leader,
-               started_at = EXCLUDED.started_at, updated_at = now()`,
-      values: [name, JSON.stringify(queues), leader, startedAt],
+               started_at = EXCLUDED.started_at, updated_at = now(),
+               heartbeat_timeout_ms = COALESCE(EXCLUDED.heartbeat_timeout_ms, ${this.nodes}.heartbeat_timeout_ms)`,
+      values: [name, JSON.stringify(queues), leader, startedAt, timeoutMs],
     });
   }
 
@@ -62,11 +69,14 @@ export class NodeQueries {
     ]);
   }
 
-  /** How many nodes other than `name` heartbeat within `timeoutMs` (by the database's clock). */
+  /**
+   * How many nodes other than `name` are alive: heartbeating within `timeoutMs` or their own
+   * timeout, whichever is longer (by the database's clock).
+   */
   async countLiveOthers(db: Queryable, name: string, timeoutMs: number): Promise<number> {
     const { rows } = await db.query<{ count: number }>(
-      `SELECT count(*)::int AS count FROM ${this.nodes}
-       WHERE name <> $1 AND updated_at >= now() - make_interval(secs => $2 / 1000.0)`,
+      `SELECT count(*)::int AS count FROM ${this.nodes} n
+       WHERE n.name <> $1 AND ${aliveSince('n', '$2')}`,
       [name, timeoutMs],
     );
     return rows[0]?.count ?? 0;
@@ -76,16 +86,20 @@ export class NodeQueries {
     await db.query(`DELETE FROM ${this.nodes} WHERE name = $1`, [name]);
   }
 
-  async list(db: Queryable): Promise<(NodeRow & { ageMs: number })[]> {
+  /** `heartbeatTimeout`: the node's own, null for a node of a version that did not write it. */
+  async list(
+    db: Queryable,
+  ): Promise<(NodeRow & { ageMs: number; heartbeatTimeout: number | null })[]> {
     const { rows } = await db.query<{
       name: string;
       queues: Record<string, QueueHeartbeat>;
       leader: boolean;
       started_at: Date;
       updated_at: Date;
+      heartbeat_timeout_ms: number | null;
       age_ms: number;
     }>(
-      `SELECT name, queues, leader, started_at, updated_at,
+      `SELECT name, queues, leader, started_at, updated_at, heartbeat_timeout_ms,
               (extract(epoch FROM now() - updated_at) * 1000)::float8 AS age_ms
        FROM ${this.nodes} ORDER BY name`,
     );
@@ -96,6 +110,7 @@ export class NodeQueries {
       startedAt: r.started_at,
       updatedAt: r.updated_at,
       ageMs: r.age_ms,
+      heartbeatTimeout: r.heartbeat_timeout_ms,
     }));
   }
 
@@ -152,4 +167,14 @@ export class NodeQueries {
     }
     return [...merged.values()];
   }
+}
+
+/**
+ * SQL: the node row `alias` heartbeated within `timeoutMs` (an SQL expression in ms) or within
+ * its own heartbeatTimeout, whichever is longer. A node fences itself (stops its jobs) before its
+ * own timeout runs out (src/node/fence.ts), so judged by the longer one it has always stopped
+ * before anyone takes its jobs, whatever the two configurations say.
+ */
+export function aliveSince(alias: string, timeoutMs: string): string {
+  return `${alias}.updated_at >= now() - make_interval(secs => GREATEST(${timeoutMs}, COALESCE(${alias}.heartbeat_timeout_ms, 0)) / 1000.0)`;
 }
