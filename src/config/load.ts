@@ -169,12 +169,11 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
       `heartbeatTimeout: must be at least four heartbeatIntervals (${heartbeatInterval * 4} ms), got ${heartbeatTimeout} with heartbeatInterval ${heartbeatInterval}: a node that cannot write its heartbeat stops its running jobs before heartbeatTimeout, and needs that room to tell a lost database from a late heartbeat`,
     );
 
+  const workers = input.workers === undefined ? 'workers' : expectString(input.workers, 'workers');
   return {
     node: nodeName,
-    workers: path.resolve(
-      baseDir,
-      input.workers === undefined ? 'workers' : expectString(input.workers, 'workers'),
-    ),
+    workers: path.resolve(baseDir, workers),
+    workersRelative: !path.isAbsolute(workers),
     schema,
     database: { url, poolSize, dataDir },
     queues,

@@ -45,6 +45,8 @@ export interface NodeConfig {
   node: string;
   /** The folder holding worker modules. Absolute after loading. */
   workers: string;
+  /** Whether `workers` was given relative (resolved against the config file's folder). */
+  workersRelative?: boolean;
   schema: string;
   database: { url: string | null; poolSize: number; dataDir: string };
   queues: Record<string, QueueConfig>;

@@ -134,7 +134,9 @@ export class QuernNode {
         config.testing === 'disabled'
           ? await loadWorkerFolder(
               config.workers,
-              'a relative "workers" is resolved against the folder of the configuration file',
+              config.workersRelative === false
+                ? null
+                : 'a relative "workers" is resolved against the folder of the configuration file',
             )
           : await loadWorkers(config.workers);
       this.checkStart();

@@ -144,7 +144,7 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
     [
       'a workers folder that does not exist (it started a node failing every job as unknown)',
       () => ({ ...base(), workers: 'no-such-workers' }),
-      /workers: .*no-such-workers: no such folder/,
+      /workers: .*no-such-workers: no such folder .*; a relative "workers" is resolved against the folder of the configuration file/,
     ],
     ['a file that is not JSON', () => ({}), /is not valid JSON/],
   ];
@@ -162,6 +162,14 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       assert.doesNotMatch(result.stdout + result.stderr, /started|database ready|secret/);
     });
   }
+
+  it('a missing absolute workers folder is named without the hint about relative paths', async function () {
+    const file = writeConfig({ ...base(), workers: '/no/such/workers' });
+    const result = await runCli(['--config', file], { LOG_LEVEL: 'info' });
+    assert.equal(result.code, 1, `exit code; stderr: ${result.stderr}`);
+    assert.match(result.stderr, /workers: \/no\/such\/workers: no such folder/);
+    assert.doesNotMatch(result.stderr, /relative/);
+  });
 
   // An unusable URL used to be retried forever, as if the server were down: it must stop the
   // node at once (before any retry would be logged), naming DATABASE_URL, without the password.
