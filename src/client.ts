@@ -187,15 +187,30 @@ export class Quern {
     if (!Array.isArray(jobs)) throw new InsertError('jobs: expected an array of jobs', 'jobs');
     const normalized = await this.prepare(jobs);
     if (this.testing === 'inline') return this.performInline(normalized);
-    if (normalized.some((n) => n.unique)) {
-      return insertUniqueBatch(this.pool, client, this.unique, normalized);
+    try {
+      if (normalized.some((n) => n.unique)) {
+        return await insertUniqueBatch(this.pool, client, this.unique, normalized);
+      }
+      const rows = await this.jobs.insert(
+        client ?? this.pool,
+        normalized.map((n) => n.row),
+      );
+      // The records are fresh objects: adding the flag is cheaper than copying each (bench W1).
+      return rows.map((row) => Object.assign(row, { conflict: false }));
+    } catch (error) {
+      throw this.explainMissingSchema(error);
     }
-    const rows = await this.jobs.insert(
-      client ?? this.pool,
-      normalized.map((n) => n.row),
+  }
+
+  /**
+   * PostgreSQL's `relation "tenant_a.jobs" does not exist` (42P01) for a schema no node or
+   * migrate has created yet (or a misspelt one) becomes a ConfigError saying what to do.
+   */
+  private explainMissingSchema(error: unknown): unknown {
+    if ((error as { code?: unknown } | null)?.code !== '42P01') return error;
+    return new ConfigError(
+      `schema "${this.schema}" holds no quern tables: no node or migrate has run against it (is the schema option misspelt?); await quern.migrate() or node cluster.js migrate creates them (${(error as Error).message})`,
     );
-    // The records are fresh objects: adding the flag is cheaper than copying each (bench W1).
-    return rows.map((row) => Object.assign(row, { conflict: false }));
   }
 
   /** The definition of a worker known to this client (passed in `workers`, or loaded from its folder). */
@@ -267,13 +282,19 @@ export class Quern {
 
   async getJob(id: number, options?: CallOptions | null): Promise<JobRecord | null> {
     const client = callerClient(options);
-    return this.jobs.get(client ?? this.pool, checkId(id));
+    return this.jobs.get(client ?? this.pool, checkId(id)).catch((error: unknown) => {
+      throw this.explainMissingSchema(error);
+    });
   }
 
   listJobs(
     filter: { state?: string; queue?: string; worker?: string; limit?: number } = {},
   ): Promise<JobRecord[]> {
-    return this.jobs.list(this.pool, { ...filter, limit: filter.limit ?? 50 });
+    return this.jobs
+      .list(this.pool, { ...filter, limit: filter.limit ?? 50 })
+      .catch((error: unknown) => {
+        throw this.explainMissingSchema(error);
+      });
   }
 
   /**
