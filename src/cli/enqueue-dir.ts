@@ -68,6 +68,7 @@ export const enqueueDir: Command = {
     const connected = await connectClient(config);
     const started = Date.now();
     const ids: number[] = [];
+    let queueOf: string | null = null;
     try {
       let batch: InsertJob[] = [];
       const progress = new Progress(
@@ -77,6 +78,7 @@ export const enqueueDir: Command = {
         if (batch.length === 0) return;
         const inserted = await connected.client.insertMany(batch);
         for (const job of inserted) ids.push(job.id);
+        queueOf ??= inserted[0]?.queue ?? null;
         batch = [];
         progress.update();
       };
@@ -92,7 +94,8 @@ export const enqueueDir: Command = {
       print(
         `inserted ${ids.length} ${worker} jobs for files under ${root} in ${Date.now() - started} ms`,
       );
-      if (values.wait && ids.length > 0) return await follow(connected.client, ids);
+      if (values.wait && ids.length > 0)
+        return await follow(connected.client, ids, queueOf, connected.config.heartbeatTimeout);
     } finally {
       await connected.close();
     }
@@ -102,8 +105,32 @@ export const enqueueDir: Command = {
 
 const FINAL: JobState[] = ['completed', 'discarded', 'cancelled'];
 
-/** `--wait`: shows the batch being worked through until every job is finished; 1 if any failed. */
-async function follow(client: Quern, ids: number[]): Promise<number> {
+/**
+ * `--wait`: shows the batch being worked through until every job is finished; 1 if any failed.
+ * Says so (on stderr, once until it changes) when no live node runs `queue`: otherwise the view
+ * showed "0/73 finished" forever without a hint why.
+ */
+async function follow(
+  client: Quern,
+  ids: number[],
+  queue: string | null,
+  heartbeatTimeout: number,
+): Promise<number> {
+  let warned = false;
+  const checkRunners = async (): Promise<void> => {
+    if (queue === null) return;
+    const nodes = await client.nodes.list(client.pool);
+    const runs = nodes.some(
+      (n) =>
+        n.ageMs < Math.max(heartbeatTimeout, n.heartbeatTimeout ?? 0) &&
+        Object.hasOwn(n.queues, queue),
+    );
+    if (!runs && !warned)
+      process.stderr.write(
+        `\nno live node runs queue "${queue}": its jobs wait until a node with that queue in its configuration starts (or node cluster.js queue start ${queue} --limit N)\n`,
+      );
+    warned = !runs;
+  };
   const queries = new StatsQueries(client.schema);
   let states: Partial<Record<JobState, number>> = {};
   const finished = (): number => FINAL.reduce((sum, s) => sum + (states[s] ?? 0), 0);
@@ -113,6 +140,7 @@ async function follow(client: Quern, ids: number[]): Promise<number> {
     const failed = (states.discarded ?? 0) + (states.retryable ?? 0);
     return `working: ${count(done)}/${count(ids.length)} finished (${percent}%), ${count(states.executing ?? 0)} running, ${count(failed)} failed or retrying, ${rate(done, ms)}`;
   });
+  let rounds = 0;
   try {
     let unreachableSince: number | null = null;
     for (;;) {
@@ -133,6 +161,7 @@ async function follow(client: Quern, ids: number[]): Promise<number> {
       }
       progress.update(true);
       if (finished() >= ids.length) break;
+      if (++rounds % 5 === 1) await checkRunners().catch(() => undefined);
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   } finally {

@@ -6,7 +6,7 @@ import sinon from 'sinon';
 import { Progress } from '../../src/cli/progress.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
-import { FIXTURE_WORKERS, runCli, startNode, writeConfig } from '../helpers/node.js';
+import { FIXTURE_WORKERS, runCli, spawnCluster, startNode, writeConfig } from '../helpers/node.js';
 
 function fakeStream(isTTY: boolean) {
   const writes: string[] = [];
@@ -110,10 +110,38 @@ describe('progress of long CLI operations', function () {
       assert.match(result.stdout, /finished: 25 completed, 0 discarded, 0 cancelled/);
       assert.match(result.stderr, /inserting: 25 jobs in \d+\.\ds/);
       assert.match(result.stderr, /working: 25\/25 finished \(100%\), 0 running/);
+      assert.doesNotMatch(result.stderr, /no live node runs/);
       const [row] = await db.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM jobs WHERE state = 'completed'`,
       );
       assert.equal(row!.n, 25);
+    });
+
+    it('enqueue-dir --wait says when no live node runs the queue, and ends once one does', async function () {
+      this.timeout(60000);
+      const dir = mkdtempSync(path.join(tmpdir(), 'quern-enqueue-'));
+      for (let i = 0; i < 3; i++) writeFileSync(path.join(dir, `f${i}.txt`), String(i));
+      const config = writeConfig({
+        schema: db.schema,
+        database: { url: db.url },
+        workers: FIXTURE_WORKERS,
+      });
+      const migrated = await runCli(['migrate', '--config', config]);
+      assert.equal(migrated.code, 0, migrated.stderr);
+      const cli = spawnCluster([
+        'enqueue-dir',
+        dir,
+        '--worker',
+        'ok',
+        '--wait',
+        '--config',
+        config,
+      ]);
+      await cli.waitForLog(/no live node runs queue "default": its jobs wait until a node/, 20000);
+      node = await startNode(db.schema, db.url);
+      const exited = await cli.exited;
+      assert.equal(exited.code, 0, cli.output());
+      assert.match(cli.output(), /finished: 3 completed, 0 discarded, 0 cancelled/);
     });
   });
 });
