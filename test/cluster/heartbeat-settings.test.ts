@@ -22,22 +22,18 @@ describe('nodes with different heartbeat settings', function () {
 
   it("a node that heartbeats less often than the leader's timeout keeps its running job", async function () {
     this.timeout(60000);
-    const leader = spawnCluster(
-      [
-        '--config',
-        writeConfig(
-          nodeConfig(db.schema, db.url, {
-            logLevel: 'info',
-            queues: { other: 1 },
-            heartbeatInterval: 1000,
-            heartbeatTimeout: 5000,
-            plugins: { lifeline: { interval: 250 } },
-          }),
-        ),
-      ],
-      { NODE_NAME: 'node-a' },
-    );
-    nodes.push(leader);
+    const start = (name: string, settings: Record<string, unknown>): SpawnedNode => {
+      const config = writeConfig(nodeConfig(db.schema, db.url, { logLevel: 'info', ...settings }));
+      const node = spawnCluster(['--config', config], { NODE_NAME: name });
+      nodes.push(node);
+      return node;
+    };
+    const leader = start('node-a', {
+      queues: { other: 1 },
+      heartbeatInterval: 1000,
+      heartbeatTimeout: 5000,
+      plugins: { lifeline: { interval: 250 } },
+    });
     await leader.waitForLog(/node node-a started/);
     await eventually(
       async () => {
@@ -49,21 +45,11 @@ describe('nodes with different heartbeat settings', function () {
       10000,
       'node-a to lead',
     );
-    const slow = spawnCluster(
-      [
-        '--config',
-        writeConfig(
-          nodeConfig(db.schema, db.url, {
-            logLevel: 'info',
-            queues: { slowq: 1 },
-            heartbeatInterval: 7000,
-            heartbeatTimeout: 28000,
-          }),
-        ),
-      ],
-      { NODE_NAME: 'node-b' },
-    );
-    nodes.push(slow);
+    const slow = start('node-b', {
+      queues: { slowq: 1 },
+      heartbeatInterval: 7000,
+      heartbeatTimeout: 28000,
+    });
     await slow.waitForLog(/node node-b started/);
     const job = await db.client.insert({ worker: 'slow', queue: 'slowq', args: { ms: 9000 } });
     await eventually(

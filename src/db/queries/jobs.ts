@@ -74,6 +74,21 @@ export interface OutcomeRow {
   refund: number;
 }
 
+/**
+ * Which row an outcome `o` may write: its job's, while still executing under the same attempt
+ * token (so a runner whose job was rescued or cancelled meanwhile cannot overwrite it).
+ */
+const OUTCOME_MATCH = `FROM o
+        WHERE j.id = o.id AND j.state::text = 'executing' AND j.attempted_by[2] = o.token
+        RETURNING o.token`;
+
+/** An outcome statement's one row: how many were written, their tokens only if some were not. */
+function outcomeAnswer(countParam: string): string {
+  return `SELECT count(*)::int AS written,
+             CASE WHEN count(*) < ${countParam} THEN COALESCE(array_agg(token), '{}') END AS tokens
+      FROM upd`;
+}
+
 export class JobQueries {
   private readonly t: string;
   private readonly channel: string;
@@ -150,13 +165,9 @@ export class JobQueries {
                       ELSE j.errors || jsonb_build_array(jsonb_build_object('at', now(), 'attempt', j.attempt, 'error', o.error)) END,
         result = CASE WHEN o.state = 'completed' THEN o.result ELSE j.result END,
         attempt = j.attempt - o.refund
-      FROM o
-      WHERE j.id = o.id AND j.state::text = 'executing' AND j.attempted_by[2] = o.token
-      RETURNING o.token
+      ${OUTCOME_MATCH}
       )
-      SELECT count(*)::int AS written,
-             CASE WHEN count(*) < $8 THEN COALESCE(array_agg(token), '{}') END AS tokens
-      FROM upd`;
+      ${outcomeAnswer('$8')}`;
   }
 
   /**
@@ -173,13 +184,9 @@ export class JobQueries {
       ),
       upd AS (
         UPDATE ${this.t} j SET state = 'completed', completed_at = now(), result = o.result
-        FROM o
-        WHERE j.id = o.id AND j.state::text = 'executing' AND j.attempted_by[2] = o.token
-        RETURNING o.token
+        ${OUTCOME_MATCH}
       )
-      SELECT count(*)::int AS written,
-             CASE WHEN count(*) < $4 THEN COALESCE(array_agg(token), '{}') END AS tokens
-      FROM upd`;
+      ${outcomeAnswer('$4')}`;
   }
 
   /**
