@@ -369,9 +369,7 @@ export class Producer {
     const durationMs = Date.now() - startedAt;
     if (result.kind === 'outcome') this.noteDuration(durationMs);
     const token = tokenOf(record);
-    const row = outcomeRow(record, job, registered, result, token, (backoffWarning) =>
-      this.warnAbout(record, backoffWarning),
-    );
+    const row = outcomeRow(record, job, registered, result, token, this.warnAbout);
     const warning = result.kind === 'outcome' ? result.outcome.warning : null;
     const isFailure =
       result.kind === 'crashed' ||
@@ -591,7 +589,7 @@ export function outcomeRow(
   registered: RegisteredWorker | undefined,
   result: RunResult,
   token: string,
-  warn?: (warning: string) => void,
+  warn?: (record: JobRecord, warning: string) => void,
 ): OutcomeRow {
   const id = record.id;
   const failure = (error: string): OutcomeRow => {
@@ -601,7 +599,9 @@ export function outcomeRow(
       token,
       state,
       error,
-      state === 'retryable' ? backoffFor(registered, job, warn) : null,
+      state === 'retryable'
+        ? backoffFor(registered, job, warn && ((warning) => warn(record, warning)))
+        : null,
     );
   };
   switch (result.kind) {
