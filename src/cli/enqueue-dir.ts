@@ -17,6 +17,7 @@ import type { Command } from './main.js';
 import type { InsertJob } from '../worker/define.js';
 import type { Quern } from '../client.js';
 import { isConnectionError } from '../db/breaker.js';
+import { isAlive } from '../db/queries/nodes.js';
 import { StatsQueries } from '../db/queries/stats.js';
 import type { JobState } from '../jobs/types.js';
 import { count, Progress, rate, seconds } from './progress.js';
@@ -120,11 +121,7 @@ async function follow(
   const checkRunners = async (): Promise<void> => {
     if (queue === null) return;
     const nodes = await client.nodes.list(client.pool);
-    const runs = nodes.some(
-      (n) =>
-        n.ageMs < Math.max(heartbeatTimeout, n.heartbeatTimeout ?? 0) &&
-        Object.hasOwn(n.queues, queue),
-    );
+    const runs = nodes.some((n) => isAlive(n, heartbeatTimeout) && Object.hasOwn(n.queues, queue));
     if (!runs && !warned)
       process.stderr.write(
         `\nno live node runs queue "${queue}": its jobs wait until a node with that queue in its configuration starts (or node cluster.js queue start ${queue} --limit N)\n`,

@@ -3,6 +3,7 @@
 
 import { MAX_QUEUE_LIMIT } from '../config/load.js';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
+import { isAlive } from '../db/queries/nodes.js';
 import { configFromFlags, connectClient, integerArgument, print, UsageError } from './context.js';
 import type { Command } from './main.js';
 import type { QueueAction } from '../node/control.js';
@@ -38,6 +39,20 @@ export const queue: Command = {
         ...(limit !== undefined ? { limit } : {}),
       });
       print(`queue ${name}: ${action} sent to ${node ?? 'all nodes'}`);
+      // Sent and saved either way (a node reads the saved settings when it starts), but a typo
+      // in the queue or node name changed nothing now, without a word.
+      const live = (await connected.client.nodes.list(connected.client.pool)).filter((n) =>
+        isAlive(n, connected.config.heartbeatTimeout),
+      );
+      const targets = node ? live.filter((n) => n.name === node) : live;
+      if (node && targets.length === 0)
+        process.stderr.write(
+          `warning: no live node is named ${JSON.stringify(node)}; the setting is saved and applies when it starts\n`,
+        );
+      else if (action !== 'start' && !targets.some((n) => Object.hasOwn(n.queues, name)))
+        process.stderr.write(
+          `warning: no live node${node ? ` named ${JSON.stringify(node)}` : ''} runs queue ${name}; the setting is saved and applies when a node runs it\n`,
+        );
     } finally {
       await connected.close();
     }

@@ -2,6 +2,7 @@
 // with --watch, a live view redrawn each second (./watch.ts).
 
 import type { Quern } from '../client.js';
+import { isAlive } from '../db/queries/nodes.js';
 import { configFromFlags, connectClient, print, table, UsageError } from './context.js';
 import type { Command } from './main.js';
 import { watchStatus } from './watch.js';
@@ -21,7 +22,7 @@ export async function renderStatus(
   counts ??= await client.jobs.countsByQueueAndState(client.pool);
   // Judged as the lifeline judges: by the longer of this timeout and the node's own.
   const alive = (n: { ageMs: number; heartbeatTimeout: number | null }) =>
-    n.ageMs < Math.max(heartbeatTimeout, n.heartbeatTimeout ?? 0);
+    isAlive(n, heartbeatTimeout);
   // Just after a failover the dead leader's row still says leader: the fresher row wins.
   const leader =
     nodes.filter((n) => n.leader && alive(n)).sort((x, y) => x.ageMs - y.ageMs)[0]?.name ??

@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
-import { nodeConfig, runCli, writeConfig } from '../helpers/node.js';
+import { nodeConfig, runCli, startNode, writeConfig } from '../helpers/node.js';
 
 describe('the CLI', function () {
   let db: TestSchema;
@@ -254,6 +254,39 @@ describe('the CLI', function () {
     const behind = await runCli(['status', '--config', config]);
     assert.equal(behind.code, 1, behind.stderr);
     assert.match(behind.stderr, /is at migration \d+ of \d+: run node cluster\.js migrate/);
+  });
+
+  it('queue pause|scale warns when no live node runs the queue or has the name, and still saves it', async function () {
+    const typo = await runCli(['queue', 'pause', 'defualt', '--config', config]);
+    assert.equal(typo.code, 0, typo.stderr);
+    assert.match(typo.stdout, /queue defualt: pause sent to all nodes/);
+    assert.match(typo.stderr, /warning: no live node runs queue defualt; the setting is saved/);
+    const node = await startNode(db.schema, db.url);
+    try {
+      const ghost = await runCli([
+        'queue',
+        'pause',
+        'default',
+        '--node',
+        'ghost',
+        '--config',
+        config,
+      ]);
+      assert.equal(ghost.code, 0, ghost.stderr);
+      assert.match(ghost.stderr, /warning: no live node is named "ghost"; the setting is saved/);
+      const real = await runCli(['queue', 'scale', 'default', '--limit', '3', '--config', config]);
+      assert.equal(real.code, 0, real.stderr);
+      assert.doesNotMatch(real.stderr, /warning/);
+    } finally {
+      await node.stop();
+    }
+    const saved = await db.query<{ queue: string; node: string }>(
+      `SELECT queue, node FROM queue_settings ORDER BY queue, node`,
+    );
+    assert.deepEqual(
+      saved.map((r) => `${r.queue}@${r.node}`),
+      ['default@*', 'default@ghost', 'defualt@*'],
+    );
   });
 
   it('--config PATH is the configuration used (its schema receives the insert)', async function () {

@@ -178,3 +178,14 @@ export class NodeQueries {
 export function aliveSince(alias: string, timeoutMs: string): string {
   return `${alias}.updated_at >= now() - make_interval(secs => GREATEST(${timeoutMs}, COALESCE(${alias}.heartbeat_timeout_ms, 0)) / 1000.0)`;
 }
+
+/**
+ * Whether a row of `NodeQueries.list` is alive as the lifeline judges it (aliveSince): a
+ * heartbeat within `heartbeatTimeout` or the node's own, whichever is longer.
+ */
+export function isAlive(
+  node: { ageMs: number; heartbeatTimeout: number | null },
+  heartbeatTimeout: number,
+): boolean {
+  return node.ageMs < Math.max(heartbeatTimeout, node.heartbeatTimeout ?? 0);
+}
