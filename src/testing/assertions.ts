@@ -130,6 +130,15 @@ function describeJobs(jobs: JobRecord[]): string {
 
 function find(helper: string, filterInput: unknown, options?: AssertOptions) {
   const filter = toFilter(helper, filterInput);
+  // A negative or non-numeric timeout looked once and passed as if it meant "no waiting".
+  const timeout: unknown = options?.timeout;
+  if (
+    timeout !== undefined &&
+    !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout >= 0)
+  )
+    throw new TypeError(
+      `${helper}: timeout must be a number of ms of 0 or more, got ${typeof timeout === 'number' ? String(timeout) : JSON.stringify(timeout)}`,
+    );
   const quern = quernFor(options, helper);
   const queries = new TestingQueries(quern.schema);
   return {

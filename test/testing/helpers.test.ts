@@ -195,6 +195,11 @@ describe('quern/testing', function () {
         (error: unknown) => error instanceof AssertionError && /"Ada"/.test(error.message),
       );
       await assert.rejects(assertEnqueued({ wroker: 'greet' } as never), /did you mean "worker"/);
+      for (const timeout of [-1, Number.NaN, '100'])
+        await assert.rejects(
+          assertEnqueued({ worker: 'greet' }, { timeout: timeout as number }),
+          /assertEnqueued: timeout must be a number of ms of 0 or more, got /,
+        );
     });
 
     it('counts waiting jobs only, unless a state is given; scheduledAt within a delta', async function () {
