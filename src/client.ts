@@ -8,7 +8,7 @@ import { DEFAULT_SCHEMA, MAX_QUEUE_LIMIT } from './config/load.js';
 import { databaseUrlProblem } from './config/database-url.js';
 import { ConfigError, isPlainObject, rejectUnknownKeys, suggest } from './config/validate.js';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH, schemaNameProblem } from './db/identifiers.js';
-import { migrateUp } from './db/migrate.js';
+import { migrateUp, noTablesMessage } from './db/migrate.js';
 import { JobQueries, type Queryable } from './db/queries/jobs.js';
 import { NodeQueries } from './db/queries/nodes.js';
 import { StatsQueries } from './db/queries/stats.js';
@@ -209,7 +209,11 @@ export class Quern {
   private explainMissingSchema(error: unknown): unknown {
     if ((error as { code?: unknown } | null)?.code !== '42P01') return error;
     return new ConfigError(
-      `schema "${this.schema}" holds no quern tables: no node or migrate has run against it (is the schema option misspelt?); await quern.migrate() or node cluster.js migrate creates them (${(error as Error).message})`,
+      noTablesMessage(
+        this.schema,
+        'the schema option',
+        `await quern.migrate() or node cluster.js migrate creates them (${(error as Error).message})`,
+      ),
     );
   }
 

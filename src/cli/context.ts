@@ -10,7 +10,7 @@ import { loadConfig, readConfigFile } from '../config/load.js';
 import { schemaNameProblem } from '../db/identifiers.js';
 import type { NodeConfig } from '../config/types.js';
 import { waitForDatabase } from '../db/connect.js';
-import { currentVersion, LATEST_VERSION } from '../db/migrate.js';
+import { currentVersion, LATEST_VERSION, noTablesMessage } from '../db/migrate.js';
 import { startEmbedded, type EmbeddedDatabase } from '../db/embedded.js';
 import { Quern } from '../client.js';
 import { suggest } from '../config/validate.js';
@@ -150,7 +150,11 @@ async function requireSchema(client: Quern, schema: string): Promise<void> {
   const latest = LATEST_VERSION();
   if (version === 0) {
     throw new CommandError(
-      `schema "${schema}" holds no quern tables: no node or migrate has run against it (is --prefix or the configuration's "schema" misspelt?); node cluster.js migrate creates it`,
+      noTablesMessage(
+        schema,
+        `--prefix or the configuration's "schema"`,
+        'node cluster.js migrate creates it',
+      ),
     );
   }
   if (version < latest) {

@@ -44,6 +44,14 @@ export function readMigrations(dir = MIGRATIONS_DIR): Migration[] {
 
 export const LATEST_VERSION = (): number => readMigrations().length;
 
+/**
+ * What a command or a client says about a schema no node or migrate has created (or a misspelt
+ * one): `misspelt` names the setting to check, `fix` how to create the tables.
+ */
+export function noTablesMessage(schema: string, misspelt: string, fix: string): string {
+  return `schema "${schema}" holds no quern tables: no node or migrate has run against it (is ${misspelt} misspelt?); ${fix}`;
+}
+
 async function withSchemaLock<T>(
   client: pg.ClientBase,
   schema: string,
