@@ -208,11 +208,23 @@ export class Producer {
     return !this.stopped && !this.isPaused && !this.isFenced && this.threads !== null;
   }
 
-  /** How many jobs to claim now: none while more than half the look-ahead is still waiting. */
+  /**
+   * How many jobs to claim now: none while more than half the look-ahead is still waiting. From
+   * a standstill (nothing running or waiting: a burst after a quiet spell, a resume, a start),
+   * only what can start at once, so the first jobs run while the next claim fetches the rest:
+   * a claim takes ~9 us per row on an idle machine and several times that on a busy one, and
+   * claiming limit + prefetch in one went had the queue wait for all of it. Bench W2, prefetch
+   * 1000: the first claim of 1,020 rows came back 41 ms after the resume; claimed as 80, then
+   * 940, the first 80 were back after 8 ms and running while the 940 came. W2 over 6 alternating
+   * pairs: medians 40.9k against 39.3k jobs/s.
+   */
   private wanted(): number {
     if (!this.canRun()) return 0;
     if (this.prefetch > 0 && this.waiting.length > this.prefetch / 2) return 0;
-    return this.limit + this.prefetch - this.running.size - this.waiting.length;
+    const wanted = this.limit + this.prefetch - this.running.size - this.waiting.length;
+    if (this.running.size === 0 && this.waiting.length === 0)
+      return Math.min(wanted, this.limit + this.ahead());
+    return wanted;
   }
 
   private canFetch(): boolean {

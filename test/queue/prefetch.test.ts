@@ -48,6 +48,29 @@ describe('queue look-ahead (prefetch)', function () {
     assert.ok(most <= 2, `at most 2 running at once, saw ${most}`);
   });
 
+  it('from a standstill, claims what can start at once first, then the rest of the look-ahead', async function () {
+    // 60 jobs wait before the node starts. Claiming limit + prefetch (42) in one went had the
+    // queue wait for all of it; the first claim is what starts at once (the limit, 2, and three
+    // limits handed out ahead while job times are unknown, 6), the next the rest of the 42.
+    await db.client.insertMany(
+      Array.from({ length: 60 }, (_, i) => ({ worker: 'slow', args: { ms: 20, i } })),
+    );
+    node = await start(40, 2);
+    await eventually(async () => (await states()).completed === 60, 20000, '60 completed');
+    // attempted_by[2] is the claim's token (node run id and claim number) and the job's id.
+    const claims = await db.query<{ claim: number; n: number }>(
+      `SELECT substring(attempted_by[2] from '\\.(\\d+)\\.\\d+$')::int AS claim, count(*)::int AS n
+       FROM jobs GROUP BY 1 ORDER BY 1`,
+    );
+    assert.deepEqual(
+      claims.slice(0, 2).map((c) => c.n),
+      [8, 34],
+      `claim sizes in order: ${claims.map((c) => c.n).join(', ')}`,
+    );
+    const rows = await db.query<{ attempt: number }>('SELECT attempt FROM jobs');
+    assert.ok(rows.every((r) => r.attempt === 1));
+  });
+
   it('gives back the claimed-ahead jobs on shutdown with their attempt refunded', async function () {
     node = await start(5, 1);
     await db.client.insertMany(
