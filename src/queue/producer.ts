@@ -162,7 +162,12 @@ export class Producer {
     return Math.min(this.prefetch, limits * this.limit);
   }
 
-  /** Moving average of the queue's recent perform times (ms); unknown (Infinity) at first. */
+  /**
+   * Moving average of the queue's recent perform times (ms), as their threads timed them;
+   * unknown (Infinity) at first. Timed here, from the start of perform to its outcome's arrival,
+   * a no-op job took the 1-10 ms of its batch's way back on a busy node, and the queue flipped
+   * between batches of 80 and 320 all through a drain (bench W2).
+   */
   private recentMs = Infinity;
 
   private noteDuration(ms: number): void {
@@ -334,8 +339,8 @@ export class Producer {
         queueTimeMs,
       });
       const registered = this.deps.workers.get(record.worker);
-      const done = (result: RunResult, startedAt: number | null): void =>
-        this.finish(record, job, registered, result, startedAt ?? handedAt, queueTimeMs);
+      const done = (result: RunResult, startedAt: number | null, performMs: number | null): void =>
+        this.finish(record, job, registered, result, startedAt ?? handedAt, queueTimeMs, performMs);
       if (!registered || !threads) {
         void Promise.resolve().then(() =>
           done(
@@ -347,6 +352,7 @@ export class Producer {
                 warning: null,
               },
             },
+            null,
             null,
           ),
         );
@@ -376,10 +382,11 @@ export class Producer {
     result: RunResult,
     startedAt: number,
     queueTimeMs: number,
+    performMs: number | null,
   ): void {
     this.running.delete(tokenOf(record));
     const durationMs = Date.now() - startedAt;
-    if (result.kind === 'outcome') this.noteDuration(durationMs);
+    if (result.kind === 'outcome') this.noteDuration(performMs ?? durationMs);
     const token = tokenOf(record);
     const row = outcomeRow(record, job, registered, result, token, this.warnAbout);
     const warning = result.kind === 'outcome' ? result.outcome.warning : null;

@@ -68,7 +68,8 @@ export interface PoolEntry {
   /** This attempt's token: a job cancelled and retried at once may have two attempts here. */
   key: string;
   timeoutMs: number | null;
-  done: (result: RunResult, startedAt: number | null) => void;
+  /** performMs: how long its perform took, timed in its thread (null if it never ended there). */
+  done: (result: RunResult, startedAt: number | null, performMs: number | null) => void;
   /** The job's args and meta as JSON text, when the caller has it (a fetched row): sent as is. */
   argsText?: string;
   metaText?: string | null;
@@ -113,6 +114,7 @@ export class ThreadPool {
   private readonly threadIds: Int32Array;
   private readonly startedAt: Float64Array;
   private readonly ended: Int32Array;
+  private readonly performMs: Float64Array;
   private readonly generation: Int32Array;
   /** SharedSlots.concurrency: the threads' current cap. */
   private readonly concurrencyCap: Int32Array;
@@ -131,6 +133,7 @@ export class ThreadPool {
       threadIds: new SharedArrayBuffer(size * 4),
       startedAt: new SharedArrayBuffer(size * 8),
       ended: new SharedArrayBuffer(size * 4),
+      performMs: new SharedArrayBuffer(size * 8),
       generation: new SharedArrayBuffer(4),
       concurrency: new SharedArrayBuffer(4),
     };
@@ -139,6 +142,7 @@ export class ThreadPool {
     this.threadIds = new Int32Array(slots.threadIds);
     this.startedAt = new Float64Array(slots.startedAt);
     this.ended = new Int32Array(slots.ended);
+    this.performMs = new Float64Array(slots.performMs!);
     this.generation = new Int32Array(slots.generation);
     this.freeSlots = Array.from({ length: size }, (_, i) => size - 1 - i);
     const workerData: ThreadData = {
@@ -372,10 +376,13 @@ export class ThreadPool {
       tasks[index] = null;
       const entry = entries[index]!;
       const value = result(task, entry.timeoutMs);
-      const startedAt = this.threadOf(task) === null ? null : this.startedAt[task.slot]!;
+      const started = this.threadOf(task) !== null;
+      const startedAt = started ? this.startedAt[task.slot]! : null;
+      const performMs =
+        started && Atomics.load(this.ended, task.slot) === 1 ? this.performMs[task.slot]! : null;
       this.untrack(task);
       if (--due === 0) this.batches.delete(batch);
-      entry.done(value, startedAt);
+      entry.done(value, startedAt, performMs);
     };
     const settleAll = (outcomes: BatchOutcomes): void => {
       for (const item of outcomes) {

@@ -37,6 +37,12 @@ export interface SharedSlots {
   /** 1 once the job's perform has ended (its outcome may still be on its way). */
   ended: SharedArrayBuffer;
   /**
+   * How long the perform took (ms, fractional), written before `ended`: the producer tells
+   * short jobs apart by it. Timed on the main thread instead, a job's time included its batch's
+   * way back, several ms on a busy node for jobs that took microseconds.
+   */
+  performMs?: SharedArrayBuffer;
+  /**
    * Bumped by the main thread each time it gives back the jobs waiting for a slot (pause, stop).
    * A job of a batch sent under an older value does not wait: the batch may reach its thread
    * after the broadcast that releases waiting jobs (the two travel on different channels).
@@ -100,6 +106,7 @@ const shared = data.slots && {
   threadIds: new Int32Array(data.slots.threadIds),
   startedAt: new Float64Array(data.slots.startedAt),
   ended: new Int32Array(data.slots.ended),
+  performMs: data.slots.performMs ? new Float64Array(data.slots.performMs) : null,
   generation: new Int32Array(data.slots.generation),
   concurrency: data.slots.concurrency ? new Int32Array(data.slots.concurrency) : null,
 };
@@ -407,12 +414,16 @@ function perform(
     shared.startedAt[slot] = Date.now();
     Atomics.store(shared.threadIds, slot, threadId);
   }
+  const began = performance.now();
   let ended = false;
   const end = (outcome: RunnerOutcome): void => {
     if (ended) return;
     ended = true;
     running.delete(key);
-    if (shared) Atomics.store(shared.ended, slot, 1);
+    if (shared) {
+      if (shared.performMs) shared.performMs[slot] = performance.now() - began;
+      Atomics.store(shared.ended, slot, 1);
+    }
     releaseSlot();
     finish(outcome);
   };

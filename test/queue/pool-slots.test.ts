@@ -31,16 +31,50 @@ describe('thread pool slots', function () {
   });
 
   const run = (p: ThreadPool, j: Job, timeoutMs: number | null = null) =>
-    new Promise<{ result: RunResult; startedAt: number | null }>((resolve) =>
+    new Promise<{
+      result: RunResult;
+      startedAt: number | null;
+      performMs: number | null;
+      at: number;
+    }>((resolve) =>
       p.runMany([
         {
           job: j,
           key: `k.${j.id}`,
           timeoutMs,
-          done: (result, startedAt) => resolve({ result, startedAt }),
+          done: (result, startedAt, performMs) =>
+            resolve({ result, startedAt, performMs, at: Date.now() }),
         },
       ]),
     );
+
+  it("a job's perform time is timed in its thread, not by when its outcome arrives", async function () {
+    pool = new ThreadPool({
+      queue: 'slots',
+      workersDir: FIXTURE_WORKERS,
+      threads: 1,
+      concurrency: 2,
+      memoryLimitMb: null,
+      cancelGracePeriod: 200,
+      capacity: 10,
+    });
+    const slow = await run(pool, job(1, 'slow', { ms: 150 }));
+    assert.equal(slow.result.kind, 'outcome');
+    assert.ok(
+      slow.performMs! >= 140 && slow.performMs! < 1000,
+      `a 150 ms job took ${slow.performMs} ms`,
+    );
+    // The main thread is busy for 300 ms right after handing out a job that returns at once:
+    // its outcome arrives late, but the job itself was short (the producer tells short jobs
+    // apart by this time, to hand them out in larger batches).
+    const quick = run(pool, job(2, 'ok', {}));
+    const busyUntil = Date.now() + 300;
+    while (Date.now() < busyUntil);
+    const { result, startedAt, performMs, at } = await quick;
+    assert.equal(result.kind, 'outcome');
+    assert.ok(at - startedAt! >= 150, `the outcome arrived ${at - startedAt!} ms after its start`);
+    assert.ok(performMs !== null && performMs < 100, `a no-op job took ${performMs} ms`);
+  });
 
   it('a long job keeps its slot while many short ones pass: its timeout fires on time', async function () {
     pool = new ThreadPool({
