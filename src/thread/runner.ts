@@ -279,7 +279,20 @@ process.on('uncaughtException', (error) => {
  */
 export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> {
   registry ??= loadWorkers(data.workersDir);
-  const workers = await registry;
+  let workers: Map<string, RegisteredWorker>;
+  try {
+    workers = await registry;
+  } catch (error) {
+    // The folder loaded on the main thread but not here (a module that throws only in a worker
+    // thread, or changed since the node started): each job fails with why. A rejected batch
+    // would read as jobs that never started, given back and fetched again at once, forever.
+    const failed: RunnerOutcome = {
+      kind: 'failed',
+      error: `the worker thread could not load the workers: ${describeError(error)}`,
+      warning: null,
+    };
+    return task.keys.map((_, index) => [index, failed]);
+  }
   let left = task.keys.length;
   let ready: BatchOutcomes = [];
   let flushQueued = false;

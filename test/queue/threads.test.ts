@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { QuernNode } from '../../src/node/node.js';
 import type { TelemetryEvents } from '../../src/telemetry/events.js';
@@ -177,6 +180,39 @@ describe('worker thread deaths, timeouts and cancellation', function () {
       const r = await row(other.id, ['completed']);
       assert.equal(r.attempt, 1);
       assert.equal(starts.get(other.id), 1, 'ran once, never interrupted');
+    }
+  });
+
+  it('a worker module that throws on import only in a worker thread: its jobs fail with why, never given back in a loop', async function () {
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-thread-import-'));
+    writeFileSync(
+      path.join(dir, 'main-only.js'),
+      [
+        "import { isMainThread } from 'node:worker_threads';",
+        "if (!isMainThread) throw new Error('not in a worker thread');",
+        "export default { name: 'main-only', perform: () => 'ok' };",
+      ].join('\n'),
+    );
+    try {
+      node = await startNode(db.schema, db.url, { ...shared(), workers: dir });
+      const stops: TelemetryEvents['job:stop'][] = [];
+      node.telemetry.on('job:stop', (e) => stops.push(e));
+      const job = await db.client.insert({ worker: 'main-only', maxAttempts: 1 });
+      await eventually(() => Promise.resolve(stops.length > 0), 10000, 'the job to stop');
+      await new Promise((r) => setTimeout(r, 300)); // a job given back is fetched again at once
+      assert.deepEqual(
+        stops.map((e) => e.state),
+        ['discarded'],
+        'one attempt, failed: not given back unstarted',
+      );
+      const r = await row(job.id, ['discarded']);
+      const errors = r.errors as { error: string }[];
+      assert.match(
+        errors[0]!.error,
+        /^the worker thread could not load the workers: .*main-only\.js: cannot be loaded: not in a worker thread/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
