@@ -160,6 +160,10 @@ export class ThreadPool {
       // stop could not reach it: the runner itself holds a thread to `concurrency` jobs.
       concurrentTasksPerWorker: options.capacity,
       idleTimeout: Infinity,
+      // piscina's default ('sync') parks a thread with no task in Atomics.wait, which freezes its
+      // event loop: a timer, a request or a log flush a job left running stopped until the next
+      // job came, and a timer that throws after its job returned never killed the thread.
+      atomics: 'disabled',
       workerData,
       ...(options.memoryLimitMb
         ? { resourceLimits: { maxOldGenerationSizeMb: options.memoryLimitMb } }

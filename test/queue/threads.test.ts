@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,6 +107,31 @@ describe('worker thread deaths, timeouts and cancellation', function () {
       assert.equal((await row(after.id, ['completed'])).result, 'after');
     });
   }
+
+  it('work a job leaves behind (a timer) runs while its thread is idle, not only when the next job comes', async function () {
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-thread-idle-'));
+    const file = path.join(dir, 'fired');
+    writeFileSync(
+      path.join(dir, 'later.js'),
+      [
+        "import { appendFileSync } from 'node:fs';",
+        'export default {',
+        "  name: 'later',",
+        '  perform(job) {',
+        "    setTimeout(() => appendFileSync(job.args.file, 'fired'), 50);",
+        '  },',
+        '};',
+      ].join('\n'),
+    );
+    try {
+      node = await startNode(db.schema, db.url, { ...shared(), workers: dir });
+      const job = await db.client.insert({ worker: 'later', args: { file } });
+      await row(job.id, ['completed']);
+      await eventually(() => Promise.resolve(existsSync(file)), 3000, 'the timer to fire');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('a job past the memory limit kills its thread: a failed attempt naming the limit, retried by the normal rules', async function () {
     node = await startNode(db.schema, db.url, shared({ memoryLimitMb: 32 }));
