@@ -179,6 +179,10 @@ export class ThreadPool {
       this.batches.get(message.batch)?.(message.outcomes);
     } else if (message.type === 'crash') {
       this.crashReports.set(message.threadId, { job: message.job, error: message.error });
+      // Reported now: a thread that dies with no task on it (a timer that throws after its job
+      // returned) rejects nothing, so `failed` would never hear of it.
+      if (!this.destroyed)
+        this.reportDeath(message.threadId, `worker thread died: ${message.error}`, message.job);
     }
   }
 

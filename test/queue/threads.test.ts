@@ -133,6 +133,27 @@ describe('worker thread deaths, timeouts and cancellation', function () {
     }
   });
 
+  it('a thread that dies with no job running (a timer throwing after its job returned) is reported, not passed over in silence', async function () {
+    node = await startNode(db.schema, db.url, shared());
+    const crashes: TelemetryEvents['pool:crash'][] = [];
+    const restarts: TelemetryEvents['pool:restart'][] = [];
+    node.telemetry.on('pool:crash', (e) => crashes.push(e));
+    node.telemetry.on('pool:restart', (e) => restarts.push(e));
+    const job = await db.client.insert({ worker: 'crash', args: { how: 'throw-after-return' } });
+    await row(job.id, ['completed']);
+    await eventually(() => Promise.resolve(crashes.length > 0), 5000, 'a pool:crash event');
+    assert.equal(crashes.length, 1);
+    assert.match(
+      crashes[0]!.error,
+      /^worker thread died: uncaught exception outside perform: Error: thrown from a timer after job \d+ returned/,
+    );
+    assert.equal(crashes[0]!.culprit, job.id);
+    assert.deepEqual(crashes[0]!.jobs, []);
+    assert.equal(restarts.length, 1, 'counted against the restart budget');
+    const after = await db.client.insert({ worker: 'ok', args: { value: 'after' } });
+    assert.equal((await row(after.id, ['completed'])).result, 'after');
+  });
+
   it('a job past the memory limit kills its thread: a failed attempt naming the limit, retried by the normal rules', async function () {
     node = await startNode(db.schema, db.url, shared({ memoryLimitMb: 32 }));
     const job = await db.client.insert({
