@@ -107,6 +107,12 @@ export class ThreadPool {
   /** What a dying thread said about its death, by threadId. */
   private readonly crashReports = new Map<number, { job: number | null; error: string }>();
   private readonly deathsReported = new Set<number>();
+  /**
+   * Deaths (piscina rejects every task of a dead thread with one error object) that a job which
+   * had started on the thread accounts for, and the jobs of deaths that none so far does.
+   */
+  private readonly explainedDeaths = new WeakSet<object>();
+  private readonly unexplainedDeaths = new Map<object, number[]>();
   /** Batches whose outcomes are still due: how to settle one job of each, by its index. */
   private readonly batches = new Map<number, (outcomes: BatchOutcomes) => void>();
   private batchSequence = 0;
@@ -412,6 +418,7 @@ export class ThreadPool {
 
   /** Why a task's promise was rejected: its thread died, or the pool is going away. */
   private failed(task: RunningTask, error: Error, timeoutMs: number | null): RunResult {
+    this.noteDeath(task, error);
     if (task.stopping?.reason === 'cancel')
       return { kind: 'cancelled', reason: task.stopping.message };
     if (task.stopping?.reason === 'timeout')
@@ -430,6 +437,34 @@ export class ThreadPool {
     // on being refunded forever.
     if (report?.job != null && report.job !== task.job.id) return { kind: 'interrupted' };
     return { kind: 'crashed', error: reason };
+  }
+
+  /**
+   * A thread that died with no job started on it (out of memory while importing the workers, say)
+   * is reported too: its jobs go back unstarted, and unreported they were fetched and given back
+   * again at once, forever, in silence. A death with a started job is that job's to explain (a
+   * crash below, or the timeout, cancel or fence that terminated the thread).
+   */
+  private noteDeath(task: RunningTask, error: unknown): void {
+    if (typeof error !== 'object' || error === null || this.destroyed) return;
+    if (this.threadOf(task) !== null) {
+      this.explainedDeaths.add(error);
+      return;
+    }
+    const jobs = this.unexplainedDeaths.get(error);
+    if (jobs) {
+      jobs.push(task.job.id);
+      return;
+    }
+    this.unexplainedDeaths.set(error, [task.job.id]);
+    // Every task of the dead thread is rejected in the same turn.
+    setImmediate(() => {
+      const ids = this.unexplainedDeaths.get(error) ?? [];
+      this.unexplainedDeaths.delete(error);
+      if (this.destroyed || this.explainedDeaths.has(error)) return;
+      const reason = `worker thread died before running a job: ${describeDeath(error as Error, this.options.memoryLimitMb)}`;
+      this.options.onThreadDeath?.({ threadId: -1, error: reason, jobs: ids, culprit: null });
+    });
   }
 
   private reportDeath(threadId: number, error: string, culprit: number | null): void {

@@ -173,6 +173,45 @@ describe('worker thread deaths, timeouts and cancellation', function () {
     await row(after.id, ['completed']);
   });
 
+  it('a thread that runs out of memory loading the workers, before any job started: reported and counted, its jobs given back', async function () {
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-thread-oom-'));
+    writeFileSync(
+      path.join(dir, 'heavy.js'),
+      [
+        "import { isMainThread } from 'node:worker_threads';",
+        'const table = [];',
+        "if (!isMainThread) for (let i = 0; ; i++) table.push({ i, s: 'x' + i });",
+        "export default { name: 'heavy', perform: () => 'ok' };",
+      ].join('\n'),
+    );
+    try {
+      node = await startNode(db.schema, db.url, {
+        ...shared({ memoryLimitMb: 32 }),
+        workers: dir,
+        restartBudget: { restarts: 1, seconds: 60, backoff: 60000 },
+      });
+      const crashes: TelemetryEvents['pool:crash'][] = [];
+      const crashed: TelemetryEvents['queue:crashed'][] = [];
+      node.telemetry.on('pool:crash', (e) => crashes.push(e));
+      node.telemetry.on('queue:crashed', (e) => crashed.push(e));
+      const job = await db.client.insert({ worker: 'heavy' });
+      await eventually(() => Promise.resolve(crashed.length > 0), 15000, 'the queue to crash');
+      assert.match(
+        crashes[0]!.error,
+        /^worker thread died before running a job: .*out of memory.*\(memoryLimitMb 32\)/i,
+      );
+      assert.equal(crashes[0]!.culprit, null);
+      await eventually(async () => {
+        const [r] = await db.query('SELECT * FROM jobs WHERE id = $1', [job.id]);
+        return r?.state === 'available' ? r : null;
+      });
+      const [r] = await db.query('SELECT * FROM jobs WHERE id = $1', [job.id]);
+      assert.deepEqual(r!.errors, [], 'it never ran: no attempt charged');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an infinite loop past its timeout: signal, then the thread is terminated; neighbours keep their attempt', async function () {
     node = await startNode(db.schema, db.url, shared());
     const starts = countStarts(node);
