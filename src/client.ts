@@ -15,7 +15,7 @@ import { StatsQueries } from './db/queries/stats.js';
 import { UniqueQueries } from './db/queries/unique.js';
 import { InsertError, normalizeInsert, type NormalizedInsert } from './jobs/insert.js';
 import { insertUniqueBatch } from './jobs/insert-unique.js';
-import type { Job, JobRecord, JobState } from './jobs/types.js';
+import { JOB_STATES, type Job, type JobRecord, type JobState } from './jobs/types.js';
 import { runPerform, stateOf } from './testing/perform.js';
 import { sendControl, type QueueAction } from './node/control.js';
 import type { InsertJob, WorkerDefinition } from './worker/define.js';
@@ -291,9 +291,10 @@ export class Quern {
     });
   }
 
-  listJobs(
+  async listJobs(
     filter: { state?: string; queue?: string; worker?: string; limit?: number } = {},
   ): Promise<JobRecord[]> {
+    checkListFilter(filter);
     return this.jobs
       .list(this.pool, { ...filter, limit: filter.limit ?? 50 })
       .catch((error: unknown) => {
@@ -467,6 +468,43 @@ function describe(value: unknown): string {
   return Array.isArray(value)
     ? 'an array'
     : `an object (${value.constructor?.name ?? 'no prototype'})`;
+}
+
+const LIST_FILTER_KEYS = ['state', 'queue', 'worker', 'limit'];
+
+/** A misspelt key or a state that does not exist would list every job, or none, unnoticed. */
+function checkListFilter(filter: unknown): void {
+  const fail = (field: string, why: string): never => {
+    throw new InsertError(`filter${field === 'filter' ? '' : `.${field}`}: ${why}`, field);
+  };
+  if (!isPlainObject(filter)) fail('filter', 'expected an object of state, queue, worker, limit');
+  const { state, queue, worker, limit } = filter as Record<string, unknown>;
+  rejectUnknownKeys(
+    filter as Record<string, unknown>,
+    LIST_FILTER_KEYS,
+    'filter',
+    (m) => new InsertError(m, 'filter'),
+  );
+  if (state !== undefined && !JOB_STATES.includes(state as JobState))
+    fail('state', `expected one of ${JOB_STATES.join(', ')}, got ${describeValue(state)}`);
+  for (const [field, value] of [
+    ['queue', queue],
+    ['worker', worker],
+  ] as const)
+    if (value !== undefined && typeof value !== 'string')
+      fail(field, `expected a string, got ${describeValue(value)}`);
+  if (
+    limit !== undefined &&
+    (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1)
+  )
+    fail(
+      'limit',
+      `expected a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${describeValue(limit)}`,
+    );
+}
+
+function describeValue(value: unknown): string {
+  return typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value));
 }
 
 function checkId(id: unknown): number {
