@@ -509,10 +509,7 @@ function describeValue(value: unknown): string {
 
 function checkId(id: unknown): number {
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) {
-    throw new InsertError(
-      `id: expected a positive integer job id, got ${JSON.stringify(id)}`,
-      'id',
-    );
+    throw new InsertError(`id: expected a positive integer job id, got ${describeValue(id)}`, 'id');
   }
   return id;
 }

@@ -54,4 +54,16 @@ describe('listJobs filter', function () {
     );
     assert.equal((await list(undefined)).length, 1);
   });
+
+  it('a job id that is a BigInt is refused as an id, not a TypeError from building the message', async function () {
+    for (const call of [
+      () => db.client.getJob(5n as unknown as number),
+      () => db.client.cancel(5n as unknown as number),
+      () => db.client.retry(5n as unknown as number),
+    ])
+      await assert.rejects(
+        call(),
+        refused('id', /^id: expected a positive integer job id, got 5n$/),
+      );
+  });
 });
