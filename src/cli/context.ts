@@ -9,7 +9,7 @@ import pino from 'pino';
 import { loadConfig, readConfigFile } from '../config/load.js';
 import { schemaNameProblem } from '../db/identifiers.js';
 import type { NodeConfig } from '../config/types.js';
-import { waitForDatabase } from '../db/connect.js';
+import { DatabaseConfigError, redactUrl, waitForDatabase } from '../db/connect.js';
 import { currentVersion, LATEST_VERSION, noTablesMessage } from '../db/migrate.js';
 import { startEmbedded, type EmbeddedDatabase } from '../db/embedded.js';
 import { Quern } from '../client.js';
@@ -111,7 +111,15 @@ export async function connectClient(
   let embedded: EmbeddedDatabase | null = null;
   let url = config.database.url ?? runningEmbeddedUrl(config.database.dataDir);
   if (url) {
-    await waitForDatabase(url, log, { attempts: 3 });
+    try {
+      await waitForDatabase(url, log, { attempts: 3 });
+    } catch (error) {
+      if (error instanceof DatabaseConfigError) throw error;
+      // A server that is down: say which, in one line (not a stack trace of pg's socket).
+      throw new CommandError(
+        `database ${redactUrl(url)} is not answering: ${(error as Error).message}`,
+      );
+    }
   } else {
     embedded = await startEmbedded(config.database.dataDir);
     url = embedded.url;

@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
@@ -322,6 +323,25 @@ describe('the CLI', function () {
       assert.equal(code, 1, `${args.join(' ')}: ${stderr}`);
       assert.match(stderr, message);
       assert.doesNotMatch(stderr, /Usage:/);
+    }
+  });
+
+  it('a database that does not answer ends a command with exit 1 and one line naming it, not a stack trace', async function () {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const url = `postgres://someone:secret@127.0.0.1:${port}/test`;
+    for (const args of [['status'], ['jobs'], ['migrate'], ['queue', 'pause', 'default']]) {
+      const { code, stderr } = await runCli([...args, '--config', config], { DATABASE_URL: url });
+      assert.equal(code, 1, `${args.join(' ')}: ${stderr}`);
+      assert.match(
+        stderr,
+        new RegExp(
+          `^error: database postgres://someone:\\*\\*\\*@127\\.0\\.0\\.1:${port}/test is not answering: connect ECONNREFUSED .*\n$`,
+        ),
+      );
+      assert.doesNotMatch(stderr, /secret|\n\s+at /);
     }
   });
 });
