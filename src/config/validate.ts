@@ -113,6 +113,7 @@ export function expectObject(value: unknown, where: string): Record<string, unkn
 
 export function describe(value: unknown): string {
   if (value === null) return 'null';
+  if (value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string')
     return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);

@@ -146,6 +146,11 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       () => ({ ...base(), workers: 'no-such-workers' }),
       /workers: .*no-such-workers: no such folder .*; a relative "workers" is resolved against the folder of the configuration file/,
     ],
+    [
+      'a crontab entry with no worker (it said "got undefined undefined")',
+      () => ({ ...base(), plugins: { cron: { crontab: [['* * * * *']] } } }),
+      /plugins\.cron\.crontab\[0\]\.worker: expected a non-empty string, got nothing$/m,
+    ],
     ['a file that is not JSON', () => ({}), /is not valid JSON/],
   ];
 
