@@ -7,7 +7,9 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
-import { describe, rejectUnknownKeys } from '../config/validate.js';
+import { describe, isPlainObject, rejectUnknownKeys } from '../config/validate.js';
+import { MAX_ATTEMPTS_LIMIT } from '../jobs/insert.js';
+import { uniqueSpec } from '../jobs/unique.js';
 import type { WorkerDefinition } from './define.js';
 
 /** The keys of a WorkerDefinition (src/worker/define.ts). */
@@ -143,9 +145,28 @@ export function validateDefinition(value: unknown, file: string): WorkerDefiniti
   }
   if (
     def.maxAttempts !== undefined &&
-    !(Number.isInteger(def.maxAttempts) && (def.maxAttempts as number) >= 1)
+    !(
+      Number.isInteger(def.maxAttempts) &&
+      (def.maxAttempts as number) >= 1 &&
+      (def.maxAttempts as number) <= MAX_ATTEMPTS_LIMIT
+    )
   ) {
-    fail(`worker "${String(def.name)}": maxAttempts must be an integer of at least 1`);
+    fail(
+      `worker "${String(def.name)}": maxAttempts must be an integer from 1 to ${MAX_ATTEMPTS_LIMIT}, got ${typeof def.maxAttempts === 'number' ? String(def.maxAttempts) : describe(def.maxAttempts)}`,
+    );
+  }
+  // Checked here as an insert would (keys excepted: they name args, which only an insert has),
+  // so a bad `unique` stops the load rather than failing every insert of the worker.
+  if (def.unique !== undefined && def.unique !== false) {
+    const { keys } = isPlainObject(def.unique) ? def.unique : { keys: undefined };
+    const args = Object.fromEntries(
+      (Array.isArray(keys) ? keys : []).map((k: unknown) => [String(k), null]),
+    );
+    try {
+      uniqueSpec(def.unique, { worker: String(def.name), queue: 'default', args });
+    } catch (error) {
+      fail(`worker "${String(def.name)}": ${(error as Error).message}`);
+    }
   }
   for (const key of ['backoff', 'validate'] as const) {
     const option = def[key];

@@ -138,6 +138,37 @@ describe('client workers folder', function () {
     assert.equal((await quern.workerDefinition('full'))?.maxAttempts, 2);
   });
 
+  it('a definition whose maxAttempts or unique no insert could take is refused at load, not at every insert', function () {
+    const perform = () => undefined;
+    const refused = (definition: Record<string, unknown>, message: RegExp) =>
+      assert.throws(
+        () => new Quern({ testing: 'inline', workers: [definition as never] }),
+        (error: unknown) => error instanceof WorkerLoadError && message.test(error.message),
+        JSON.stringify(definition),
+      );
+    refused(
+      { name: 'mail', maxAttempts: 1e10, perform },
+      /^workers\[0\]: worker "mail": maxAttempts must be an integer from 1 to 2147483646, got 10000000000$/,
+    );
+    refused(
+      { name: 'mail', unique: { period: -1 }, perform },
+      /^workers\[0\]: worker "mail": unique\.period: expected a number of seconds above 0 or "infinity", got -1$/,
+    );
+    refused(
+      { name: 'mail', unique: { states: ['done'] }, perform },
+      /^workers\[0\]: worker "mail": unique\.states: "done" is not one of /,
+    );
+    refused(
+      { name: 'mail', unique: true, perform },
+      /^workers\[0\]: worker "mail": unique: expected/,
+    );
+    // keys name args, which only an insert has: they are checked there.
+    new Quern({
+      testing: 'inline',
+      workers: [{ name: 'mail', unique: { keys: ['to'] }, perform }],
+    });
+  });
+
   it('a path to a file, an empty string or a number as workers is refused', async function () {
     const dir = mkdtempSync(path.join(tmpdir(), 'quern-file-workers-'));
     const file = path.join(dir, 'not-a-folder.js');
