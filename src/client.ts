@@ -161,7 +161,8 @@ export class Quern {
 
   private async prepare(jobs: unknown[]): Promise<NormalizedInsert[]> {
     await this.workersLoaded;
-    return jobs.map((job, index) =>
+    // Array.from, not map: map skips the holes of a sparse array, which then reached the SQL.
+    return Array.from(jobs, (job, index) =>
       normalizeInsert(
         job,
         (name) => this.definitions.get(name),

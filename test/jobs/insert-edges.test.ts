@@ -101,6 +101,16 @@ describe('insert edges', function () {
     assert.equal(await jobCount(), 3);
   });
 
+  it('a hole in an insertMany array is refused as that job, not a TypeError; nothing is written', async function () {
+    // eslint-disable-next-line no-sparse-arrays -- the point of the test
+    const sparse = [, { worker: 'ok' }] as { worker: string }[];
+    await assert.rejects(
+      db.client.insertMany(sparse),
+      insertError('job', /^jobs\[0\]: expected an object with a worker and args$/),
+    );
+    assert.equal(await jobCount(), 0);
+  });
+
   it('a client without a query function is refused, naming client', async function () {
     for (const client of ['x', {}, null, 42]) {
       await assert.rejects(
