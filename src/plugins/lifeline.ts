@@ -11,6 +11,8 @@ export interface LifelineOptions {
   /** ms of silence after which a node is dead (the leader's heartbeatTimeout). */
   heartbeatTimeout: number;
   limit?: number;
+  /** This node's run (QuernNode.runId): its own jobs are never rescued (see rescueOrphans). */
+  runId?: string;
 }
 
 export class Lifeline extends PeriodicPlugin {
@@ -32,7 +34,14 @@ export class Lifeline extends PeriodicPlugin {
     for (;;) {
       if (!this.context.isLeader()) break;
       const counts = await this.context.call(() =>
-        this.queries.rescueOrphans(pool, this.options.heartbeatTimeout, limit),
+        this.queries.rescueOrphans(
+          pool,
+          this.options.heartbeatTimeout,
+          limit,
+          this.options.runId === undefined
+            ? null
+            : { node: this.context.node, runId: this.options.runId },
+        ),
       );
       rescued += counts.rescued;
       discarded += counts.discarded;

@@ -32,6 +32,7 @@ const lifeline: PluginFactory = (context, node) => {
     new Lifeline(context, new MaintenanceQueries(node.config.schema), {
       interval: config.interval,
       heartbeatTimeout: node.config.heartbeatTimeout,
+      runId: node.runId,
     }),
   ];
 };

@@ -202,9 +202,14 @@ describe('upkeep plans with statistics from a busy moment', function () {
        FROM generate_series(1, 3000) g`,
     );
     const text = await textOf((q) =>
-      new MaintenanceQueries(db.schema).rescueOrphans(q, 30000, 1000),
+      new MaintenanceQueries(db.schema).rescueOrphans(q, 30000, 1000, { node: 'n', runId: 'r' }),
     );
-    const scans = await genericScans(db, 'integer, integer', text, '30000, 1000');
+    const scans = await genericScans(
+      db,
+      'integer, integer, text, text',
+      text,
+      `30000, 1000, 'n', 'r'`,
+    );
     assert.deepEqual(scans, ['Index Scan using jobs_executing', 'Tid Scan']);
   });
 

@@ -275,3 +275,66 @@ describe('fence timings', function () {
     assert.deepEqual(tight, { stopAfterMs: 2250, graceMs: 750, deadlineMs: 3000 });
   });
 });
+
+// A process paused past heartbeatTimeout (SIGSTOP, a frozen VM, a debugger) and then resumed: its
+// overdue timers fire together. As leader, its lifeline saw its own heartbeat stale and rescued
+// the job it was running itself, which it then fetched again while the old run (its thread not
+// yet terminated by the fence) went on: the same job twice at once, on one node.
+describe('a leader frozen past heartbeatTimeout, then resumed', function () {
+  let db: TestSchema;
+  const spawned: SpawnedNode[] = [];
+  beforeEach(async function () {
+    db = await createSchema(this.currentTest!.title);
+  });
+  afterEach(async function () {
+    for (const node of spawned) node.child.kill('SIGKILL');
+    await Promise.all(spawned.splice(0).map((n) => n.exited));
+    await cleanup(this, db);
+  });
+
+  it('its lifeline leaves its own running job alone: the fence stops it, it runs once more, never twice at once', async function () {
+    this.timeout(60000);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'quern-frozen-')), 'ticks.txt');
+    const a = spawnCluster(
+      [
+        '--config',
+        writeConfig({
+          ...nodeConfig(db.schema, db.url),
+          logLevel: 'info',
+          heartbeatInterval: 200,
+          heartbeatTimeout: 1000,
+          cancelGracePeriod: 500,
+          plugins: { stager: { interval: 200 }, lifeline: { interval: 100 } },
+          queues: { long: { limit: 1, pollInterval: 200 } },
+        }),
+      ],
+      { NODE_NAME: 'frozen-a' },
+    );
+    spawned.push(a);
+    await a.waitForLog(/frozen-a is the leader/);
+    const job = await db.client.insert({
+      worker: 'ticker',
+      queue: 'long',
+      args: { file, ms: 60000, tick: 20, honour: false },
+    });
+    const runs = () =>
+      new Set(
+        readLines(file)
+          .filter((l) => l.job === job.id)
+          .map((l) => l.run),
+      );
+    await eventually(() => Promise.resolve(runs().size === 1), 10000, 'the job to start');
+    a.child.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 2500));
+    a.child.kill('SIGCONT');
+    await eventually(() => Promise.resolve(runs().size >= 2), 15000, 'the job to run again');
+    await new Promise((r) => setTimeout(r, 1000));
+    runsWithoutOverlap(readLines(file), job.id);
+    const [row] = await db.query<{ errors: string }>(
+      `SELECT errors::text FROM jobs WHERE id = $1`,
+      [job.id],
+    );
+    assert.doesNotMatch(row!.errors, /rescued/);
+    await db.client.cancel(job.id);
+  });
+});

@@ -57,15 +57,28 @@ export class MaintenanceQueries {
    * restart every heartbeat is old, and live nodes need a heartbeat interval to be heard again.
    * Queues that got jobs back are woken on every node.
    */
-  async rescueOrphans(db: Queryable, timeoutMs: number, limit: number): Promise<RescueCounts> {
+  /**
+   * `own`: the leader's own node and run, whose jobs are never its lifeline's to rescue: they run
+   * in this very process. A leader that was paused (SIGSTOP, a frozen VM) finds its own heartbeat
+   * stale when it resumes; rescuing its jobs then let it fetch and run one again while the old run
+   * was still going (its fence stops that one, and gives it back when it has ended).
+   */
+  async rescueOrphans(
+    db: Queryable,
+    timeoutMs: number,
+    limit: number,
+    own: { node: string; runId: string } | null = null,
+  ): Promise<RescueCounts> {
     return this.rescue(
       db,
       `j.attempted_at < now() - make_interval(secs => $1 / 1000.0)
        AND pg_postmaster_start_time() < now() - make_interval(secs => $1 / 1000.0)
+       AND NOT (j.attempted_by[1] IS NOT DISTINCT FROM $3::text
+                AND starts_with(j.attempted_by[2], $4::text || '.'))
        AND NOT EXISTS (
          SELECT 1 FROM ${this.nodes} n WHERE n.name = j.attempted_by[1] AND ${aliveSince('n', '$1')})`,
       `'rescued: node ' || j.attempted_by[1] || ' stopped sending heartbeats while the job was executing'`,
-      [timeoutMs, limit],
+      [timeoutMs, limit, own?.node ?? null, own?.runId ?? ''],
     );
   }
 
