@@ -50,14 +50,13 @@ export class MaintenanceQueries {
 
   /**
    * Rescues up to `limit` jobs left executing by a node whose heartbeat is older than
-   * `timeoutMs` and than its own heartbeatTimeout (see aliveSince), or that has no heartbeat row: back to available, or discarded when no attempt
-   * is left, with an error entry saying why. A job of a node that heartbeats is never touched.
-   * The job itself must also be older than the timeout (a safety margin for a node between its
-   * first fetch and its first heartbeat), and so must the server's uptime: after a database
-   * restart every heartbeat is old, and live nodes need a heartbeat interval to be heard again.
-   * Queues that got jobs back are woken on every node.
-   */
-  /**
+   * `timeoutMs` and than its own heartbeatTimeout (see aliveSince), or that has no heartbeat
+   * row: back to available, or discarded when no attempt is left, with an error entry saying
+   * why. A job of a node that heartbeats is never touched. The job itself must also be older
+   * than the timeout (a safety margin for a node between its first fetch and its first
+   * heartbeat), and so must the server's uptime: after a database restart every heartbeat is
+   * old, and live nodes need a heartbeat interval to be heard again. Queues that got jobs back
+   * are woken on every node.
    * `own`: the leader's own node and run, whose jobs are never its lifeline's to rescue: they run
    * in this very process. A leader that was paused (SIGSTOP, a frozen VM) finds its own heartbeat
    * stale when it resumes; rescuing its jobs then let it fetch and run one again while the old run
