@@ -340,11 +340,19 @@ export class Quern {
 
   /** Makes a discarded, cancelled, retryable or scheduled job available now. */
   async retry(id: number): Promise<ChangeResult> {
-    const { before, after } = await this.jobs.retry(this.pool, checkId(id));
+    const { before, after, scheduledAt } = await this.jobs.retry(this.pool, checkId(id));
     if (before === null)
       return { id, before, after, changed: false, message: `job ${id} does not exist` };
     if (after === 'available' && before !== 'available')
       return { id, before, after, changed: true, message: `job ${id} is available again` };
+    if (after === 'scheduled' && before !== 'available' && scheduledAt)
+      return {
+        id,
+        before,
+        after,
+        changed: true,
+        message: `job ${id} runs again at ${scheduledAt.toISOString()} at the latest, once its cancelled run has ended`,
+      };
     return {
       id,
       before,

@@ -7,7 +7,7 @@
 // whose row is no longer executing under its attempt (cancelled, rescued) is stopped.
 
 import { MAX_QUEUE_LIMIT, queueConfig } from '../config/load.js';
-import type { QueueConfig } from '../config/types.js';
+import type { NodeConfig, QueueConfig } from '../config/types.js';
 import { channelNames } from '../db/identifiers.js';
 import type { Queryable } from '../db/queries/jobs.js';
 import { MaintenanceQueries } from '../db/queries/maintenance.js';
@@ -84,6 +84,23 @@ export function wantedQueues(
   return wanted;
 }
 
+/** How often a node reads the saved queue settings and the rows of the jobs it runs. */
+export function controlPollInterval(config: Pick<NodeConfig, 'heartbeatInterval'>): number {
+  return Math.max(200, config.heartbeatInterval);
+}
+
+/**
+ * The longest a run of this node goes on once its job is cancelled in its row: until the node
+ * hears of it (at once by notification, at the latest at its next poll), then the job's
+ * cancelGracePeriod to honour its abort signal before its thread is terminated, and a second
+ * for the poll's query and the termination. Written with the heartbeat (nodes.stop_within_ms).
+ */
+export function stopWithin(
+  config: Pick<NodeConfig, 'heartbeatInterval' | 'cancelGracePeriod'>,
+): number {
+  return controlPollInterval(config) + config.cancelGracePeriod + 1000;
+}
+
 export class ControlChannel {
   /** What was last applied, per queue: only a change of the wanted state is acted on, so a
    * queue paused for another reason (a breaker) is not resumed by the next poll. */
@@ -98,7 +115,7 @@ export class ControlChannel {
 
   constructor(
     private readonly node: QuernNode,
-    private readonly pollInterval = Math.max(200, node.config.heartbeatInterval),
+    private readonly pollInterval = controlPollInterval(node.config),
   ) {
     this.maintenance = new MaintenanceQueries(node.config.schema);
   }

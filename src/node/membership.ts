@@ -18,6 +18,8 @@ export interface JoinOptions {
   runId: string;
   startedAt: Date;
   heartbeatTimeout: number;
+  /** See stopWithin in control.ts. */
+  stopWithin: number;
   queues: Record<string, QueueHeartbeat>;
 }
 
@@ -82,6 +84,7 @@ export function joinCluster(options: JoinOptions): Promise<Joined> {
       false,
       options.startedAt,
       options.heartbeatTimeout,
+      options.stopWithin,
     );
     const rescued = await new MaintenanceQueries(options.schema).rescuePreviousRuns(
       client,

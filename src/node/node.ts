@@ -29,7 +29,7 @@ import { Telemetry } from '../telemetry/events.js';
 import { attachLogger, createLogger } from '../telemetry/logger.js';
 import { startMetricsServer, type MetricsServer } from '../telemetry/metrics.js';
 import { loadWorkerFolder, loadWorkers, type RegisteredWorker } from '../worker/registry.js';
-import { ControlChannel, type ControlMessage } from './control.js';
+import { ControlChannel, stopWithin, type ControlMessage } from './control.js';
 import { fenceTimings, HeartbeatFence } from './fence.js';
 import { joinCluster, waitForNameToBeFree } from './membership.js';
 
@@ -256,6 +256,7 @@ export class QuernNode {
         runId: this.runId,
         startedAt: this.startedAt,
         heartbeatTimeout: config.heartbeatTimeout,
+        stopWithin: stopWithin(config),
         queues: {},
       });
       this.joined = true;
@@ -406,6 +407,7 @@ export class QuernNode {
         this.isLeader,
         this.startedAt,
         this.config.heartbeatTimeout,
+        stopWithin(this.config),
       ),
     );
     this.heartbeating = beat.catch(() => undefined);

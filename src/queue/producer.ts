@@ -306,11 +306,23 @@ export class Producer {
     this.unwritten++;
     this.deps.outcomes.push({
       row,
-      done: () => {
+      done: (written) => {
         this.unwritten--;
+        if (!written && result.kind === 'cancelled') this.releaseCancelled(record.id, token);
         this.checkIdle();
       },
     });
+  }
+
+  /**
+   * A run cancelled from elsewhere has ended here (or never started): a retry held back until
+   * it would surely have ended runs now (JobQueries.releaseCancelledRun). Should this fail, the
+   * retry runs when the hold ends.
+   */
+  private releaseCancelled(id: number, token: string): void {
+    void this.deps
+      .call(() => this.deps.queries.releaseCancelledRun(this.deps.pool, id, token))
+      .catch(() => undefined);
   }
 
   /** Starts jobs; those bound for the thread pool go together (one message per thread). */
@@ -402,6 +414,7 @@ export class Producer {
         this.unwritten--;
         // A job cancelled from elsewhere is cancelled in its row before its runner stops, so the
         // runner's outcome is refused; the attempt still ended here, as cancelled.
+        if (!written && result.kind === 'cancelled') this.releaseCancelled(record.id, token);
         if (written || result.kind === 'cancelled') {
           if (isFailure) {
             this.deps.telemetry.emit('job:exception', {

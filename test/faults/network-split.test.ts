@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fenceTimings } from '../../src/node/fence.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
+import { readLines, runsWithoutOverlap } from '../helpers/ticker.js';
 import {
   nodeConfig,
   spawnCluster,
@@ -19,44 +20,6 @@ import { TcpProxy } from '../helpers/tcp-proxy.js';
 // is heartbeatTimeout old. A must have stopped them by then (src/node/fence.ts), or the same job
 // runs on two nodes at once. The `ticker` worker writes every moment of each run to a file both
 // nodes share, so an overlap of two runs shows as a line of the older run after the newer began.
-
-interface Line {
-  job: number;
-  run: string;
-  what: string;
-  at: number;
-}
-
-function readLines(file: string): Line[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((text) => {
-      const [job, run, what, at] = text.split(' ');
-      return { job: Number(job), run: run!, what: what!, at: Number(at) };
-    });
-}
-
-/** The runs of one job in the order they started; fails if one was alive after the next began. */
-function runsWithoutOverlap(lines: Line[], job: number): { run: string; lines: Line[] }[] {
-  const runs: { run: string; lines: Line[] }[] = [];
-  for (const line of lines.filter((l) => l.job === job)) {
-    let index = runs.findIndex((r) => r.run === line.run);
-    if (index < 0) {
-      runs.push({ run: line.run, lines: [] });
-      index = runs.length - 1;
-    }
-    const newest = runs.at(-1)!;
-    if (index !== runs.length - 1)
-      assert.fail(
-        `job ${job}: run ${line.run} was still alive (${line.what} at ${line.at}) after run ${newest.run} started at ${newest.lines[0]!.at}`,
-      );
-    runs[index]!.lines.push(line);
-  }
-  return runs;
-}
 
 describe('a network split: one node cut off from PostgreSQL while the server stays up', function () {
   let db: TestSchema;

@@ -506,7 +506,9 @@ export class JobQueries {
            errors = CASE WHEN old.state = 'executing' THEN j.errors || jsonb_build_array(jsonb_build_object(
              'at', now(), 'attempt', j.attempt,
              'error', 'cancelled: cancelled by request while running on node ' || COALESCE(j.attempted_by[1], '?')))
-             ELSE j.errors END
+             ELSE j.errors END,
+           cancelled_run_until = CASE WHEN old.state = 'executing' THEN (${this.runEndsBy('j')})
+             ELSE j.cancelled_run_until END
          FROM old WHERE j.id = old.id AND old.state IN ('available', 'scheduled', 'retryable', 'executing')
          RETURNING j.id
        )
@@ -522,28 +524,78 @@ export class JobQueries {
       : { before: null, after: null, attemptedBy: null };
   }
 
-  /** Makes a discarded, cancelled, retryable or scheduled job available now. */
+  /**
+   * When a running job's run will have ended at the latest, once its job is cancelled in its row
+   * (`alias` the job's row): the node running it hears of the cancel and stops the run within
+   * its stop_within_ms (7 s with the defaults for a node that did not write one), unless it can
+   * no longer reach the database, and then it stops its jobs within its heartbeat timeout of its
+   * last heartbeat (its fence, as the lifeline counts on). NULL for a node with no row.
+   */
+  private runEndsBy(alias: string): string {
+    return `SELECT GREATEST(now() + make_interval(secs => COALESCE(n.stop_within_ms, 7000) / 1000.0),
+                   n.updated_at + make_interval(secs => COALESCE(n.heartbeat_timeout_ms, 5000) / 1000.0))
+            FROM ${quoteIdentifier(this.schema)}.nodes n WHERE n.name = ${alias}.attempted_by[1]`;
+  }
+
+  /**
+   * Makes a discarded, cancelled, retryable or scheduled job available now, or, for a job
+   * cancelled while it ran whose run may still be going (cancelled_run_until, see cancel),
+   * scheduled for when it will have ended: before, the retried job could run beside its old run.
+   * The node of that run makes the job available as soon as the run has ended
+   * (releaseCancelledRun).
+   */
   async retry(
     db: Queryable,
     id: number,
-  ): Promise<{ before: JobState | null; after: JobState | null }> {
-    const { rows } = await db.query<{ before: JobState; after: JobState }>(
+  ): Promise<{ before: JobState | null; after: JobState | null; scheduledAt: Date | null }> {
+    const { rows } = await db.query<{
+      before: JobState;
+      after: JobState;
+      scheduled_at: Date | null;
+    }>(
       `WITH old AS (SELECT id, state, queue FROM ${this.t} WHERE id = $1 FOR UPDATE),
        upd AS (
-         UPDATE ${this.t} j SET state = 'available', scheduled_at = now(), completed_at = NULL,
-           cancelled_at = NULL, discarded_at = NULL,
+         UPDATE ${this.t} j SET
+           state = CASE WHEN j.cancelled_run_until > now() THEN 'scheduled' ELSE 'available' END::${quoteIdentifier(this.schema)}.job_state,
+           scheduled_at = GREATEST(now(), j.cancelled_run_until),
+           cancelled_run_until = CASE WHEN j.cancelled_run_until > now() THEN j.cancelled_run_until END,
+           completed_at = NULL, cancelled_at = NULL, discarded_at = NULL,
            max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
          FROM old WHERE j.id = old.id AND old.state IN ('discarded', 'cancelled', 'retryable', 'scheduled')
-         RETURNING j.queue
+         RETURNING j.queue, j.state, j.scheduled_at
        ),
-       notified AS (SELECT pg_notify($2, queue) FROM upd)
-       SELECT old.state AS before,
-              CASE WHEN EXISTS (SELECT 1 FROM upd) THEN 'available' ELSE old.state::text END AS after,
-              (SELECT count(*) FROM notified) AS n
+       notified AS (SELECT pg_notify($2, queue) FROM upd WHERE state = 'available')
+       SELECT old.state AS before, COALESCE((SELECT state::text FROM upd), old.state::text) AS after,
+              (SELECT scheduled_at FROM upd) AS scheduled_at, (SELECT count(*) FROM notified) AS n
        FROM old`,
       [id, this.channel],
     );
     const row = rows[0];
-    return row ? { before: row.before, after: row.after } : { before: null, after: null };
+    return row
+      ? { before: row.before, after: row.after, scheduledAt: row.scheduled_at }
+      : { before: null, after: null, scheduledAt: null };
+  }
+
+  /**
+   * A cancelled run (attempt token `token`) has ended on this node: a retry held back for it
+   * (scheduled for its cancelled_run_until) is made available now, and the hold is cleared.
+   * Returns whether the job was made available.
+   */
+  async releaseCancelledRun(db: Queryable, id: number, token: string): Promise<boolean> {
+    const { rows } = await db.query<{ n: number }>(
+      `WITH upd AS (
+         UPDATE ${this.t} j SET cancelled_run_until = NULL,
+           state = CASE WHEN j.state = 'scheduled' AND j.scheduled_at = j.cancelled_run_until
+                        THEN 'available' ELSE j.state END,
+           scheduled_at = CASE WHEN j.state = 'scheduled' AND j.scheduled_at = j.cancelled_run_until
+                               THEN now() ELSE j.scheduled_at END
+         WHERE j.id = $1 AND j.cancelled_run_until IS NOT NULL AND j.attempted_by[2] = $2
+         RETURNING j.queue, j.state
+       ),
+       notified AS (SELECT pg_notify($3, queue) FROM upd WHERE state = 'available')
+       SELECT (SELECT count(*) FROM notified)::int AS n`,
+      [id, token, this.channel],
+    );
+    return (rows[0]?.n ?? 0) > 0;
   }
 }

@@ -39,6 +39,9 @@ export class NodeQueries {
    * `timeoutMs`: the node's heartbeatTimeout. Others judge it by the longer of that and their
    * own (see `aliveSince`), so a node that heartbeats less often is not taken for dead between
    * two of its heartbeats; null leaves the row's value as it is (a test writing a bare row).
+   * `stopWithinMs`: the longest a run of this node goes on after its job is cancelled (see
+   * stopWithin in node/control.ts); a cancel writes when the run will have ended by, and a retry
+   * waits for it (JobQueries.cancel, retry).
    */
   async heartbeat(
     db: Queryable,
@@ -47,15 +50,17 @@ export class NodeQueries {
     leader: boolean,
     startedAt: Date,
     timeoutMs: number | null = null,
+    stopWithinMs: number | null = null,
   ): Promise<void> {
     await db.query({
       name: `quern_${this.schema}_heartbeat`,
-      text: `INSERT INTO ${this.nodes} (name, queues, leader, started_at, updated_at, heartbeat_timeout_ms)
-             VALUES ($1, $2::jsonb, $3, $4, now(), $5)
+      text: `INSERT INTO ${this.nodes} (name, queues, leader, started_at, updated_at, heartbeat_timeout_ms, stop_within_ms)
+             VALUES ($1, $2::jsonb, $3, $4, now(), $5, $6)
              ON CONFLICT (name) DO UPDATE SET queues = EXCLUDED.queues, leader = EXCLUDED.leader,
                started_at = EXCLUDED.started_at, updated_at = now(),
-               heartbeat_timeout_ms = COALESCE(EXCLUDED.heartbeat_timeout_ms, ${this.nodes}.heartbeat_timeout_ms)`,
-      values: [name, JSON.stringify(queues), leader, startedAt, timeoutMs],
+               heartbeat_timeout_ms = COALESCE(EXCLUDED.heartbeat_timeout_ms, ${this.nodes}.heartbeat_timeout_ms),
+               stop_within_ms = COALESCE(EXCLUDED.stop_within_ms, ${this.nodes}.stop_within_ms)`,
+      values: [name, JSON.stringify(queues), leader, startedAt, timeoutMs, stopWithinMs],
     });
   }
 
