@@ -150,6 +150,13 @@ export function uniqueSpec(
     ) {
       throw new UniqueOptionError('unique.keys: expected an array of non-empty arg names', 'keys');
     }
+    // An empty list compared none of the args, so every job of the worker and queue was a
+    // duplicate of every other (Oban reads it as all args); neither is what it says.
+    if (options.keys.length === 0)
+      throw new UniqueOptionError(
+        'unique.keys: an empty list would compare none of the args; leave keys out to compare all args, or leave "args" out of fields to ignore them',
+        'keys',
+      );
     if (!fields.includes('args')) {
       throw new UniqueOptionError(
         'unique.keys: names keys of the args, so fields must include "args"',

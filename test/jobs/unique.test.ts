@@ -266,6 +266,11 @@ describe('unique jobs', function () {
     ['a negative period', { period: -1 }, /unique\.period/],
     ['an unknown field', { fields: ['args', 'tags'] }, /unique\.fields: "tags"/],
     ['keys without args in fields', { fields: ['worker'], keys: ['a'] }, /unique\.keys/],
+    [
+      'an empty list of keys (it compared no args: every job was a duplicate)',
+      { keys: [] },
+      /unique\.keys: an empty list would compare none of the args; leave keys out/,
+    ],
     ['an unknown state', { states: ['done'] }, /unique\.states: "done"/],
     ['an unknown replace field', { replace: ['state'] }, /unique\.replace: "state"/],
     ['a misspelt option', { perod: 5 }, /unknown option "perod" \(did you mean "period"\?\)/],
