@@ -107,7 +107,7 @@ export class Quern {
         throw new ConfigError(
           `${options.connectionString === undefined ? 'DATABASE_URL' : 'connectionString'}: ${urlProblem}`,
         );
-      this.pool = new pg.Pool({ connectionString, max: 10 });
+      this.pool = connectionString ? new pg.Pool({ connectionString, max: 10 }) : noDatabase();
       this.pool.on('error', () => undefined);
       this.ownsPool = true;
     }
@@ -521,4 +521,20 @@ function checkId(id: unknown): number {
     throw new InsertError(`id: expected a positive integer job id, got ${describeValue(id)}`, 'id');
   }
   return id;
+}
+
+/**
+ * The pool of an inline client given no database: every call that needs one (listJobs, getJob,
+ * cancel, stats...) fails with this, rather than pg's "no PostgreSQL user name specified in
+ * startup packet" from a pool with no connection string.
+ */
+function noDatabase(): pg.Pool {
+  const refuse = (): Promise<never> =>
+    Promise.reject(
+      new ConfigError(
+        'connectionString: this client runs jobs inline (testing: "inline") and was given no database (connectionString, DATABASE_URL or pool), so it stores no job to read or change',
+      ),
+    );
+  const pool = { query: refuse, connect: refuse, end: () => Promise.resolve(), on: () => pool };
+  return pool as unknown as pg.Pool;
 }

@@ -4,6 +4,7 @@
 import assert, { AssertionError } from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { Quern } from '../../src/client.js';
+import { ConfigError } from '../../src/config/validate.js';
 import { InsertError } from '../../src/jobs/insert.js';
 import type { QuernNode } from '../../src/node/node.js';
 import {
@@ -345,6 +346,27 @@ describe('quern/testing', function () {
       );
       await assert.rejects(quern.insert({ worker: greet, args: { name: 7 } as never }), /name/);
       await quern.close();
+    });
+
+    it('with no database, a call that reads or changes stored jobs says there is none', async function () {
+      const saved = process.env.DATABASE_URL;
+      delete process.env.DATABASE_URL;
+      try {
+        const quern = new Quern({ testing: 'inline', workers: [greet] as never[] });
+        const noDatabase = (e: unknown) =>
+          e instanceof ConfigError &&
+          /runs jobs inline \(testing: "inline"\) and was given no database/.test(e.message);
+        await assert.rejects(quern.listJobs(), noDatabase);
+        await assert.rejects(quern.getJob(1), noDatabase);
+        await assert.rejects(quern.cancel(1), noDatabase);
+        assert.equal(
+          (await quern.insert({ worker: greet, args: { name: 'Ada' } })).state,
+          'completed',
+        );
+        await quern.close();
+      } finally {
+        if (saved !== undefined) process.env.DATABASE_URL = saved;
+      }
     });
   });
 
