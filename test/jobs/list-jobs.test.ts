@@ -24,6 +24,28 @@ describe('listJobs filter', function () {
     };
   }
 
+  it('reads jobs back: getJob by id, listJobs newest first by state, queue and worker (README)', async function () {
+    await db.client.insertMany(
+      Array.from({ length: 3 }, (_, i) => ({
+        worker: 'ok',
+        queue: i === 1 ? 'other' : 'mailers',
+        args: { i },
+      })),
+    );
+    await db.query(`UPDATE jobs SET state = 'retryable', id = id + 41`);
+    const quern = db.client;
+    // README example: read-jobs
+    const job = await quern.getJob(42); // JobRecord | null
+    const stuck = await quern.listJobs({ state: 'retryable', queue: 'mailers', limit: 20 });
+    // end README example
+    assert.deepEqual(job?.args, { i: 0 });
+    assert.deepEqual(
+      stuck.map((j) => j.id),
+      [44, 42],
+    );
+    assert.equal(await quern.getJob(7), null);
+  });
+
   it('an unknown key, a state that is not one, a bad limit or a non-string name is refused naming it', async function () {
     await db.client.insert({ worker: 'ok', args: {} });
     const list = (filter: unknown) =>
