@@ -176,6 +176,14 @@ function interpretReturnOrThrow(value: unknown): ThreadOutcome {
       const { text, warning } = outcomeText(record.error, 'error');
       return { kind: 'failed', error: text, warning };
     }
+    // An error beside other keys (`{ error: 'not found', status: 404 }`, `{ ok: false, error }`)
+    // is a failure: read as "any other value", it completed the job, with only a warning.
+    if ('error' in record && record.error !== undefined && record.error !== null) {
+      const { text, warning } = outcomeText(record.error, 'error');
+      const others = Object.keys(record).filter((key) => key !== 'error');
+      const note = `perform returned { error } with other keys (${others.slice(0, 5).join(', ')}): read as a failure; only the error is recorded`;
+      return { kind: 'failed', error: text, warning: warning ? `${note}; ${warning}` : note };
+    }
     if (single(record, 'cancel')) {
       const { text, warning } = outcomeText(record.cancel, 'cancel');
       return { kind: 'cancelled', reason: text, warning };

@@ -236,6 +236,28 @@ describe('job outcomes, run in worker threads', function () {
     await eventually(() => Promise.resolve(warnings.length > 0));
     assert.match(warnings[0]!, /not a documented outcome/);
   });
+
+  it('an error beside other keys fails the job (it completed with a warning)', async function () {
+    const warnings: string[] = [];
+    node!.telemetry.on('job:warning', (e) => warnings.push(e.warning));
+    const job = await db.client.insert({
+      worker: 'returns',
+      args: { return: { error: 'not found', status: 404 } },
+      maxAttempts: 1,
+    });
+    const row = await finalRow(job.id, ['discarded']);
+    const errors = row.errors as { error: string }[];
+    assert.equal(errors.at(-1)!.error, 'not found');
+    assert.equal(row.result, null);
+    await eventually(() => Promise.resolve(warnings.length > 0));
+    assert.match(warnings[0]!, /\{ error \} with other keys \(status\): read as a failure/);
+    // { ok, error: null } is still a success, stored whole, as any other value.
+    const fine = await db.client.insert({
+      worker: 'returns',
+      args: { return: { ok: true, error: null } },
+    });
+    assert.deepEqual((await finalRow(fine.id, ['completed'])).result, { ok: true, error: null });
+  });
 });
 
 describe('return values that break the rules of their shape', function () {
