@@ -23,6 +23,17 @@ function job(id: number, worker: string, args: Record<string, unknown>): Job {
   };
 }
 
+const slotsPool = (threads: number, concurrency: number, cancelGracePeriod: number) =>
+  new ThreadPool({
+    queue: 'slots',
+    workersDir: FIXTURE_WORKERS,
+    threads,
+    concurrency,
+    memoryLimitMb: null,
+    cancelGracePeriod,
+    capacity: 10,
+  });
+
 describe('thread pool slots', function () {
   let pool: ThreadPool | undefined;
   afterEach(async function () {
@@ -49,15 +60,7 @@ describe('thread pool slots', function () {
     );
 
   it("a job's perform time is timed in its thread, not by when its outcome arrives", async function () {
-    pool = new ThreadPool({
-      queue: 'slots',
-      workersDir: FIXTURE_WORKERS,
-      threads: 1,
-      concurrency: 2,
-      memoryLimitMb: null,
-      cancelGracePeriod: 200,
-      capacity: 10,
-    });
+    pool = slotsPool(1, 2, 200);
     const slow = await run(pool, job(1, 'slow', { ms: 150 }));
     assert.equal(slow.result.kind, 'outcome');
     assert.ok(
@@ -77,15 +80,7 @@ describe('thread pool slots', function () {
   });
 
   it('a long job keeps its slot while many short ones pass: its timeout fires on time', async function () {
-    pool = new ThreadPool({
-      queue: 'slots',
-      workersDir: FIXTURE_WORKERS,
-      threads: 2,
-      concurrency: 4,
-      memoryLimitMb: null,
-      cancelGracePeriod: 200,
-      capacity: 10,
-    });
+    pool = slotsPool(2, 4, 200);
     const began = Date.now();
     let settledAt = 0;
     const long = run(pool, job(1, 'slow', { ms: 4000 }), 500).then((ran) => {
@@ -101,15 +96,7 @@ describe('thread pool slots', function () {
   });
 
   it('a job whose thread was terminated is no longer counted as running', async function () {
-    pool = new ThreadPool({
-      queue: 'slots',
-      workersDir: FIXTURE_WORKERS,
-      threads: 1,
-      concurrency: 2,
-      memoryLimitMb: null,
-      cancelGracePeriod: 100,
-      capacity: 10,
-    });
+    pool = slotsPool(1, 2, 100);
     const stubborn = run(pool, job(1, 'stubborn', { ms: 60000 }), 200);
     const { result } = await stubborn;
     assert.equal(result.kind, 'timeout');
