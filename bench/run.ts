@@ -76,11 +76,18 @@ async function main(): Promise<void> {
           log(`${name} W1: bulk ${w1.bulk.toFixed(0)}/s, single ${w1.single.toFixed(0)}/s`);
         }
         if (wanted.includes('w2')) {
-          const w2 = await drainWorkload(system, sizes, {
+          const drains = await drainWorkload(system, sizes, {
             count: sizes.drainJobs,
             mode: 'noop',
             nodes: 1,
+            timeCold: true,
           });
+          const w2 = drains.warm;
+          const cold = drains.cold!;
+          record(name, 'w2.cold', cold.jobsPerSecond);
+          log(
+            `${name} W2 first drain of a fresh node: ${cold.jobsPerSecond.toFixed(0)} jobs/s (${cold.seconds.toFixed(2)} s), CPU per 1k jobs: node ${cold.cpuPerThousand.node.toFixed(0)} ms, PostgreSQL ${cold.cpuPerThousand.server.toFixed(0)} ms`,
+          );
           record(name, 'w2.rate', w2.jobsPerSecond);
           record(name, 'w2.rss', w2.peakRssMb);
           record(name, 'w5.1', w2.jobsPerSecond);
@@ -103,7 +110,7 @@ async function main(): Promise<void> {
           );
         }
         if (wanted.includes('w4') && rep === 0) {
-          const w4 = await drainWorkload(system, sizes, {
+          const { warm: w4 } = await drainWorkload(system, sizes, {
             count: sizes.cpuJobs,
             mode: 'hash',
             nodes: 1,
@@ -118,7 +125,7 @@ async function main(): Promise<void> {
         }
         if (wanted.includes('w5') && rep === 0) {
           for (const nodes of [2, 3]) {
-            const w5 = await drainWorkload(system, sizes, {
+            const { warm: w5 } = await drainWorkload(system, sizes, {
               count: sizes.drainJobs,
               mode: 'noop',
               nodes,
@@ -126,7 +133,11 @@ async function main(): Promise<void> {
             record(name, `w5.${nodes}`, w5.jobsPerSecond);
             record(name, 'w5.rss', w5.peakRssMb);
             if (w5.machineBusy !== null) record(name, `w5.${nodes}.busy`, w5.machineBusy * 100);
-            log(`${name} W5 ${nodes} nodes: ${w5.jobsPerSecond.toFixed(0)} jobs/s`);
+            log(
+              `${name} W5 ${nodes} nodes: ${w5.jobsPerSecond.toFixed(0)} jobs/s, CPU per 1k jobs: nodes ${w5.cpuPerThousand.node.toFixed(0)} ms, PostgreSQL ${w5.cpuPerThousand.server.toFixed(0)} ms, machine ${((w5.machineBusy ?? 0) * 100).toFixed(0)}% busy`,
+            );
+            record(name, `w5.${nodes}.cpu.node`, w5.cpuPerThousand.node);
+            record(name, `w5.${nodes}.cpu.server`, w5.cpuPerThousand.server);
           }
         }
       }

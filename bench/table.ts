@@ -49,7 +49,7 @@ const ROWS: Row[] = [
   },
   {
     key: 'w2.rate',
-    label: 'W2 drain, limit 20, 1 node (jobs/s)',
+    label: 'W2 drain, limit 20, 1 node, warm (jobs/s)',
     better: 'higher',
     target: (f, _m, limits) => {
       const us = f.values[US] ?? null;
@@ -62,6 +62,11 @@ const ROWS: Row[] = [
         vsGraphile === null ? null : vsGraphile >= 1.5 && (half === null || (us ?? 0) >= half),
       ];
     },
+  },
+  {
+    key: 'w2.cold',
+    label: 'W2 the same, the first drain of a freshly started node (jobs/s)',
+    better: 'higher',
   },
   { key: 'w2.rss', label: 'W2 peak RSS of the node (MB)', better: 'lower' },
   {

@@ -1,9 +1,12 @@
 // A graphile-worker node for the benchmark, in its own process (probe preloaded), configured as
 // its performance guide says: a local queue of 500 jobs, completion and failure batching with
 // a delay of 0, `concurrency` equal to our queue limit and a pool a little larger than that.
-// Only warnings and errors are logged, as for every system measured.
+// Only warnings and errors are logged, as for every system measured. The pool is made here and
+// handed to each runner, so a runner started after `halt` finds its connections already open,
+// as quern's paused and resumed node does.
 
 import { Logger, run, type Runner } from 'graphile-worker';
+import pg from 'pg';
 import { perform, type BenchArgs } from '../lib/work.js';
 import { wallMs } from '../lib/util.js';
 
@@ -16,13 +19,18 @@ const logger = new Logger(() => (level, message) => {
   if (level === 'error' || level === 'warning') console.error(`[graphile ${level}] ${message}`);
 });
 
+const pgPool = new pg.Pool({ connectionString: url, max: limit + 5 });
+pgPool.on('error', (error) => console.error(`[graphile pool] ${error.message}`));
+pgPool.on('connect', (client) =>
+  client.on('error', (error) => console.error(`[graphile client] ${error.message}`)),
+);
+
 process.on('message', (message: { cmd?: string }) => {
   if (message?.cmd === 'go') {
     void (async () => {
       runner = await run({
-        connectionString: url,
+        pgPool,
         concurrency: limit,
-        maxPoolSize: limit + 5,
         noHandleSignals: true,
         pollInterval: 1000,
         logger,
@@ -41,6 +49,12 @@ process.on('message', (message: { cmd?: string }) => {
       // Timed from here, after its start-up (the generous choice for the peer).
       process.send?.({ type: 'going', at: wallMs() });
     })();
+  } else if (message?.cmd === 'halt') {
+    void (async () => {
+      await runner?.stop();
+      runner = null;
+      process.send?.({ type: 'halted' });
+    })();
   } else if (message?.cmd === 'latencies') {
     process.send?.({ type: 'latencies', values: latencies });
   }
@@ -49,6 +63,7 @@ process.on('message', (message: { cmd?: string }) => {
 process.on('SIGTERM', () => {
   void (async () => {
     await runner?.stop();
+    await pgPool.end();
     clearInterval(keepAlive);
     process.exit(0);
   })();

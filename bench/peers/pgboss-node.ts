@@ -44,6 +44,8 @@ process.on('message', (message: { cmd?: string }) => {
         },
       )
       .then(() => process.send?.({ type: 'going', at }));
+  } else if (message?.cmd === 'halt') {
+    void boss.offWork('bench', { wait: true }).then(() => process.send?.({ type: 'halted' }));
   } else if (message?.cmd === 'latencies') {
     process.send?.({ type: 'latencies', values: latencies });
   }

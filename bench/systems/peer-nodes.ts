@@ -1,5 +1,6 @@
 // The node processes of a peer under test (bench/peers/*-node.ts): each is started with its
-// database URL and limit, reports `ready`, starts working on `go`, and answers `latencies`.
+// database URL and limit, reports `ready`, starts working on `go`, stops taking jobs on `halt` (keeping its connections
+// for the next `go`), and answers `latencies`.
 // Both peers speak this one protocol, so the group is built here once.
 
 import { spawnMeasured, type Measured } from '../lib/child.js';
@@ -22,6 +23,11 @@ export async function startPeerNodes(
       nodes.forEach((n) => n.send({ cmd: 'go' }));
       const times = await Promise.all(going);
       return Math.min(...times.map((t) => t.at));
+    },
+    halt: async () => {
+      const halted = nodes.map((n) => n.next('halted'));
+      nodes.forEach((n) => n.send({ cmd: 'halt' }));
+      await Promise.all(halted);
     },
     latencies: async () => {
       const all = await Promise.all(

@@ -122,6 +122,20 @@ export class QuernSystem implements System {
         await this.client.resumeQueue(QUEUE);
         return at;
       },
+      halt: async () => {
+        // Paused on every node once each heartbeat says so (written every second).
+        await this.client.pauseQueue(QUEUE);
+        const deadline = Date.now() + 10000;
+        for (;;) {
+          const { rows } = await this.check.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM quern.nodes WHERE (queues->$1->>'paused')::boolean`,
+            [QUEUE],
+          );
+          if ((rows[0]?.n ?? 0) >= count) return;
+          if (Date.now() > deadline) throw new Error('quern nodes did not pause within 10 s');
+          await sleep(50);
+        }
+      },
       latencies: async () => {
         const { rows } = await this.check.query<{ ms: number }>(
           `SELECT (result::text)::float8 - (args->>'t')::float8 AS ms FROM quern.jobs

@@ -7,6 +7,11 @@ import type { ProbeReading } from '../probe.js';
 export interface NodeGroup {
   /** Starts processing on every node (resume a paused queue, or start the peer's workers). */
   go(): Promise<number>;
+  /**
+   * Stops taking new jobs (after the warm-up drain) and resolves once every node has; the
+   * processes, their connections and their compiled code stay for the next `go`.
+   */
+  halt(): Promise<void>;
   /** Start times (wall ms) that the nodes recorded for W3 jobs, keyed by the insert time. */
   latencies(): Promise<number[]>;
   /** Stops the nodes gracefully; returns each one's probe reading taken just before. */
