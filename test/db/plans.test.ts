@@ -127,9 +127,9 @@ describe('statement plans with stale statistics', function () {
     const text = new JobQueries(db.schema).sql.outcome;
     const scans = await genericScans(
       db,
-      'bigint[], text[], text[], double precision[], text[], text[], integer[], integer',
+      'bigint[], text[], text[], double precision[], text[], text[], integer[], integer, text',
       text,
-      `'{1}', '{t.1}', '{completed}', '{NULL}', '{NULL}', '{NULL}', '{0}', 1`,
+      `'{1}', '{t.1}', '{completed}', '{NULL}', '{NULL}', '{NULL}', '{0}', 1, 'channel'`,
     );
     assert.deepEqual(scans, ['Index Scan using jobs_pkey']);
   });

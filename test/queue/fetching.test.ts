@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import sinon from 'sinon';
 import type { QuernNode } from '../../src/node/node.js';
 import { channelNames } from '../../src/db/identifiers.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
@@ -17,12 +18,16 @@ interface RunRow {
 describe('fetching jobs', function () {
   let db: TestSchema;
   let node: QuernNode | undefined;
+  let other: QuernNode | undefined;
   beforeEach(async function () {
     db = await createSchema(this.currentTest!.title);
     node = undefined;
   });
   afterEach(async function () {
+    sinon.restore();
     await node?.stop();
+    await other?.stop();
+    other = undefined;
     await cleanup(this, db);
   });
 
@@ -246,5 +251,63 @@ describe('fetching jobs', function () {
     } finally {
       await listener.end();
     }
+  });
+
+  it('claims once per notification: a job finishing on an empty queue does not claim again', async function () {
+    node = await startNode(db.schema, db.url, {
+      queues: { default: { limit: 5, pollInterval: 60000 } },
+    });
+    const fetch = sinon.spy(node.jobs, 'fetch');
+    for (let i = 0; i < 5; i++) {
+      const stopped = node.telemetry.waitFor('job:stop', () => true, 10000);
+      await db.client.insert({ worker: 'ok', args: { value: i } });
+      await stopped;
+    }
+    // Each claim asked for 5 and got 1: the queue was empty, and stays so until something says
+    // otherwise. Claiming again after each job (as before) made 10.
+    assert.equal(fetch.callCount, 5);
+    await allIn('completed', 5);
+  });
+
+  it('jobs one node gives back (a pause) wake the other nodes at once, not at their next poll', async function () {
+    node = await startNode(db.schema, db.url, {
+      node: 'holder',
+      queues: { default: { limit: 1, prefetch: 5 } },
+    });
+    await db.client.insertMany(
+      Array.from({ length: 6 }, (_, i) => ({ worker: 'slow', args: { ms: 60000, i } })),
+    );
+    await eventually(
+      async () => {
+        const rows = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM jobs WHERE state = 'executing'`,
+        );
+        return rows[0]!.n === 6;
+      },
+      10000,
+      'all 6 claimed by the first node',
+    );
+    // Started now, it finds nothing to claim, and would look again only after a minute.
+    other = await startNode(db.schema, db.url, {
+      node: 'idle',
+      queues: { default: { limit: 5, pollInterval: 60000 } },
+    });
+    let started = 0;
+    const fiveStarted = new Promise<void>((resolve) =>
+      other!.telemetry.on('job:start', () => {
+        if (++started === 5) resolve();
+      }),
+    );
+    await db.client.pauseQueue('default', { node: 'holder' });
+    // The five claimed ahead go back with a notification, and the idle node takes them.
+    await fiveStarted;
+    const rows = await db.query<{ node: string; n: number }>(
+      `SELECT attempted_by[1] AS node, count(*)::int AS n FROM jobs WHERE state = 'executing'
+       GROUP BY 1 ORDER BY 1`,
+    );
+    assert.deepEqual(rows, [
+      { node: 'holder', n: 1 },
+      { node: 'idle', n: 5 },
+    ]);
   });
 });

@@ -79,13 +79,12 @@ export interface OutcomeRow {
  * token (so a runner whose job was rescued or cancelled meanwhile cannot overwrite it).
  */
 const OUTCOME_MATCH = `FROM o
-        WHERE j.id = o.id AND j.state::text = 'executing' AND j.attempted_by[2] = o.token
-        RETURNING o.token`;
+        WHERE j.id = o.id AND j.state::text = 'executing' AND j.attempted_by[2] = o.token`;
 
 /** An outcome statement's one row: how many were written, their tokens only if some were not. */
-function outcomeAnswer(countParam: string): string {
+function outcomeAnswer(countParam: string, extra = ''): string {
   return `SELECT count(*)::int AS written,
-             CASE WHEN count(*) < ${countParam} THEN COALESCE(array_agg(token), '{}') END AS tokens
+             CASE WHEN count(*) < ${countParam} THEN COALESCE(array_agg(token), '{}') END AS tokens${extra}
       FROM upd`;
 }
 
@@ -166,8 +165,14 @@ export class JobQueries {
         result = CASE WHEN o.state = 'completed' THEN o.result ELSE j.result END,
         attempt = j.attempt - o.refund
       ${OUTCOME_MATCH}
+        RETURNING o.token, j.state, j.queue
+      ),
+      notified AS (
+        SELECT pg_notify($9, CASE WHEN length(q.queues) > 4000 THEN '*' ELSE q.queues END)
+        FROM (SELECT string_agg(DISTINCT queue, ',') AS queues FROM upd WHERE state = 'available') q
+        WHERE q.queues IS NOT NULL
       )
-      ${outcomeAnswer('$8')}`;
+      ${outcomeAnswer('$8', ', (SELECT count(*) FROM notified) AS notified')}`;
   }
 
   /**
@@ -185,6 +190,7 @@ export class JobQueries {
       upd AS (
         UPDATE ${this.t} j SET state = 'completed', completed_at = now(), result = o.result
         ${OUTCOME_MATCH}
+        RETURNING o.token
       )
       ${outcomeAnswer('$4')}`;
   }
@@ -415,7 +421,11 @@ export class JobQueries {
             text: this.sql.complete,
             values: completionColumns(outcomes),
           }
-        : { name: this.names.outcome, text: this.sql.outcome, values: outcomeColumns(outcomes) },
+        : {
+            name: this.names.outcome,
+            text: this.sql.outcome,
+            values: [...outcomeColumns(outcomes), this.channel],
+          },
     );
     // One row back, not one per job: the tokens are listed only when some outcome was refused
     // (fenced out by a rescue or a cancel), which is rare (bench W2: a row per job was ~1 us of
