@@ -18,11 +18,14 @@ import {
 describe('outcomes are written before they are reported', function () {
   let db: TestSchema;
   let node: QuernNode | undefined;
+  /** Opens the gate of the current test's writes, so that a failed test's node can stop. */
+  let openGate: () => void = () => undefined;
   let spawned: SpawnedNode | undefined;
   beforeEach(async function () {
     db = await createSchema(this.currentTest!.title);
   });
   afterEach(async function () {
+    openGate();
     sinon.restore();
     await node?.stop();
     node = undefined;
@@ -41,13 +44,18 @@ describe('outcomes are written before they are reported', function () {
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
-  /** Starts a node whose outcome writes wait until `open` is called. */
-  async function gatedNode(): Promise<{ node: QuernNode; open: () => void; stops: number[] }> {
+  /**
+   * Starts a node whose outcome writes wait until `open` is called, and runs 30 jobs on it: once
+   * this resolves, every job has left its thread and its outcome is held by the writer.
+   */
+  async function thirtyHeld(): Promise<{ node: QuernNode; open: () => void; stops: number[] }> {
     const started = await startNode(db.schema, db.url, {
       queues: { default: { limit: 10, prefetch: 40 } },
     });
+    node = started;
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
+    openGate = open;
     const record = started.jobs.recordOutcomes.bind(started.jobs);
     sinon.stub(started.jobs, 'recordOutcomes').callsFake(async (...args) => {
       await gate;
@@ -55,29 +63,22 @@ describe('outcomes are written before they are reported', function () {
     });
     const stops: number[] = [];
     started.telemetry.on('job:stop', (event) => stops.push(event.id));
-    return { node: started, open, stops };
-  }
-
-  /** Every job has left its thread: its outcome is with the writer, written or not. */
-  async function allFinishedOnThreads(n: QuernNode, count: number): Promise<void> {
     let starts = 0;
-    n.telemetry.on('job:start', () => starts++);
-    const producer = n.supervisors.get('default')!.producer;
-    await eventually(
-      () => Promise.resolve(starts === count && producer.runningJobs().length === 0),
-      10000,
-      `${count} jobs started and returned`,
-    );
-  }
-
-  it('job:stop comes only once the row says the job finished', async function () {
-    const gated = await gatedNode();
-    node = gated.node;
-    const finished = allFinishedOnThreads(node, 30);
+    started.telemetry.on('job:start', () => starts++);
     await db.client.insertMany(
       Array.from({ length: 30 }, (_, i) => ({ worker: 'ok', args: { value: i } })),
     );
-    await finished;
+    const producer = started.supervisors.get('default')!.producer;
+    await eventually(
+      () => Promise.resolve(starts === 30 && producer.runningJobs().length === 0),
+      10000,
+      '30 jobs started and returned',
+    );
+    return { node: started, open, stops };
+  }
+
+  it('job:stop comes only once the row says the job finished', async function () {
+    const gated = await thirtyHeld();
     // The writes are held: nothing reported, every row still executing.
     assert.deepEqual(gated.stops, []);
     assert.deepEqual(await states(), { executing: 30 });
@@ -87,25 +88,21 @@ describe('outcomes are written before they are reported', function () {
   });
 
   it('a graceful stop waits for the outcome writes held back, and writes them all', async function () {
-    const gated = await gatedNode();
-    node = gated.node;
-    const finished = allFinishedOnThreads(node, 30);
-    await db.client.insertMany(
-      Array.from({ length: 30 }, (_, i) => ({ worker: 'ok', args: { value: i } })),
-    );
-    await finished;
+    const gated = await thirtyHeld();
     let stopped = false;
-    const stopping = node.stop().then(() => (stopped = true));
+    const stopping = gated.node.stop().then(() => (stopped = true));
     // A stop that did not wait for the writes would be done (or at least closing its pools)
     // well within this window; this one stays at the grace period's wait until they are written.
     await Promise.race([
       stopping,
-      node.telemetry.waitFor('node:down', () => true, 300).catch(() => null),
+      gated.node.telemetry.waitFor('node:down', () => true, 300).catch(() => null),
     ]);
     assert.equal(stopped, false);
     assert.ok(
-      node.shutdownPending().some((line) => /^(jobs: finishing|outcomes: writing)/.test(line)),
-      node.shutdownPending().join('; '),
+      gated.node
+        .shutdownPending()
+        .some((line) => /^(jobs: finishing|outcomes: writing)/.test(line)),
+      gated.node.shutdownPending().join('; '),
     );
     assert.deepEqual(await states(), { executing: 30 });
     gated.open();
