@@ -21,6 +21,11 @@ export interface JoinOptions {
   /** See stopWithin in control.ts. */
   stopWithin: number;
   queues: Record<string, QueueHeartbeat>;
+  /**
+   * When the heartbeat of this name that waitForNameToBeFree last saw was written (null: it saw
+   * none). Another process of this name that joined since is refused (see joinCluster).
+   */
+  seen?: Date | null;
 }
 
 export interface Joined {
@@ -33,6 +38,7 @@ export interface Joined {
  * Two live processes with one node name would rescue each other's running jobs. A row of this
  * name whose heartbeat is fresh is either a process that just died (its heartbeat goes stale
  * within heartbeatTimeout) or a live duplicate (its heartbeat keeps moving): wait to see which.
+ * Returns when the heartbeat it last saw was written (null: there was none), for joinCluster.
  */
 export async function waitForNameToBeFree(
   options: Pick<JoinOptions, 'pool' | 'nodes' | 'name' | 'heartbeatTimeout'> & {
@@ -41,12 +47,13 @@ export async function waitForNameToBeFree(
     /** Ends the wait at once (the node was told to stop while starting); throws its reason. */
     signal?: AbortSignal;
   },
-): Promise<void> {
+): Promise<Date | null> {
   const { signal } = options;
   const { pool, nodes, name, heartbeatTimeout } = options;
   const row = async () => (await nodes.list(pool)).find((n) => n.name === name);
   const first = await row();
-  if (!first || first.ageMs >= heartbeatTimeout) return;
+  if (!first) return null;
+  if (first.ageMs >= heartbeatTimeout) return first.updatedAt;
   options.onWait(first.ageMs);
   const deadline = Date.now() + heartbeatTimeout - first.ageMs + options.heartbeatInterval;
   for (;;) {
@@ -61,13 +68,14 @@ export async function waitForNameToBeFree(
     });
     signal?.throwIfAborted();
     const now = await row();
-    if (!now || now.ageMs >= heartbeatTimeout) return;
+    if (!now) return null;
+    if (now.ageMs >= heartbeatTimeout) return now.updatedAt;
     if (now.updatedAt.getTime() !== first.updatedAt.getTime()) {
       throw new ConfigError(
         `node: a live node named "${name}" is already running (its heartbeat moved ${Math.round(now.ageMs)} ms ago); give each node its own name (config "node" or NODE_NAME)`,
       );
     }
-    if (Date.now() > deadline) return;
+    if (Date.now() > deadline) return now.updatedAt;
   }
 }
 
@@ -75,6 +83,20 @@ export function joinCluster(options: JoinOptions): Promise<Joined> {
   const { pool, nodes, name } = options;
   return withTransaction(pool, async (client) => {
     await nodes.lockMembership(client);
+    // Two processes of one name started together both found the name free: the first to join
+    // wrote its heartbeat since, and the second must not run beside it (neither's jobs would be
+    // rescued while the other heartbeats under the name, and a restart would rescue the other's).
+    if (options.seen !== undefined) {
+      const row = (await nodes.list(client)).find((n) => n.name === name);
+      if (
+        row &&
+        row.ageMs < options.heartbeatTimeout &&
+        row.updatedAt.getTime() !== options.seen?.getTime()
+      )
+        throw new ConfigError(
+          `node: a live node named "${name}" is already running (it started at the same time as this one); give each node its own name (config "node" or NODE_NAME)`,
+        );
+    }
     const others = await nodes.countLiveOthers(client, name, options.heartbeatTimeout);
     if (others === 0) await new CronQueries(options.schema).markClusterStart(client);
     await nodes.heartbeat(

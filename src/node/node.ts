@@ -229,7 +229,7 @@ export class QuernNode {
 
       // The first heartbeat comes before the first fetch, so the lifeline never sees a job of
       // a node without a row; jobs a killed earlier process of this node left are rescued here.
-      await waitForNameToBeFree({
+      const seen = await waitForNameToBeFree({
         pool: this.pool,
         nodes: this.nodes,
         name: this.name,
@@ -258,6 +258,7 @@ export class QuernNode {
         heartbeatTimeout: config.heartbeatTimeout,
         stopWithin: stopWithin(config),
         queues: {},
+        seen,
       });
       this.joined = true;
       // Joining wrote this node's first heartbeat: from here, jobs may run, so the fence counts.

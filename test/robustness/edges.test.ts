@@ -148,4 +148,25 @@ describe('node names', function () {
     });
     assert.equal(done.attempt, 1, 'the running job was neither rescued nor run again');
   });
+
+  it('two processes of one name started at the same moment: one is refused', async function () {
+    // Both found the name free before either had joined; both ran under it, so when one was
+    // killed its running jobs were never rescued while the other heartbeated for the name.
+    const starts = await Promise.allSettled([
+      startNode(db.schema, db.url, { node: 'twin' }),
+      startNode(db.schema, db.url, { node: 'twin' }),
+    ]);
+    const started = starts.filter((s) => s.status === 'fulfilled');
+    const refused = starts.filter((s) => s.status === 'rejected');
+    first = started[0]?.value;
+    for (const extra of started.slice(1)) await extra.value.stop();
+    assert.equal(started.length, 1, 'exactly one of the two runs');
+    assert.match(String(refused[0]!.reason), /a live node named "twin" is already running/);
+    const rows = await db.query<{ name: string }>('SELECT name FROM nodes');
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      ['twin'],
+      'the running one keeps its row',
+    );
+  });
 });
