@@ -366,10 +366,14 @@ export class Quern {
   async controlQueue(
     action: QueueAction,
     queue: string,
-    options: { node?: string; limit?: number } = {},
+    given: { node?: string; limit?: number } | null = {},
   ): Promise<void> {
     if (!isPlainIdentifier(queue, MAX_QUEUE_LENGTH))
       throw new ConfigError(`queue: ${JSON.stringify(queue)} is not a plain queue name`);
+    const options = controlOptions(
+      given,
+      action === 'start' || action === 'scale' ? ['node', 'limit'] : ['node'],
+    );
     if (
       (action === 'scale' || options.limit !== undefined) &&
       !(Number.isInteger(options.limit) && options.limit! >= 1 && options.limit! <= MAX_QUEUE_LIMIT)
@@ -402,23 +406,27 @@ export class Quern {
     });
   }
 
-  pauseQueue(queue: string, options: { node?: string } = {}): Promise<void> {
+  pauseQueue(queue: string, options: { node?: string } | null = {}): Promise<void> {
     return this.controlQueue('pause', queue, options);
   }
 
-  resumeQueue(queue: string, options: { node?: string } = {}): Promise<void> {
+  resumeQueue(queue: string, options: { node?: string } | null = {}): Promise<void> {
     return this.controlQueue('resume', queue, options);
   }
 
-  scaleQueue(queue: string, limit: number, options: { node?: string } = {}): Promise<void> {
-    return this.controlQueue('scale', queue, { ...options, limit });
+  async scaleQueue(
+    queue: string,
+    limit: number,
+    options: { node?: string } | null = {},
+  ): Promise<void> {
+    return this.controlQueue('scale', queue, { ...controlOptions(options, ['node']), limit });
   }
 
-  startQueue(queue: string, options: { node?: string; limit?: number } = {}): Promise<void> {
+  startQueue(queue: string, options: { node?: string; limit?: number } | null = {}): Promise<void> {
     return this.controlQueue('start', queue, options);
   }
 
-  stopQueue(queue: string, options: { node?: string } = {}): Promise<void> {
+  stopQueue(queue: string, options: { node?: string } | null = {}): Promise<void> {
     return this.controlQueue('stop', queue, options);
   }
 
@@ -435,6 +443,21 @@ export class Quern {
     // pg's own end() throws "Called end on pool more than once".
     if (this.ownsPool) await (this.closing ??= this.pool.end());
   }
+}
+
+/**
+ * The options of the queue controls: nothing (undefined or null), or an object of `allowed` keys.
+ * A misspelt key ({ nod: 'web-1' }) changed the queue on every node instead of the one named.
+ */
+function controlOptions(
+  given: unknown,
+  allowed: readonly string[],
+): { node?: string; limit?: number } {
+  if (given === undefined || given === null) return {};
+  if (!isPlainObject(given))
+    throw new ConfigError(`options: expected an object such as { node }, got ${describe(given)}`);
+  rejectUnknownKeys(given, allowed, 'options');
+  return given;
 }
 
 /**

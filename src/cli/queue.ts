@@ -31,6 +31,10 @@ export const queue: Command = {
         : integerArgument(values.limit, '--limit', { max: MAX_QUEUE_LIMIT });
     if (action === 'scale' && limit === undefined)
       throw new UsageError('queue scale needs --limit N');
+    if (limit !== undefined && action !== 'scale' && action !== 'start')
+      throw new UsageError(
+        `--limit: only queue scale and queue start take it, not queue ${action}`,
+      );
     const connected = await connectClient(configFromFlags(values), { existing: true });
     try {
       const node = values.node as string | undefined;

@@ -28,6 +28,11 @@ describe('CLI arguments', function () {
     ['a --limit beyond 2^53', ['jobs', '--limit', huge], /--limit: expected a whole number/],
     ['a --down beyond 2^53', ['migrate', '--down', huge], /--down: expected a whole number/],
     ['a queue --limit of 0', ['queue', 'scale', 'default', '--limit', '0'], /--limit/],
+    [
+      'a --limit on queue pause',
+      ['queue', 'pause', 'default', '--limit', '5'],
+      /--limit: only queue scale and queue start take it, not queue pause/,
+    ],
     ['a --batch of 0', ['enqueue-dir', '.', '--batch', '0'], /--batch/],
     ['a --priority beyond 2^53', ['insert', 'ok', '--priority', huge], /--priority/],
     ['a --schedule-in past any date', ['insert', 'ok', '--schedule-in', huge], /--schedule-in/],

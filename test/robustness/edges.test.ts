@@ -41,6 +41,37 @@ describe('edges that once broke a node', function () {
     await eventually(async () => (await db.client.getJob(job.id))?.state === 'completed');
   });
 
+  it('queue controls refuse an option they do not know, rather than act on every node', async function () {
+    // { nod: 'web-1' } paused the queue on every node; { threads: 2 } was dropped unseen.
+    await assert.rejects(
+      db.client.pauseQueue('default', { nod: 'web-1' } as unknown as { node: string }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message === 'options: unknown key "nod" (did you mean "node"?)',
+    );
+    await assert.rejects(
+      db.client.stopQueue('default', { nodes: 'web-1' } as unknown as { node: string }),
+      /options: unknown key "nodes"/,
+    );
+    await assert.rejects(
+      db.client.scaleQueue('default', 5, { limit: 6 } as unknown as { node: string }),
+      /options: unknown key "limit"/,
+    );
+    await assert.rejects(
+      db.client.startQueue('reports', { limit: 2, threads: 2 } as { limit: number }),
+      /options: unknown key "threads"/,
+    );
+    await assert.rejects(
+      db.client.resumeQueue('default', 'web-1' as unknown as { node: string }),
+      /options: expected an object such as \{ node \}, got/,
+    );
+    assert.deepEqual(await db.query('SELECT node FROM queue_settings'), [], 'nothing saved');
+    await db.client.pauseQueue('default', null); // null is no options, as for insert
+    assert.deepEqual(await db.query('SELECT node, paused FROM queue_settings'), [
+      { node: '*', paused: true },
+    ]);
+  });
+
   it('rejects maxAttempts beyond the column and args nested too deeply, as InsertErrors', async function () {
     await assert.rejects(
       db.client.insert({ worker: 'ok', maxAttempts: 99999999999 }),
