@@ -31,6 +31,12 @@ export const DEFAULT_UNIQUE_STATES: readonly JobState[] = [
 
 /** Oban's default: a job inserted within the last minute is a duplicate. */
 export const DEFAULT_UNIQUE_PERIOD = 60;
+/**
+ * The longest period, 100 years (an insert's longest scheduleIn): now() minus a period of ~1.5e11
+ * seconds or more is before PostgreSQL's first timestamp, and the insert failed with a raw
+ * DatabaseError (timestamp out of range). 'infinity' says "as long as jobs are kept".
+ */
+export const MAX_UNIQUE_PERIOD = 100 * 365 * 86400;
 
 const UNIQUE_KEYS = ['period', 'fields', 'keys', 'states', 'replace'] as const;
 
@@ -130,9 +136,9 @@ export function uniqueSpec(
   if (options.period === 'infinity') period = null;
   else if (options.period !== undefined) {
     const p = options.period;
-    if (typeof p !== 'number' || !Number.isFinite(p) || p <= 0) {
+    if (typeof p !== 'number' || !Number.isFinite(p) || p <= 0 || p > MAX_UNIQUE_PERIOD) {
       throw new UniqueOptionError(
-        `unique.period: expected a number of seconds above 0 or "infinity", got ${JSON.stringify(p)}`,
+        `unique.period: expected a number of seconds above 0 and at most ${MAX_UNIQUE_PERIOD} (100 years), or "infinity", got ${JSON.stringify(p)}`,
         'period',
       );
     }

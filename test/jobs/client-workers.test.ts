@@ -152,7 +152,7 @@ describe('client workers folder', function () {
     );
     refused(
       { name: 'mail', unique: { period: -1 }, perform },
-      /^workers\[0\]: worker "mail": unique\.period: expected a number of seconds above 0 or "infinity", got -1$/,
+      /^workers\[0\]: worker "mail": unique\.period: expected a number of seconds above 0 and at most 3153600000 \(100 years\), or "infinity", got -1$/,
     );
     refused(
       { name: 'mail', unique: { states: ['done'] }, perform },

@@ -264,6 +264,11 @@ describe('unique jobs', function () {
 
   const bad: [string, unknown, RegExp][] = [
     ['a negative period', { period: -1 }, /unique\.period/],
+    [
+      "a period past PostgreSQL's timestamps (it was a raw DatabaseError: timestamp out of range)",
+      { period: 1e20 },
+      /unique\.period: expected a number of seconds above 0 and at most 3153600000 \(100 years\), or "infinity", got 100000000000000000000/,
+    ],
     ['an unknown field', { fields: ['args', 'tags'] }, /unique\.fields: "tags"/],
     ['keys without args in fields', { fields: ['worker'], keys: ['a'] }, /unique\.keys/],
     [
