@@ -117,16 +117,27 @@ async function follow(
   queue: string | null,
   heartbeatTimeout: number,
 ): Promise<number> {
-  let warned = false;
+  let warned: 'none' | 'paused' | null = null;
   const checkRunners = async (): Promise<void> => {
     if (queue === null) return;
     const nodes = await client.nodes.list(client.pool);
-    const runs = nodes.some((n) => isAlive(n, heartbeatTimeout) && Object.hasOwn(n.queues, queue));
-    if (!runs && !warned)
+    const runners = nodes.filter(
+      (n) => isAlive(n, heartbeatTimeout) && Object.hasOwn(n.queues, queue),
+    );
+    // A queue paused everywhere left the view at "0/73 finished" as silently as no node at all.
+    const why =
+      runners.length === 0
+        ? 'none'
+        : runners.every((n) => n.queues[queue]!.paused)
+          ? 'paused'
+          : null;
+    if (why !== null && why !== warned)
       process.stderr.write(
-        `\nno live node runs queue "${queue}": its jobs wait until a node with that queue in its configuration starts (or node cluster.js queue start ${queue} --limit N)\n`,
+        why === 'none'
+          ? `\nno live node runs queue "${queue}": its jobs wait until a node with that queue in its configuration starts (or node cluster.js queue start ${queue} --limit N)\n`
+          : `\nqueue "${queue}" is paused on every live node that runs it: its jobs wait until it is resumed (node cluster.js queue resume ${queue})\n`,
       );
-    warned = !runs;
+    warned = why;
   };
   const queries = new StatsQueries(client.schema);
   let states: Partial<Record<JobState, number>> = {};

@@ -5,7 +5,7 @@ import path from 'node:path';
 import sinon from 'sinon';
 import { Progress } from '../../src/cli/progress.js';
 import type { QuernNode } from '../../src/node/node.js';
-import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
+import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import { FIXTURE_WORKERS, runCli, spawnCluster, startNode, writeConfig } from '../helpers/node.js';
 
 function fakeStream(isTTY: boolean) {
@@ -139,6 +139,40 @@ describe('progress of long CLI operations', function () {
       ]);
       await cli.waitForLog(/no live node runs queue "default": its jobs wait until a node/, 20000);
       node = await startNode(db.schema, db.url);
+      const exited = await cli.exited;
+      assert.equal(exited.code, 0, cli.output());
+      assert.match(cli.output(), /finished: 3 completed, 0 discarded, 0 cancelled/);
+    });
+
+    it('enqueue-dir --wait says when the queue is paused on every live node, and ends once resumed', async function () {
+      this.timeout(60000);
+      const dir = mkdtempSync(path.join(tmpdir(), 'quern-enqueue-'));
+      for (let i = 0; i < 3; i++) writeFileSync(path.join(dir, `f${i}.txt`), String(i));
+      const config = writeConfig({
+        schema: db.schema,
+        database: { url: db.url },
+        workers: FIXTURE_WORKERS,
+      });
+      node = await startNode(db.schema, db.url);
+      await db.client.pauseQueue('default');
+      await eventually(async () => {
+        const [row] = await db.query<{ paused: boolean }>(
+          `SELECT (queues->'default'->>'paused')::boolean AS paused FROM nodes`,
+        );
+        return row?.paused === true;
+      });
+      const cli = spawnCluster([
+        'enqueue-dir',
+        dir,
+        '--worker',
+        'ok',
+        '--wait',
+        '--config',
+        config,
+      ]);
+      // Before, it waited at 0/3 finished with no word of why.
+      await cli.waitForLog(/queue "default" is paused on every live node that runs it/, 20000);
+      await db.client.resumeQueue('default');
       const exited = await cli.exited;
       assert.equal(exited.code, 0, cli.output());
       assert.match(cli.output(), /finished: 3 completed, 0 discarded, 0 cancelled/);
