@@ -2,7 +2,7 @@
 // NODE_NAME, LOG_LEVEL) and validates everything before any actor starts. Every error names the
 // key it is about; the CLI turns a ConfigError into exit code 1.
 
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { queueNameProblem, schemaNameProblem } from '../db/identifiers.js';
@@ -91,8 +91,11 @@ export interface LoadOptions {
 
 export function readConfigFile(file: string): unknown {
   if (!existsSync(file)) throw new ConfigError(`config file not found: ${file}`);
+  if (statSync(file).isDirectory())
+    throw new ConfigError(`config file ${file} is a folder; name the JSON file in it`);
   try {
-    return JSON.parse(readFileSync(file, 'utf8'));
+    // A byte order mark (some Windows editors write one) is not JSON, and not the user's mistake.
+    return JSON.parse(readFileSync(file, 'utf8').replace(/^\uFEFF/, ''));
   } catch (error) {
     throw new ConfigError(`config file ${file} is not valid JSON: ${(error as Error).message}`);
   }

@@ -13,6 +13,9 @@ const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
 
 /** What is wrong with `name` as a node name, or null when it is usable. */
 export function nodeNameProblem(name: string): string | null {
+  // Saved queue settings use '*' for every node (`queue pause --node` and the client's node
+  // option): a node of that name would take every node's settings as its own, and the reverse.
+  if (name === '*') return `must not be "*", which stands for every node in queue settings`;
   // Characters as code points (an emoji is one, as the user sees it, mostly).
   const length = Array.from(name).length;
   if (length > MAX_NODE_NAME_LENGTH)

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { databaseUrl } from '../helpers/db.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { readConfigFile } from '../../src/config/load.js';
 import { nodeConfig, runCli, spawnCluster, writeConfig } from '../helpers/node.js';
 
 // Every configuration error stops `node cluster.js` before anything starts: a message naming
@@ -137,6 +141,11 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       /node: must be printable text without control characters, got U\+0000 at position 1/,
     ],
     [
+      'a node named "*", which saved queue settings read as every node',
+      () => ({ ...base(), node: '*' }),
+      /node: must not be "\*", which stands for every node in queue settings/,
+    ],
+    [
       'a database.url that is not a postgres URL',
       () => ({ ...base(), database: { url: 'mysql://x:secret@y/z' } }),
       /database\.url: the protocol is "mysql:", expected postgres:\/\/ or postgresql:\/\//,
@@ -158,7 +167,6 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
     it(what, async function () {
       const file = writeConfig(config());
       if (what === 'a file that is not JSON') {
-        const { writeFileSync } = await import('node:fs');
         writeFileSync(file, '{ "queues": { "default": 10, } }');
       }
       const result = await runCli(['--config', file], { LOG_LEVEL: 'info' });
@@ -224,5 +232,21 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
     } finally {
       await client.end();
     }
+  });
+});
+
+describe('reading the configuration file', function () {
+  it('a file that starts with a byte order mark is read (some Windows editors write one)', function () {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'quern-bom-')), 'cluster.config.json');
+    writeFileSync(file, '\uFEFF{ "queues": { "default": 3 } }');
+    assert.deepEqual(readConfigFile(file), { queues: { default: 3 } });
+  });
+
+  it('a folder given as the file is named as a folder, not as JSON that failed (EISDIR)', function () {
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-folder-'));
+    assert.throws(() => readConfigFile(dir), {
+      name: 'ConfigError',
+      message: `config file ${dir} is a folder; name the JSON file in it`,
+    });
   });
 });
