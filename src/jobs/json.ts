@@ -43,7 +43,16 @@ function at(walk: Walk): string {
  * value walked (and quoting every key) was a large part of validating an insert (bench W1).
  */
 export function assertJsonValue(value: unknown, where: string): void {
-  walkValue(value, 0, { where, path: [], open: [] });
+  const walk: Walk = { where, path: [], open: [] };
+  try {
+    walkValue(value, 0, walk);
+  } catch (error) {
+    if (error instanceof JsonValueError) throw error;
+    // A getter that throws (the path ends at its key): the insert's own error, not the getter's
+    // bare Error that named no field.
+    const message = error instanceof Error ? error.message : String(error);
+    throw new JsonValueError(`${at(walk)}: reading it threw (${message})`);
+  }
 }
 
 function walkValue(item: unknown, depth: number, walk: Walk): void {
@@ -103,10 +112,10 @@ function walkValue(item: unknown, depth: number, walk: Walk): void {
           throw new JsonValueError(
             `${at(walk)} key ${JSON.stringify(key.slice(0, 20))}: ${problem}`,
           );
-        const member = record[key];
-        if (member === undefined) continue; // dropped by JSON, as users expect
         path.push(key);
-        walkValue(member, depth + 1, walk);
+        const member = record[key];
+        // undefined is dropped by JSON, as users expect.
+        if (member !== undefined) walkValue(member, depth + 1, walk);
         path.pop();
       }
       open.pop();

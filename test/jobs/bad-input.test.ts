@@ -103,6 +103,17 @@ describe('bad input', function () {
       })(),
       /cycle/,
     ],
+    [
+      'a getter that throws (it was a bare Error naming no field)',
+      {
+        user: {
+          get email(): string {
+            throw new Error('boom');
+          },
+        },
+      },
+      /^job\.args\.user\.email: reading it threw \(boom\)$/,
+    ],
   ];
   for (const [what, args, message] of unstorable) {
     it(`args holding ${what}: a clear InsertError, nothing written`, async function () {
