@@ -15,6 +15,7 @@ import {
   type Distribution,
 } from './lib/util.js';
 import type { BenchArgs, Mode } from './lib/work.js';
+import { checkpoint } from './lib/databases.js';
 
 export interface Sizes {
   bulkJobs: number;
@@ -60,6 +61,12 @@ async function insertAll(system: System, all: BenchArgs[], batch: number): Promi
   for (let i = 0; i < all.length; i += batch) await system.insertMany(all.slice(i, i + batch));
 }
 
+/** Empties the system's tables and takes a checkpoint (see checkpoint()) before a timed section. */
+async function fresh(system: System): Promise<void> {
+  await system.reset();
+  await checkpoint();
+}
+
 function peakRss(readings: ProbeReading[]): number {
   return Math.max(...readings.map((r) => r.peakRssMb));
 }
@@ -73,14 +80,14 @@ export async function insertWorkload(
   // batch of the measured size and a few single inserts, then start from an empty table.
   await system.insertMany(jobs(sizes.bulkBatch, 'noop'));
   for (let i = 0; i < 20; i++) await system.insertOne({ mode: 'noop' });
-  await system.reset();
+  await fresh(system);
   const all = jobs(sizes.bulkJobs, 'noop');
   const idle = await waitQuiet(sizes.quietMs);
   let started = wallMs();
   await insertAll(system, all, sizes.bulkBatch);
   const bulk = (sizes.bulkJobs / (wallMs() - started)) * 1000;
 
-  await system.reset();
+  await fresh(system);
   await waitQuiet(sizes.quietMs);
   let next = 0;
   started = wallMs();
@@ -127,14 +134,14 @@ export async function drainWorkload(
   sizes: Sizes,
   options: { count: number; mode: Mode; nodes: number; timeCold?: boolean },
 ): Promise<{ cold: DrainResult | null; warm: DrainResult }> {
-  await system.reset();
+  await fresh(system);
   const group = await system.startNodes(options.nodes, sizes.limit, options.mode === 'hash');
   try {
     const timeCold = options.timeCold ?? false;
     await insertAll(system, jobs(options.count, options.mode), sizes.bulkBatch);
     const cold = await timedDrain(system, sizes, group, options.count);
     await group.halt();
-    await system.reset();
+    await fresh(system);
     await insertAll(system, jobs(options.count, options.mode), sizes.bulkBatch);
     const warm = await timedDrain(system, sizes, group, options.count);
     return { cold: timeCold ? cold : null, warm };
@@ -192,7 +199,7 @@ export interface LatencyResult extends Distribution {
 
 /** W3: single inserts at a steady rate while the queue runs; insert to start of perform. */
 export async function latencyWorkload(system: System, sizes: Sizes): Promise<LatencyResult> {
-  await system.reset();
+  await fresh(system);
   const group = await system.startNodes(1, sizes.limit, false);
   try {
     await group.go();

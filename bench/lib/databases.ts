@@ -60,3 +60,22 @@ export async function backendPids(pool: pg.Pool, database: string): Promise<numb
   );
   return rows.map((r) => r.pid);
 }
+
+let checkpointRefused = false;
+
+/**
+ * Runs a CHECKPOINT on the server, so that the timed section that follows does not share the
+ * disk with one. The benchmark writes gigabytes of WAL, and PostgreSQL starts a checkpoint each
+ * time max_wal_size fills (66 in an hour of runs here); a checkpoint spreads its writes over
+ * minutes, and every commit's WAL flush (fdatasync) meanwhile waits behind them, which moved W3's
+ * median by half a millisecond from run to run. Taken after a table is emptied and before its
+ * jobs are inserted, so the timed section's pages are new ones (no full-page images to log).
+ * Needs a superuser or pg_checkpoint; refused, the run goes on without it and says so once.
+ */
+export async function checkpoint(): Promise<void> {
+  if (checkpointRefused) return;
+  await admin((client) => client.query('CHECKPOINT')).catch((error: unknown) => {
+    checkpointRefused = true;
+    console.error(`[bench] CHECKPOINT refused (${String(error)}); timed sections may overlap one`);
+  });
+}
