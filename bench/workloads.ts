@@ -7,7 +7,8 @@ import {
   busyShare,
   distribution,
   machineCpu,
-  processCpuMs,
+  cpuByProcess,
+  cpuSince,
   sleep,
   until,
   waitQuiet,
@@ -160,14 +161,14 @@ async function timedDrain(
   const idle = await waitQuiet(sizes.quietMs);
   await group.resetProbes();
   const before = await system.serverPids();
-  const serverBefore = processCpuMs(before);
+  const serverBefore = cpuByProcess(before);
   const machineBefore = machineCpu();
   const started = await group.go();
   const ended = await until(() => system.allFinished(), 120000, 5, `${system.name} to drain`);
   const machineBusy = busyShare(machineBefore, machineCpu());
   const readings = await group.probes();
   const after = [...new Set([...before, ...(await system.serverPids())])];
-  const serverMs = processCpuMs(after) - serverBefore;
+  const serverMs = cpuSince(serverBefore, after);
   const nodeMs = readings.reduce((sum, r) => sum + r.cpuMs, 0);
   const finished = await system.finishedCount(count);
   if (finished !== count) {

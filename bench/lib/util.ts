@@ -93,19 +93,30 @@ export async function until(
   }
 }
 
-/** CPU time (ms) used so far by the given processes, from /proc (0 for a process gone). */
-export function processCpuMs(pids: number[]): number {
+/** CPU time (ms) used so far by each of the given processes that is still running. */
+export function cpuByProcess(pids: number[]): Map<number, number> {
   const tick = 10; // USER_HZ is 100 on Linux
-  let total = 0;
+  const used = new Map<number, number>();
   for (const pid of pids) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) * tick;
+      used.set(pid, (Number(fields[11]) + Number(fields[12])) * tick);
     } catch {
       // the backend ended
     }
   }
+  return used;
+}
+
+/**
+ * CPU time (ms) the processes used since `before` (cpuByProcess then): per process, so that one
+ * that ended meanwhile counts nothing rather than subtracting what it had used before (pg-boss's
+ * W5 once read -55 ms per 1,000 jobs); what it used after `before` is lost with it.
+ */
+export function cpuSince(before: Map<number, number>, pids: number[]): number {
+  let total = 0;
+  for (const [pid, ms] of cpuByProcess(pids)) total += ms - (before.get(pid) ?? 0);
   return total;
 }
 
