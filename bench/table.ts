@@ -184,7 +184,7 @@ export function renderTable(figures: Figure[], systems: string[], limits: Limits
   }
   if (limits) {
     const limitRow = (l: Limit, what: string): string =>
-      `| machine limit (pgbench): claim + finish, ${what}, ${l.clients} clients (jobs/s) | ${format(l.jobsPerSecond)} |${' |'.repeat(columns.length + 1)}`;
+      `| machine limit (pgbench): claim + finish, ${what}, ${l.clients} clients (jobs/s) | ${l.ranDry ? '≥ ' : ''}${format(l.jobsPerSecond)} |${' |'.repeat(columns.length + 1)}`;
     lines.push(limitRow(limits.single, '1 job per statement'));
     lines.push(limitRow(limits.batched, '100 jobs per statement'));
   }
