@@ -6,7 +6,14 @@ import sinon from 'sinon';
 import { Progress } from '../../src/cli/progress.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
-import { FIXTURE_WORKERS, runCli, spawnCluster, startNode, writeConfig } from '../helpers/node.js';
+import {
+  FIXTURE_WORKERS,
+  runCli,
+  spawnCluster,
+  startNode,
+  writeConfig,
+  type SpawnedNode,
+} from '../helpers/node.js';
 
 function fakeStream(isTTY: boolean) {
   const writes: string[] = [];
@@ -117,8 +124,11 @@ describe('progress of long CLI operations', function () {
       assert.equal(row!.n, 25);
     });
 
-    it('enqueue-dir --wait says when no live node runs the queue, and ends once one does', async function () {
-      this.timeout(60000);
+    /**
+     * A folder of three files and a config file for this test's schema; `enqueue` starts
+     * `enqueue-dir --wait` on them.
+     */
+    function threeFiles(): { config: string; enqueue: () => SpawnedNode } {
       const dir = mkdtempSync(path.join(tmpdir(), 'quern-enqueue-'));
       for (let i = 0; i < 3; i++) writeFileSync(path.join(dir, `f${i}.txt`), String(i));
       const config = writeConfig({
@@ -126,17 +136,17 @@ describe('progress of long CLI operations', function () {
         database: { url: db.url },
         workers: FIXTURE_WORKERS,
       });
+      const enqueue = (): SpawnedNode =>
+        spawnCluster(['enqueue-dir', dir, '--worker', 'ok', '--wait', '--config', config]);
+      return { config, enqueue };
+    }
+
+    it('enqueue-dir --wait says when no live node runs the queue, and ends once one does', async function () {
+      this.timeout(60000);
+      const { config, enqueue } = threeFiles();
       const migrated = await runCli(['migrate', '--config', config]);
       assert.equal(migrated.code, 0, migrated.stderr);
-      const cli = spawnCluster([
-        'enqueue-dir',
-        dir,
-        '--worker',
-        'ok',
-        '--wait',
-        '--config',
-        config,
-      ]);
+      const cli = enqueue();
       await cli.waitForLog(/no live node runs queue "default": its jobs wait until a node/, 20000);
       node = await startNode(db.schema, db.url);
       const exited = await cli.exited;
@@ -146,13 +156,7 @@ describe('progress of long CLI operations', function () {
 
     it('enqueue-dir --wait says when the queue is paused on every live node, and ends once resumed', async function () {
       this.timeout(60000);
-      const dir = mkdtempSync(path.join(tmpdir(), 'quern-enqueue-'));
-      for (let i = 0; i < 3; i++) writeFileSync(path.join(dir, `f${i}.txt`), String(i));
-      const config = writeConfig({
-        schema: db.schema,
-        database: { url: db.url },
-        workers: FIXTURE_WORKERS,
-      });
+      const { enqueue } = threeFiles();
       node = await startNode(db.schema, db.url);
       await db.client.pauseQueue('default');
       await eventually(async () => {
@@ -161,15 +165,7 @@ describe('progress of long CLI operations', function () {
         );
         return row?.paused === true;
       });
-      const cli = spawnCluster([
-        'enqueue-dir',
-        dir,
-        '--worker',
-        'ok',
-        '--wait',
-        '--config',
-        config,
-      ]);
+      const cli = enqueue();
       // Before, it waited at 0/3 finished with no word of why.
       await cli.waitForLog(/queue "default" is paused on every live node that runs it/, 20000);
       await db.client.resumeQueue('default');
