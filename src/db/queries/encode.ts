@@ -182,7 +182,26 @@ export function notifyPayload(rows: InsertRow[]): string {
   for (const row of rows)
     if (!(row.schedule_in !== null && row.schedule_in > 0)) queues.add(row.queue);
   const list = [...queues].join(',');
-  return list.length > 4000 ? '*' : list;
+  return list.length > MAX_NOTIFIED_QUEUES_LENGTH ? '*' : list;
+}
+
+/**
+ * The longest list of queues a notification names; a longer one is sent as '*' (every queue),
+ * well below PostgreSQL's 8000-byte payload limit.
+ */
+const MAX_NOTIFIED_QUEUES_LENGTH = 4000;
+
+/**
+ * The body of a CTE that sends one notification on `channel` (an SQL expression) naming the
+ * queues `queues` (a SELECT with a `queue` column) yields, each once; none when it yields none.
+ * Every statement that makes jobs available on the server (staging, rescue, a unique replace,
+ * an outcome giving a job back) wakes their queues with it.
+ */
+export function notifyQueues(channel: string, queues: string): string {
+  return `SELECT pg_notify(${channel},
+                 CASE WHEN length(q.queues) > ${MAX_NOTIFIED_QUEUES_LENGTH} THEN '*' ELSE q.queues END)
+        FROM (SELECT string_agg(DISTINCT queue, ',') AS queues FROM (${queues}) a) q
+        WHERE q.queues IS NOT NULL`;
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   insertLimitError,
   intervalMicros,
   notifyPayload,
+  notifyQueues,
   onlyCompletions,
   outcomeColumns,
   toMillis,
@@ -167,11 +168,7 @@ export class JobQueries {
       ${OUTCOME_MATCH}
         RETURNING o.token, j.state, j.queue
       ),
-      notified AS (
-        SELECT pg_notify($9, CASE WHEN length(q.queues) > 4000 THEN '*' ELSE q.queues END)
-        FROM (SELECT string_agg(DISTINCT queue, ',') AS queues FROM upd WHERE state = 'available') q
-        WHERE q.queues IS NOT NULL
-      )
+      notified AS (${notifyQueues('$9', `SELECT queue FROM upd WHERE state = 'available'`)})
       ${outcomeAnswer('$8', ', (SELECT count(*) FROM notified) AS notified')}`;
   }
 
@@ -454,10 +451,7 @@ export class JobQueries {
          RETURNING j.queue
        ),
        counted AS (SELECT queue, count(*)::int AS count FROM moved GROUP BY queue),
-       notified AS (
-         SELECT pg_notify($2, CASE WHEN length(q.queues) > 4000 THEN '*' ELSE q.queues END)
-         FROM (SELECT string_agg(queue, ',') AS queues FROM counted) q WHERE q.queues IS NOT NULL
-       )
+       notified AS (${notifyQueues('$2', 'SELECT queue FROM counted')})
        SELECT queue, count, (SELECT count(*) FROM notified) AS notified FROM counted`,
       [limit, this.channel],
     );

@@ -3,6 +3,7 @@
 // work in bounded batches and use the database's clock only, so node clocks never matter.
 
 import { channelNames, quoteIdentifier } from '../identifiers.js';
+import { notifyQueues } from './encode.js';
 import type { Queryable } from './jobs.js';
 import { aliveSince } from './nodes.js';
 
@@ -125,11 +126,7 @@ export class MaintenanceQueries {
          RETURNING j.queue, j.state
        ),
        counted AS (SELECT state::text AS state, count(*)::int AS count FROM moved GROUP BY state),
-       notified AS (
-         SELECT pg_notify('${this.channel}', CASE WHEN length(q.queues) > 4000 THEN '*' ELSE q.queues END)
-         FROM (SELECT string_agg(DISTINCT queue, ',') AS queues FROM moved WHERE state = 'available') q
-         WHERE q.queues IS NOT NULL
-       )
+       notified AS (${notifyQueues(`'${this.channel}'`, `SELECT queue FROM moved WHERE state = 'available'`)})
        SELECT state, count, (SELECT count(*) FROM notified) AS notified FROM counted`,
       values,
     );
@@ -167,11 +164,7 @@ export class MaintenanceQueries {
            AND EXISTS (SELECT 1 FROM unnest($1::text[]) t WHERE starts_with(j.attempted_by[2], t || '.'))
          RETURNING j.queue
        ),
-       notified AS (
-         SELECT pg_notify($2, q.queues)
-         FROM (SELECT string_agg(DISTINCT queue, ',') AS queues FROM moved) q
-         WHERE q.queues IS NOT NULL AND length(q.queues) <= 4000
-       )
+       notified AS (${notifyQueues('$2', 'SELECT queue FROM moved')})
        SELECT count(*)::int AS count, (SELECT count(*) FROM notified) AS notified FROM moved`,
       [tokens, this.channel],
     );

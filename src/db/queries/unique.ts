@@ -4,7 +4,7 @@
 
 import { channelNames, quoteIdentifier } from '../identifiers.js';
 import { rowToJob, type JobRecord } from '../../jobs/types.js';
-import { batchJson, insertLimitError } from './encode.js';
+import { batchJson, insertLimitError, notifyQueues } from './encode.js';
 import type { InsertRow, Queryable } from './jobs.js';
 
 /** A row to insert; the unique_* fields are null for a job inserted without `unique`. */
@@ -110,15 +110,11 @@ export class UniqueQueries {
           AND j.state IN ('scheduled', 'available', 'retryable')
         RETURNING 'replaced'::text AS kind, e.ord, j.*
       ),
-      notified AS (
-        SELECT pg_notify($2, CASE WHEN length(q.queues) > 4000 THEN '*' ELSE q.queues END)
-        FROM (
-          SELECT string_agg(DISTINCT queue, ',') AS queues
-          FROM (SELECT queue FROM ins WHERE state = 'available'
-                UNION ALL SELECT queue FROM upd WHERE state = 'available') a
-        ) q
-        WHERE q.queues IS NOT NULL
-      ),
+      notified AS (${notifyQueues(
+        '$2',
+        `SELECT queue FROM ins WHERE state = 'available'
+         UNION ALL SELECT queue FROM upd WHERE state = 'available'`,
+      )}),
       result AS (
         SELECT 'inserted'::text AS kind, NULL::bigint AS ord, ins.* FROM ins
         UNION ALL SELECT * FROM upd
