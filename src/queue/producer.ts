@@ -289,10 +289,14 @@ export class Producer {
         }
         this.waiting.push(...rows);
         this.pump();
-        // Set after every claim; a wake while this one was in flight set `again`, so the loop
-        // claims once more whatever this says.
-        this.exhausted = rows.length < want;
-        if (this.exhausted) break;
+        if (rows.length < want) {
+          // Not if a wake came while this claim was in flight (it set `again`): its jobs may
+          // have committed after the claim's snapshot, and if the loop cannot claim again at once
+          // (more than half the look-ahead waiting), the next finished job must.
+          this.exhausted = !this.again;
+          break;
+        }
+        this.exhausted = false;
       }
     } while (this.again && this.canFetch());
   }

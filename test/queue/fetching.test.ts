@@ -269,6 +269,39 @@ describe('fetching jobs', function () {
     await allIn('completed', 5);
   });
 
+  it('a job inserted while a short claim is in flight runs without waiting for the poll, even when the queue cannot claim again at once', async function () {
+    // limit 1 on a thread that may run 2: nothing is handed out ahead, so claimed jobs wait here,
+    // and with more than half of prefetch 4 waiting the queue claims no more for now.
+    node = await startNode(db.schema, db.url, {
+      queues: {
+        default: { limit: 1, threads: 1, concurrency: 2, prefetch: 4, pollInterval: 60000 },
+      },
+    });
+    const producer = node.supervisors.get('default')!.producer;
+    const wake = sinon.spy(producer, 'wake');
+    const fetch = node.jobs.fetch.bind(node.jobs);
+    let late: Promise<{ id: number }> | null = null;
+    sinon.stub(node.jobs, 'fetch').callsFake(async (...args) => {
+      const rows = await fetch(...args);
+      if (late === null && args[2] === 4) {
+        // The claim has taken its snapshot: a job inserted now is not in it, and its
+        // notification wakes the queue while the claim is still in flight.
+        const woken = wake.callCount;
+        late = db.client.insert({ worker: 'slow', args: { ms: 20, i: 'late' } });
+        await late;
+        await eventually(() => Promise.resolve(wake.callCount > woken), 10000, 'the wake');
+      }
+      return rows;
+    });
+    // The first claim takes 1 (what can start at once), the next asks for 4 and gets 3.
+    await db.client.insertMany(
+      Array.from({ length: 4 }, (_, i) => ({ worker: 'slow', args: { ms: 20, i } })),
+    );
+    await eventually(() => Promise.resolve(late !== null), 10000, 'the claim of 4');
+    // With the wake forgotten, the late job waited for the one-minute poll.
+    await allIn('completed', 5);
+  });
+
   it('jobs one node gives back (a pause) wake the other nodes at once, not at their next poll', async function () {
     node = await startNode(db.schema, db.url, {
       node: 'holder',
