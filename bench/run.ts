@@ -76,14 +76,11 @@ async function main(): Promise<void> {
           log(`${name} W1: bulk ${w1.bulk.toFixed(0)}/s, single ${w1.single.toFixed(0)}/s`);
         }
         if (wanted.includes('w2')) {
-          const drains = await drainWorkload(system, sizes, {
+          const { cold, warm: w2 } = await drainWorkload(system, sizes, {
             count: sizes.drainJobs,
             mode: 'noop',
             nodes: 1,
-            timeCold: true,
           });
-          const w2 = drains.warm;
-          const cold = drains.cold!;
           record(name, 'w2.cold', cold.jobsPerSecond);
           log(
             `${name} W2 first drain of a fresh node: ${cold.jobsPerSecond.toFixed(0)} jobs/s (${cold.seconds.toFixed(2)} s), CPU per 1k jobs: node ${cold.cpuPerThousand.node.toFixed(0)} ms, PostgreSQL ${cold.cpuPerThousand.server.toFixed(0)} ms`,

@@ -127,25 +127,24 @@ export interface DrainResult {
  * the table was emptied, again with a fresh set of jobs (`warm`). A node runs for days, so the
  * warm drain is the rate a user's queue sees; the cold one shows what the first second of a
  * fresh process costs. Every system goes through the same two drains with the same processes
- * (the peers keep their connection pools across them). Both drains have `count` jobs; the
- * first is reported only with `timeCold` (W2), and is the warm-up of W4 and W5.
+ * (the peers keep their connection pools across them). Both drains have `count` jobs; W2
+ * reports both, W4 and W5 only the warm one.
  */
 export async function drainWorkload(
   system: System,
   sizes: Sizes,
-  options: { count: number; mode: Mode; nodes: number; timeCold?: boolean },
-): Promise<{ cold: DrainResult | null; warm: DrainResult }> {
+  options: { count: number; mode: Mode; nodes: number },
+): Promise<{ cold: DrainResult; warm: DrainResult }> {
   await fresh(system);
   const group = await system.startNodes(options.nodes, sizes.limit, options.mode === 'hash');
   try {
-    const timeCold = options.timeCold ?? false;
     await insertAll(system, jobs(options.count, options.mode), sizes.bulkBatch);
     const cold = await timedDrain(system, sizes, group, options.count);
     await group.halt();
     await fresh(system);
     await insertAll(system, jobs(options.count, options.mode), sizes.bulkBatch);
     const warm = await timedDrain(system, sizes, group, options.count);
-    return { cold: timeCold ? cold : null, warm };
+    return { cold, warm };
   } finally {
     await group.stop().catch(() => undefined);
   }

@@ -1,6 +1,6 @@
 // The node processes of a peer under test (bench/peers/*-node.ts): each is started with its
-// database URL and limit, reports `ready`, starts working on `go`, stops taking jobs on `halt` (keeping its connections
-// for the next `go`), and answers `latencies`.
+// database URL and limit, reports `ready`, starts working on `go`, stops taking jobs on `halt`
+// (keeping its connections for the next `go`), and answers `latencies`.
 // Both peers speak this one protocol, so the group is built here once.
 
 import { spawnMeasured, type Measured } from '../lib/child.js';
