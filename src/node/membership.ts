@@ -25,7 +25,7 @@ export interface JoinOptions {
    * When the heartbeat of this name that waitForNameToBeFree last saw was written (null: it saw
    * none). Another process of this name that joined since is refused (see joinCluster).
    */
-  seen?: Date | null;
+  seen: Date | null;
 }
 
 export interface Joined {
@@ -86,17 +86,15 @@ export function joinCluster(options: JoinOptions): Promise<Joined> {
     // Two processes of one name started together both found the name free: the first to join
     // wrote its heartbeat since, and the second must not run beside it (neither's jobs would be
     // rescued while the other heartbeats under the name, and a restart would rescue the other's).
-    if (options.seen !== undefined) {
-      const row = (await nodes.list(client)).find((n) => n.name === name);
-      if (
-        row &&
-        row.ageMs < options.heartbeatTimeout &&
-        row.updatedAt.getTime() !== options.seen?.getTime()
-      )
-        throw new ConfigError(
-          `node: a live node named "${name}" is already running (it started at the same time as this one); give each node its own name (config "node" or NODE_NAME)`,
-        );
-    }
+    const row = (await nodes.list(client)).find((n) => n.name === name);
+    if (
+      row &&
+      row.ageMs < options.heartbeatTimeout &&
+      row.updatedAt.getTime() !== options.seen?.getTime()
+    )
+      throw new ConfigError(
+        `node: a live node named "${name}" is already running (it started at the same time as this one); give each node its own name (config "node" or NODE_NAME)`,
+      );
     const others = await nodes.countLiveOthers(client, name, options.heartbeatTimeout);
     if (others === 0) await new CronQueries(options.schema).markClusterStart(client);
     await nodes.heartbeat(
