@@ -241,7 +241,16 @@ const promiseThen = Function.prototype.call.bind(Promise.prototype.then) as <T>(
 ) => void;
 const exit = process.exit.bind(process);
 
+/**
+ * Per batch, what sends the outcomes its jobs reported that have not left the thread yet: they
+ * wait for the end of the turn to go back together (runBatch), and the last ones until piscina
+ * posts the task's result. A thread dying in that turn sends them first, so a job that finished
+ * is not taken for one the death interrupted, run again, or charged for its neighbour's crash.
+ */
+const unsent = new Map<number, () => void>();
+
 function dying(error: string): void {
+  for (const send of [...unsent.values()]) send();
   const message: ThreadMessage = {
     type: 'crash',
     job: currentJob.getStore() ?? null,
@@ -296,12 +305,17 @@ export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> 
   let left = task.keys.length;
   let ready: BatchOutcomes = [];
   let flushQueued = false;
-  const flush = (): void => {
-    flushQueued = false;
-    if (left === 0 || ready.length === 0) return;
+  const send = (): void => {
+    unsent.delete(task.batch);
+    if (ready.length === 0) return;
     const message: ThreadMessage = { type: 'outcomes', batch: task.batch, outcomes: ready };
     ready = [];
     parentPort?.postMessage(message);
+  };
+  const flush = (): void => {
+    flushQueued = false;
+    // The last outcomes go back as the task's result.
+    if (left > 0) send();
   };
   return new Promise((resolve) => {
     for (let index = 0; index < task.keys.length; index++) {
@@ -316,10 +330,14 @@ export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> 
         );
         if (--left === 0) {
           resolve(ready);
+          // Posted by piscina after this turn's microtasks; until then a death sends them.
+          unsent.set(task.batch, send);
+          setImmediate(() => unsent.delete(task.batch));
           return;
         }
         if (!flushQueued) {
           flushQueued = true;
+          unsent.set(task.batch, send);
           setImmediate(flush);
         }
       };

@@ -154,6 +154,27 @@ describe('worker thread deaths, timeouts and cancellation', function () {
     assert.equal((await row(after.id, ['completed'])).result, 'after');
   });
 
+  it('a job that finished in the turn its neighbour killed the thread keeps its outcome: not run again', async function () {
+    node = await startNode(db.schema, db.url, shared());
+    const starts = countStarts(node);
+    const crashes: TelemetryEvents['pool:crash'][] = [];
+    node.telemetry.on('pool:crash', (e) => crashes.push(e));
+    // One statement, one notification, one claim: one batch on the one thread. 'ok' finishes
+    // first, and its outcome waits for the end of the turn to go back with any others; the crash
+    // comes in that turn.
+    const [done, culprit] = await db.client.insertMany([
+      { worker: 'ok', args: { value: 'once' } },
+      { worker: 'crash', args: { how: 'throw-at-once' }, maxAttempts: 1 },
+    ]);
+    await row(culprit!.id, ['discarded']);
+    const finished = await row(done!.id, ['completed']);
+    await eventually(() => Promise.resolve(crashes.length > 0));
+    assert.equal(finished.attempt, 1);
+    assert.deepEqual(finished.errors, [], 'not charged for the crash');
+    assert.equal(finished.result, 'once');
+    assert.equal(starts.get(done!.id), 1, 'the finished job ran once');
+  });
+
   it('a job past the memory limit kills its thread: a failed attempt naming the limit, retried by the normal rules', async function () {
     node = await startNode(db.schema, db.url, shared({ memoryLimitMb: 32 }));
     const job = await db.client.insert({
