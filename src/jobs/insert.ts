@@ -139,12 +139,19 @@ export function normalizeInsert(
     );
   }
   const tags = job.tags ?? definition?.tags ?? [];
-  if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string' && t.length > 0)) {
-    fail('tags', 'must be an array of non-empty strings');
-  }
-  const nul = (tags as string[]).findIndex((t) => t.includes('\u0000'));
-  if (nul >= 0) {
-    fail('tags', `tags[${nul}] contains a NUL character (\\u0000), which PostgreSQL cannot store`);
+  if (!Array.isArray(tags)) fail('tags', 'must be an array of non-empty strings');
+  // Indexed, not every/findIndex: those skip the holes of a sparse array ([, 'a']).
+  for (let i = 0; i < (tags as unknown[]).length; i++) {
+    const tag = (tags as unknown[])[i];
+    if (typeof tag !== 'string' || tag.length === 0) {
+      fail(
+        'tags',
+        `must be an array of non-empty strings, got ${describeValue(tag)} at tags[${i}]`,
+      );
+    }
+    if ((tag as string).includes('\u0000')) {
+      fail('tags', `tags[${i}] contains a NUL character (\\u0000), which PostgreSQL cannot store`);
+    }
   }
   const meta = job.meta ?? {};
   if (!isPlainObject(meta)) fail('meta', 'must be a plain JSON object');

@@ -111,6 +111,19 @@ describe('insert edges', function () {
     assert.equal(await jobCount(), 0);
   });
 
+  it('a hole in tags is refused naming tags, not a TypeError; nothing is written', async function () {
+    // eslint-disable-next-line no-sparse-arrays -- the point of the test
+    const tags = [, 'a'] as string[];
+    await assert.rejects(
+      db.client.insertMany([{ worker: 'ok' }, { worker: 'ok', tags }]),
+      insertError(
+        'tags',
+        /^jobs\[1\]\.tags: must be an array of non-empty strings, got undefined at tags\[0\]$/,
+      ),
+    );
+    assert.equal(await jobCount(), 0);
+  });
+
   it('a client without a query function is refused, naming client', async function () {
     for (const client of ['x', {}, null, 42]) {
       await assert.rejects(
