@@ -6,7 +6,7 @@ import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
 import { isPlainObject, suggest } from '../config/validate.js';
 import type { InsertRow } from '../db/queries/jobs.js';
 import type { InsertJob, WorkerDefinition } from '../worker/define.js';
-import { assertJsonValue, JsonValueError } from './json.js';
+import { assertJsonValue, hasLoneSurrogate, JsonValueError } from './json.js';
 import { INSERT_OPTION_KEYS } from './types.js';
 import { uniqueSpec, UniqueOptionError, type UniqueSpec } from './unique.js';
 
@@ -151,6 +151,10 @@ export function normalizeInsert(
     }
     if ((tag as string).includes('\u0000')) {
       fail('tags', `tags[${i}] contains a NUL character (\\u0000), which PostgreSQL cannot store`);
+    }
+    // Tags travel to the server as JSON, which refuses half of a surrogate pair.
+    if (hasLoneSurrogate(tag as string)) {
+      fail('tags', `tags[${i}] contains a lone UTF-16 surrogate, which PostgreSQL cannot store`);
     }
   }
   const meta = job.meta ?? {};

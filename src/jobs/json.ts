@@ -11,6 +11,11 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 const LONE_SURROGATE_GLOBAL =
   /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
+/** Whether a string holds half of a surrogate pair alone (jsonb and JSON input refuse it). */
+export function hasLoneSurrogate(value: string): boolean {
+  return LONE_SURROGATE.test(value);
+}
+
 /** What a string holds that jsonb refuses, or null. */
 function stringProblem(value: string): string | null {
   if (value.includes('\u0000'))

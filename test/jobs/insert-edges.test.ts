@@ -124,6 +124,14 @@ describe('insert edges', function () {
     assert.equal(await jobCount(), 0);
   });
 
+  it('a tag holding a lone surrogate is refused naming tags, not a DatabaseError; nothing is written', async function () {
+    await assert.rejects(
+      db.client.insertMany([{ worker: 'ok' }, { worker: 'ok', tags: ['fine', 'bad \uD800'] }]),
+      insertError('tags', /^jobs\[1\]\.tags: tags\[1\] contains a lone UTF-16 surrogate/),
+    );
+    assert.equal(await jobCount(), 0);
+  });
+
   it('a client without a query function is refused, naming client', async function () {
     for (const client of ['x', {}, null, 42]) {
       await assert.rejects(
