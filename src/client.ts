@@ -15,6 +15,7 @@ import { StatsQueries } from './db/queries/stats.js';
 import { UniqueQueries } from './db/queries/unique.js';
 import { InsertError, normalizeInsert, type NormalizedInsert } from './jobs/insert.js';
 import { insertUniqueBatch } from './jobs/insert-unique.js';
+import { showValue } from './jobs/json.js';
 import { JOB_STATES, type Job, type JobRecord, type JobState } from './jobs/types.js';
 import { runPerform, stateOf } from './testing/perform.js';
 import { sendControl, type QueueAction } from './node/control.js';
@@ -89,7 +90,7 @@ export class Quern {
     const testing = options.testing ?? 'disabled';
     if (testing !== 'disabled' && testing !== 'inline' && testing !== 'manual') {
       throw new ConfigError(
-        `testing: expected "disabled", "inline" or "manual", got ${JSON.stringify(testing)}`,
+        `testing: expected "disabled", "inline" or "manual", got ${showValue(testing)}`,
       );
     }
     this.testing = testing;
@@ -136,7 +137,7 @@ export class Quern {
       this.workersLoaded.catch(() => undefined);
     } else if (options.workers !== undefined) {
       throw new ConfigError(
-        `workers: expected a folder path or an array of worker definitions, got ${JSON.stringify(options.workers)}`,
+        `workers: expected a folder path or an array of worker definitions, got ${showValue(options.workers)}`,
       );
     }
   }
@@ -369,7 +370,7 @@ export class Quern {
     given: { node?: string; limit?: number } | null = {},
   ): Promise<void> {
     if (!isPlainIdentifier(queue, MAX_QUEUE_LENGTH))
-      throw new ConfigError(`queue: ${JSON.stringify(queue)} is not a plain queue name`);
+      throw new ConfigError(`queue: ${showValue(queue)} is not a plain queue name`);
     const options = controlOptions(
       given,
       action === 'start' || action === 'scale' ? ['node', 'limit'] : ['node'],
@@ -379,16 +380,14 @@ export class Quern {
       !(Number.isInteger(options.limit) && options.limit! >= 1 && options.limit! <= MAX_QUEUE_LIMIT)
     ) {
       throw new ConfigError(
-        `limit: must be an integer from 1 to ${MAX_QUEUE_LIMIT}, got ${JSON.stringify(options.limit)}`,
+        `limit: must be an integer from 1 to ${MAX_QUEUE_LIMIT}, got ${showValue(options.limit)}`,
       );
     }
     if (
       options.node !== undefined &&
       (typeof options.node !== 'string' || options.node.trim() === '')
     ) {
-      throw new ConfigError(
-        `node: must be a non-empty node name, got ${JSON.stringify(options.node)}`,
-      );
+      throw new ConfigError(`node: must be a non-empty node name, got ${showValue(options.node)}`);
     }
     const node = options.node ?? '*';
     await this.nodes.saveSetting(this.pool, {
@@ -496,7 +495,7 @@ function callerClient(options: unknown): Queryable | undefined {
 }
 
 function describe(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? typeof value;
+  if (value === null || typeof value !== 'object') return showValue(value);
   return Array.isArray(value)
     ? 'an array'
     : `an object (${value.constructor?.name ?? 'no prototype'})`;
@@ -518,30 +517,26 @@ function checkListFilter(filter: unknown): void {
     (m) => new InsertError(m, 'filter'),
   );
   if (state !== undefined && !JOB_STATES.includes(state as JobState))
-    fail('state', `expected one of ${JOB_STATES.join(', ')}, got ${describeValue(state)}`);
+    fail('state', `expected one of ${JOB_STATES.join(', ')}, got ${showValue(state)}`);
   for (const [field, value] of [
     ['queue', queue],
     ['worker', worker],
   ] as const)
     if (value !== undefined && typeof value !== 'string')
-      fail(field, `expected a string, got ${describeValue(value)}`);
+      fail(field, `expected a string, got ${showValue(value)}`);
   if (
     limit !== undefined &&
     (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1)
   )
     fail(
       'limit',
-      `expected a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${describeValue(limit)}`,
+      `expected a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${showValue(limit)}`,
     );
-}
-
-function describeValue(value: unknown): string {
-  return typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value));
 }
 
 function checkId(id: unknown): number {
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) {
-    throw new InsertError(`id: expected a positive integer job id, got ${describeValue(id)}`, 'id');
+    throw new InsertError(`id: expected a positive integer job id, got ${showValue(id)}`, 'id');
   }
   return id;
 }

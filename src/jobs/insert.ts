@@ -6,7 +6,7 @@ import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
 import { isPlainObject, suggest } from '../config/validate.js';
 import type { InsertRow } from '../db/queries/jobs.js';
 import type { InsertJob, WorkerDefinition } from '../worker/define.js';
-import { assertJsonValue, hasLoneSurrogate, JsonValueError } from './json.js';
+import { assertJsonValue, hasLoneSurrogate, JsonValueError, showValue } from './json.js';
 import { INSERT_OPTION_KEYS } from './types.js';
 import { uniqueSpec, UniqueOptionError, type UniqueSpec } from './unique.js';
 
@@ -72,10 +72,7 @@ export function normalizeInsert(
     return fail('worker', 'required: a worker name or a worker definition');
   }
   if (typeof worker !== 'string' || !WORKER_NAME.test(worker)) {
-    fail(
-      'worker',
-      `must be 1-255 characters of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(worker)}`,
-    );
+    fail('worker', `must be 1-255 characters of A-Z a-z 0-9 _ . : -, got ${showValue(worker)}`);
   }
 
   const args = job.args === undefined ? {} : job.args;
@@ -116,7 +113,7 @@ export function normalizeInsert(
   if (typeof queue !== 'string' || !isPlainIdentifier(queue, MAX_QUEUE_LENGTH)) {
     fail(
       'queue',
-      `must be a plain lower-case identifier ([a-z_][a-z0-9_]*, at most ${MAX_QUEUE_LENGTH} bytes), got ${JSON.stringify(queue)}`,
+      `must be a plain lower-case identifier ([a-z_][a-z0-9_]*, at most ${MAX_QUEUE_LENGTH} bytes), got ${showValue(queue)}`,
     );
   }
   const priority = job.priority ?? definition?.priority ?? 0;
@@ -231,8 +228,7 @@ export function normalizeInsert(
 
 function describeValue(value: unknown): string {
   if (value instanceof Date) return 'an invalid Date';
-  if (typeof value === 'number') return String(value); // JSON.stringify(NaN) would say null
-  return JSON.stringify(value) ?? typeof value;
+  return showValue(value);
 }
 
 export type { InsertJob };

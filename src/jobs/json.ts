@@ -11,6 +11,26 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 const LONE_SURROGATE_GLOBAL =
   /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
+/**
+ * A value as an error message about it shows it: its JSON, a BigInt as \`5n\`, NaN as NaN, and
+ * what it is when JSON.stringify gives nothing or throws (a cycle, a toJSON that throws). Never
+ * throws: the value is the caller's bad input, and a message that threw in its place (\`got
+ * \${JSON.stringify(1n)}\`) was a bare TypeError naming no field.
+ */
+export function showValue(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'number') return String(value);
+  try {
+    const text = JSON.stringify(value);
+    if (text !== undefined) return text;
+  } catch {
+    // a cycle, or a toJSON, getter or Proxy trap that throws: named by its kind below
+  }
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object' && value !== null) return 'an object';
+  return typeof value;
+}
+
 /** Whether a string holds half of a surrogate pair alone (jsonb and JSON input refuse it). */
 export function hasLoneSurrogate(value: string): boolean {
   return LONE_SURROGATE.test(value);

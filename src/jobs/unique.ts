@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import { isPlainObject, suggest } from '../config/validate.js';
+import { showValue } from './json.js';
 import { JOB_STATES, type JobState } from './types.js';
 
 export const UNIQUE_FIELDS = ['args', 'queue', 'worker'] as const;
@@ -88,7 +89,7 @@ function listOf<T extends string>(
   for (const item of value) {
     if (typeof item !== 'string' || !(allowed as readonly string[]).includes(item)) {
       throw new UniqueOptionError(
-        `unique.${field}: ${JSON.stringify(item)} is not one of ${allowed.join(', ')}${typeof item === 'string' ? suggest(item, allowed) : ''}`,
+        `unique.${field}: ${showValue(item)} is not one of ${allowed.join(', ')}${typeof item === 'string' ? suggest(item, allowed) : ''}`,
         field,
       );
     }
@@ -138,7 +139,7 @@ export function uniqueSpec(
     const p = options.period;
     if (typeof p !== 'number' || !Number.isFinite(p) || p <= 0 || p > MAX_UNIQUE_PERIOD) {
       throw new UniqueOptionError(
-        `unique.period: expected a number of seconds above 0 and at most ${MAX_UNIQUE_PERIOD} (100 years), or "infinity", got ${JSON.stringify(p)}`,
+        `unique.period: expected a number of seconds above 0 and at most ${MAX_UNIQUE_PERIOD} (100 years), or "infinity", got ${showValue(p)}`,
         'period',
       );
     }

@@ -5,6 +5,7 @@
 import { AssertionError } from 'node:assert';
 import { isPlainObject, suggest } from '../config/validate.js';
 import { TestingQueries, type JobFilter } from '../db/queries/testing.js';
+import { showValue } from '../jobs/json.js';
 import { JOB_STATES, type JobRecord, type JobState } from '../jobs/types.js';
 import type { WorkerDefinition } from '../worker/define.js';
 import { quernFor, type WithQuern } from './context.js';
@@ -75,7 +76,7 @@ function toFilter(helper: string, input: unknown): JobFilter {
           .map((s) =>
             JOB_STATES.includes(s as JobState)
               ? (s as JobState)
-              : fail(`state: ${JSON.stringify(s)} is not one of ${JOB_STATES.join(', ')}`),
+              : fail(`state: ${showValue(s)} is not one of ${JOB_STATES.join(', ')}`),
           );
   const at = input.scheduledAt;
   if (at !== undefined && (!(at instanceof Date) || Number.isNaN(at.getTime())))
@@ -137,7 +138,7 @@ function find(helper: string, filterInput: unknown, options?: AssertOptions) {
     !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout >= 0)
   )
     throw new TypeError(
-      `${helper}: timeout must be a number of ms of 0 or more, got ${typeof timeout === 'number' ? String(timeout) : JSON.stringify(timeout)}`,
+      `${helper}: timeout must be a number of ms of 0 or more, got ${showValue(timeout)}`,
     );
   const quern = quernFor(options, helper);
   const queries = new TestingQueries(quern.schema);

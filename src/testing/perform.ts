@@ -4,6 +4,7 @@
 
 import { isPlainObject, suggest } from '../config/validate.js';
 import { InsertError, normalizeInsert } from '../jobs/insert.js';
+import { showValue } from '../jobs/json.js';
 import type { Job, JobState } from '../jobs/types.js';
 import { describeError, interpretReturn, type ThreadOutcome } from '../thread/outcome.js';
 import type { WorkerDefinition } from '../worker/define.js';
@@ -190,7 +191,7 @@ export async function performJob(
   const attempt = options.attempt ?? 1;
   if (!Number.isInteger(attempt) || attempt < 1 || attempt > row.max_attempts) {
     throw new InsertError(
-      `performJob.attempt: must be an integer from 1 to maxAttempts (${row.max_attempts}), got ${JSON.stringify(attempt)}`,
+      `performJob.attempt: must be an integer from 1 to maxAttempts (${row.max_attempts}), got ${showValue(attempt)}`,
       'attempt',
     );
   }
@@ -248,7 +249,7 @@ async function definitionOf(
   }
   if (worker === null || typeof worker !== 'object') {
     throw new PerformJobError(
-      `performJob: expected a worker definition (defineWorker({ name, perform })) or the name of a worker known to the quern client, got ${worker === undefined ? 'undefined' : (JSON.stringify(worker) ?? typeof worker)}`,
+      `performJob: expected a worker definition (defineWorker({ name, perform })) or the name of a worker known to the quern client, got ${showValue(worker)}`,
     );
   }
   return validateDefinition(worker, 'performJob(worker)');

@@ -132,6 +132,47 @@ describe('insert edges', function () {
     assert.equal(await jobCount(), 0);
   });
 
+  it('a BigInt or a cycle given for an option is refused naming the option, not a TypeError from the message', async function () {
+    const loop: Record<string, unknown> = {};
+    loop.self = loop;
+    const inserts: [Record<string, unknown>, string][] = [
+      [{ priority: 1n }, 'priority'],
+      [{ priority: loop }, 'priority'],
+      [{ maxAttempts: 5n }, 'maxAttempts'],
+      [{ scheduleIn: 5n }, 'scheduleIn'],
+      [{ scheduledAt: loop }, 'scheduledAt'],
+      [{ queue: 1n }, 'queue'],
+      [{ unique: { period: 5n } }, 'unique'],
+      [{ unique: { states: [1n] } }, 'unique'],
+    ];
+    for (const [options, field] of inserts) {
+      await assert.rejects(
+        db.client.insertMany([{ worker: 'ok' }, { worker: 'ok', ...options }]),
+        (error: unknown) => {
+          assert.ok(error instanceof InsertError, `${field}: ${String(error)}`);
+          assert.match(error.message, new RegExp(`^jobs\\[1\\]\\.${field}[.:]`));
+          return true;
+        },
+      );
+    }
+    assert.equal(await jobCount(), 0);
+    const calls: [string, () => Promise<unknown>, RegExp][] = [
+      ['cancel', () => db.client.cancel(loop as never), /^id: /],
+      ['listJobs', () => db.client.listJobs({ queue: loop } as never), /^filter\.queue: /],
+      ['scaleQueue', () => db.client.scaleQueue('default', 5n as never), /^limit: /],
+      ['startQueue', () => db.client.startQueue('x', { limit: 5n } as never), /^limit: /],
+      ['pauseQueue', () => db.client.pauseQueue(5n as never), /^queue: /],
+      ['pauseQueue', () => db.client.pauseQueue('default', { node: 5n } as never), /^node: /],
+    ];
+    for (const [what, call, message] of calls) {
+      await assert.rejects(call(), (error: unknown) => {
+        assert.ok(!(error instanceof TypeError), `${what}: ${String(error)}`);
+        assert.match((error as Error).message, message);
+        return true;
+      });
+    }
+  });
+
   it('a client without a query function is refused, naming client', async function () {
     for (const client of ['x', {}, null, 42]) {
       await assert.rejects(
