@@ -55,10 +55,14 @@ export function describeError(error: unknown): string {
 
 function describeErrorOrThrow(error: unknown): string {
   if (error instanceof Error) {
-    const text =
-      error.stack && error.stack.includes(error.message)
-        ? error.stack
-        : `${error.name}: ${error.message}\n${error.stack ?? ''}`;
+    // A stack that is not a string (set by hand or by a library) says nothing the name and the
+    // message do not: it is left out rather than read as one.
+    const stack = typeof error.stack === 'string' ? error.stack : '';
+    const text = !stack
+      ? `${error.name}: ${error.message}`
+      : stack.includes(error.message)
+        ? stack
+        : `${error.name}: ${error.message}\n${stack}`;
     return cleanString(text).slice(0, MAX_OUTCOME_TEXT);
   }
   try {

@@ -169,6 +169,20 @@ describe('outcomes the database refuses, or the thread cannot read', function ()
     assert.deepEqual(row.errors, []);
     assert.deepEqual(crashes, []);
   });
+
+  it('an Error whose stack is not a string is recorded by its name and message', async function () {
+    node = await startNode(db.schema, db.url);
+    const job = await db.client.insert({
+      worker: 'hostile',
+      args: { mode: 'stack' },
+      maxAttempts: 1,
+    });
+    const row = await finished(job.id, ['discarded', 'retryable', 'completed']);
+    assert.equal(row.state, 'discarded');
+    const errors = row.errors as ErrorEntry[];
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]!.error, 'Error: the real message');
+  });
 });
 
 describe('the outcome writer, for batches it cannot send', function () {
