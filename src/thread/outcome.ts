@@ -70,7 +70,11 @@ function describeErrorOrThrow(error: unknown): string {
       typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error)),
     ).slice(0, MAX_OUTCOME_TEXT);
   } catch {
-    return cleanString(String(error)).slice(0, MAX_OUTCOME_TEXT);
+    // A cycle, or a toJSON that throws: an object says what it holds, as a returned { error }
+    // does (String() of it is "[object Object]"); a BigInt its digits.
+    return typeof error === 'object' && error !== null
+      ? cleanString(`(${describeShape(error)}, which cannot be stored as JSON)`)
+      : cleanString(String(error)).slice(0, MAX_OUTCOME_TEXT);
   }
 }
 

@@ -183,6 +183,23 @@ describe('outcomes the database refuses, or the thread cannot read', function ()
     assert.equal(errors.length, 1);
     assert.equal(errors[0]!.error, 'Error: the real message');
   });
+
+  it('a thrown object holding a cycle is recorded by its shape, as a returned { error } is, not as [object Object]', async function () {
+    node = await startNode(db.schema, db.url);
+    const job = await db.client.insert({
+      worker: 'hostile',
+      args: { mode: 'cycle' },
+      maxAttempts: 1,
+    });
+    const row = await finished(job.id, ['discarded', 'retryable', 'completed']);
+    assert.equal(row.state, 'discarded');
+    const errors = row.errors as ErrorEntry[];
+    assert.equal(errors.length, 1);
+    assert.equal(
+      errors[0]!.error,
+      '(an object with keys status, body, self, which cannot be stored as JSON)',
+    );
+  });
 });
 
 describe('the outcome writer, for batches it cannot send', function () {
