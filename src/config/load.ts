@@ -395,7 +395,13 @@ function pluginToggle(value: unknown, where: string, keys: string[]): Record<str
 }
 
 function cronEntry(value: unknown, where: string): CronEntryConfig {
-  // Accept the compact form ["* * * * *", "worker", {args}] as well as an object.
+  // Accept the compact form ["* * * * *", "worker", {args}] as well as an object. A longer
+  // array is refused: its extra items (options, as Oban's {expr, worker, opts}) were dropped.
+  if (Array.isArray(value) && value.length > 3) {
+    throw new ConfigError(
+      `${where}: expected [expression, worker] or [expression, worker, args], got ${value.length} items; give queue, priority, maxAttempts, tags or timezone in the object form`,
+    );
+  }
   const input: Record<string, unknown> = Array.isArray(value)
     ? {
         expression: value[0],

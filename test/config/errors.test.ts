@@ -160,6 +160,14 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       () => ({ ...base(), plugins: { cron: { crontab: [['* * * * *']] } } }),
       /plugins\.cron\.crontab\[0\]\.worker: expected a non-empty string, got nothing$/m,
     ],
+    [
+      'a crontab entry of four items (the fourth was dropped unseen)',
+      () => ({
+        ...base(),
+        plugins: { cron: { crontab: [['* * * * *', 'ok', {}, { queue: 'reports' }]] } },
+      }),
+      /plugins\.cron\.crontab\[0\]: expected \[expression, worker\] or \[expression, worker, args\], got 4 items; give queue, priority, maxAttempts, tags or timezone in the object form/,
+    ],
     ['a file that is not JSON', () => ({}), /is not valid JSON/],
   ];
 
