@@ -113,13 +113,16 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
 
   const database = input.database === undefined ? {} : expectObject(input.database, 'database');
   rejectUnknownKeys(database, ['url', 'poolSize', 'dataDir'], 'database');
-  const envUrl = env.DATABASE_URL && env.DATABASE_URL.length > 0 ? env.DATABASE_URL : null;
-  const url =
-    envUrl ?? (database.url === undefined ? null : expectString(database.url, 'database.url'));
+  // The file's values are checked even where the environment overrides them (DATABASE_URL,
+  // NODE_NAME, LOG_LEVEL): the same file must not pass here and stop a node started without them.
+  const fileUrl = database.url === undefined ? null : expectString(database.url, 'database.url');
   // Named after where it came from; the URL itself is never printed (it may hold a password).
-  const urlProblem = url === null ? null : databaseUrlProblem(url);
-  if (urlProblem !== null)
-    throw new ConfigError(`${envUrl !== null ? 'DATABASE_URL' : 'database.url'}: ${urlProblem}`);
+  const fileUrlProblem = fileUrl === null ? null : databaseUrlProblem(fileUrl);
+  if (fileUrlProblem !== null) throw new ConfigError(`database.url: ${fileUrlProblem}`);
+  const envUrl = env.DATABASE_URL && env.DATABASE_URL.length > 0 ? env.DATABASE_URL : null;
+  const envUrlProblem = envUrl === null ? null : databaseUrlProblem(envUrl);
+  if (envUrlProblem !== null) throw new ConfigError(`DATABASE_URL: ${envUrlProblem}`);
+  const url = envUrl ?? fileUrl;
   const poolSize =
     database.poolSize === undefined
       ? 10
@@ -136,22 +139,26 @@ export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig 
   const queues: Record<string, QueueConfig> = {};
   for (const [name, value] of Object.entries(queuesInput)) queues[name] = queueConfig(name, value);
 
+  const fileNode = input.node === undefined ? null : expectString(input.node, 'node');
+  const fileNodeProblem = fileNode === null ? null : nodeNameProblem(fileNode);
+  if (fileNodeProblem !== null) throw new ConfigError(`node: ${fileNodeProblem}`);
   const envNode = env.NODE_NAME && env.NODE_NAME.length > 0 ? env.NODE_NAME : null;
-  const nodeName =
-    envNode ??
-    (input.node === undefined ? `${hostname()}-${process.pid}` : expectString(input.node, 'node'));
-  const nodeProblem = nodeNameProblem(nodeName);
-  if (nodeProblem !== null)
-    throw new ConfigError(`${envNode !== null ? 'NODE_NAME' : 'node'}: ${nodeProblem}`);
+  const envNodeProblem = envNode === null ? null : nodeNameProblem(envNode);
+  if (envNodeProblem !== null) throw new ConfigError(`NODE_NAME: ${envNodeProblem}`);
+  const nodeName = envNode ?? fileNode ?? `${hostname()}-${process.pid}`;
 
+  // Named where the value came from: LOG_LEVEL overrides the file's logLevel.
+  const checkLevel = (level: unknown, key: string): string => {
+    if (typeof level !== 'string' || !LOG_LEVELS.includes(level))
+      throw new ConfigError(
+        `${key}: expected one of ${LOG_LEVELS.join(', ')}, got ${describe(level)}`,
+      );
+    return level;
+  };
+  const fileLogLevel =
+    input.logLevel === undefined ? 'info' : checkLevel(input.logLevel, 'logLevel');
   const envLogLevel = env.LOG_LEVEL && env.LOG_LEVEL.length > 0 ? env.LOG_LEVEL : null;
-  const logLevel = envLogLevel ?? input.logLevel ?? 'info';
-  if (typeof logLevel !== 'string' || !LOG_LEVELS.includes(logLevel)) {
-    // Named where the value came from: LOG_LEVEL overrides the file's logLevel.
-    throw new ConfigError(
-      `${envLogLevel !== null ? 'LOG_LEVEL' : 'logLevel'}: expected one of ${LOG_LEVELS.join(', ')}, got ${describe(logLevel)}`,
-    );
-  }
+  const logLevel = envLogLevel === null ? fileLogLevel : checkLevel(envLogLevel, 'LOG_LEVEL');
 
   const testing = input.testing ?? 'disabled';
   if (testing !== 'disabled' && testing !== 'inline' && testing !== 'manual') {

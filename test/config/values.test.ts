@@ -256,6 +256,27 @@ describe('configuration names', function () {
       LOG_LEVEL: 'verbose',
     });
   });
+
+  it("checks the file's node, logLevel and database.url when the environment overrides them", function () {
+    // Accepted while NODE_NAME, LOG_LEVEL or DATABASE_URL was set, the same file stopped a
+    // node started without them.
+    refuses({ node: 5 }, /^node: expected a non-empty string, got number 5$/, { NODE_NAME: 'w' });
+    refuses({ node: '*' }, /^node: must not be "\*"/, { NODE_NAME: 'w' });
+    refuses({ logLevel: 'loud' }, /^logLevel: expected one of fatal, .*, got "loud"$/, {
+      LOG_LEVEL: 'info',
+    });
+    const env = { DATABASE_URL: 'postgres://u@db/app' };
+    refuses({ database: { url: 5 } }, /^database\.url: expected a non-empty string/, env);
+    refuses(
+      { database: { url: 'mysql://x@y/z' } },
+      /^database\.url: the protocol is "mysql:"/,
+      env,
+    );
+    assert.equal(
+      load({ database: { url: 'postgres://u@file/app' } }, env).database.url,
+      env.DATABASE_URL,
+    );
+  });
 });
 
 describe('configuration database URL', function () {
