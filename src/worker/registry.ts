@@ -106,14 +106,17 @@ export function workerFiles(dir: string): string[] {
   if (!existsSync(dir)) return [];
   if (dir.split(path.sep).includes('dist')) {
     return readdirSync(dir)
-      .filter((f) => /\.(m?js)$/.test(f))
+      .filter((f) => /\.[cm]?js$/.test(f))
       .sort()
       .map((f) => path.join(dir, f));
   }
-  return readdirSync(dir)
-    .filter((f) => /\.(m?js|ts)$/.test(f) && !f.endsWith('.d.ts'))
-    .sort()
-    .map((f) => path.join(dir, f));
+  return (
+    readdirSync(dir)
+      // .cjs too: a CommonJS worker was skipped unseen, and every job of it failed as unknown.
+      .filter((f) => /\.([cm]?js|ts)$/.test(f) && !f.endsWith('.d.ts'))
+      .sort()
+      .map((f) => path.join(dir, f))
+  );
 }
 
 export function validateDefinition(value: unknown, file: string): WorkerDefinition<never> {

@@ -95,6 +95,18 @@ describe('client workers folder', function () {
     await assert.rejects(quern.ready(), WorkerLoadError);
   });
 
+  it('a CommonJS worker (.cjs) in the folder is loaded, not skipped unseen', async function () {
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-cjs-workers-'));
+    writeFileSync(
+      path.join(dir, 'shout.cjs'),
+      "module.exports = { name: 'shout', perform: (job) => ({ ok: job.args.text.toUpperCase() }) };\n",
+    );
+    const quern = new Quern({ testing: 'inline', workers: dir });
+    const job = await quern.insert({ worker: 'shout', args: { text: 'hi' } });
+    assert.equal(job.state, 'completed');
+    assert.equal(job.result, 'HI');
+  });
+
   it('a definition with a misspelt key or a timeout that is no number of ms is refused, naming both', async function () {
     const perform = () => undefined;
     const refused = (definition: Record<string, unknown>, message: RegExp) =>
