@@ -120,5 +120,7 @@ export function describe(value: unknown): string {
   if (typeof value === 'object') return 'an object';
   if (typeof value === 'function' || typeof value === 'symbol') return `a ${typeof value}`;
   if (typeof value === 'bigint') return `bigint ${value.toString()}`;
+  // String, not JSON: JSON.stringify shows NaN and Infinity as null ("got number null").
+  if (typeof value === 'number') return `number ${String(value)}`;
   return `${typeof value} ${JSON.stringify(value) ?? 'undefined'}`;
 }

@@ -257,6 +257,12 @@ describe('configuration names', function () {
     });
   });
 
+  it('shows NaN and Infinity as themselves, not as "number null"', function () {
+    refuses({ heartbeatInterval: NaN }, /^heartbeatInterval: expected an integer, got number NaN /);
+    refuses({ queues: { default: Infinity } }, /^queues\.default\.limit: .*got number Infinity /);
+    refuses({ shutdownGracePeriod: -Infinity }, /got number -Infinity /);
+  });
+
   it("checks the file's node, logLevel and database.url when the environment overrides them", function () {
     // Accepted while NODE_NAME, LOG_LEVEL or DATABASE_URL was set, the same file stopped a
     // node started without them.
