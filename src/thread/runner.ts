@@ -267,6 +267,19 @@ process.exit = (code?: number | string | null) => {
   return exit(code);
 };
 
+// A job that closes parentPort would silence the outcomes its thread sends early, so its
+// neighbours would stay executing for as long as the node lives: once it is closed, outcomes wait
+// for the batch's own result, which travels on piscina's port.
+let portClosed = false;
+if (parentPort) {
+  const port = parentPort;
+  const close = port.close.bind(port);
+  port.close = () => {
+    portClosed = true;
+    close();
+  };
+}
+
 // An exception thrown outside perform (a timer, an event handler, an unhandled rejection) leaves
 // the thread in an unknown state: report it and let the thread die; the pool replaces it.
 process.on('uncaughtException', (error) => {
@@ -307,7 +320,7 @@ export default async function runBatch(task: BatchTask): Promise<BatchOutcomes> 
   let flushQueued = false;
   const send = (): void => {
     unsent.delete(task.batch);
-    if (ready.length === 0) return;
+    if (ready.length === 0 || portClosed) return;
     const message: ThreadMessage = { type: 'outcomes', batch: task.batch, outcomes: ready };
     ready = [];
     parentPort?.postMessage(message);

@@ -108,6 +108,20 @@ describe('worker thread deaths, timeouts and cancellation', function () {
     });
   }
 
+  it("a job that closes its thread's parentPort: the outcomes of its neighbours still arrive, none is left executing", async function () {
+    node = await startNode(db.schema, db.url, shared());
+    // One statement, so one fetch hands all four to the one thread: the neighbours finish
+    // after the port is closed and before the closer does.
+    const [closer, ...others] = await db.client.insertMany([
+      { worker: 'crash', args: { how: 'close-port', delay: 20 } },
+      ...Array.from({ length: 3 }, () => ({ worker: 'slow', args: { ms: 200 } })),
+    ]);
+    await row(closer!.id, ['completed']);
+    await expectRefunded(others.map((j) => j.id));
+    const after = await db.client.insert({ worker: 'ok', args: { value: 'after' } });
+    assert.equal((await row(after.id, ['completed'])).result, 'after');
+  });
+
   it('work a job leaves behind (a timer) runs while its thread is idle, not only when the next job comes', async function () {
     const dir = mkdtempSync(path.join(tmpdir(), 'quern-thread-idle-'));
     const file = path.join(dir, 'fired');
