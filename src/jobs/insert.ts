@@ -136,24 +136,8 @@ export function normalizeInsert(
     );
   }
   const tags = job.tags ?? definition?.tags ?? [];
-  if (!Array.isArray(tags)) fail('tags', 'must be an array of non-empty strings');
-  // Indexed, not every/findIndex: those skip the holes of a sparse array ([, 'a']).
-  for (let i = 0; i < (tags as unknown[]).length; i++) {
-    const tag = (tags as unknown[])[i];
-    if (typeof tag !== 'string' || tag.length === 0) {
-      fail(
-        'tags',
-        `must be an array of non-empty strings, got ${describeValue(tag)} at tags[${i}]`,
-      );
-    }
-    if ((tag as string).includes('\u0000')) {
-      fail('tags', `tags[${i}] contains a NUL character (\\u0000), which PostgreSQL cannot store`);
-    }
-    // Tags travel to the server as JSON, which refuses half of a surrogate pair.
-    if (hasLoneSurrogate(tag as string)) {
-      fail('tags', `tags[${i}] contains a lone UTF-16 surrogate, which PostgreSQL cannot store`);
-    }
-  }
+  const tagsWrong = tagsProblem(tags);
+  if (tagsWrong !== null) fail('tags', tagsWrong);
   const meta = job.meta ?? {};
   if (!isPlainObject(meta)) fail('meta', 'must be a plain JSON object');
   try {
@@ -224,6 +208,23 @@ export function normalizeInsert(
     unique,
     definition,
   };
+}
+
+/** What is wrong with a list of tags, or null: a worker's load checks its tags as an insert does. */
+export function tagsProblem(tags: unknown): string | null {
+  if (!Array.isArray(tags)) return 'must be an array of non-empty strings';
+  // Indexed, not every/findIndex: those skip the holes of a sparse array ([, 'a']).
+  for (let i = 0; i < tags.length; i++) {
+    const tag: unknown = tags[i];
+    if (typeof tag !== 'string' || tag.length === 0)
+      return `must be an array of non-empty strings, got ${describeValue(tag)} at tags[${i}]`;
+    if (tag.includes('\u0000'))
+      return `tags[${i}] contains a NUL character (\\u0000), which PostgreSQL cannot store`;
+    // Tags travel to the server as JSON, which refuses half of a surrogate pair.
+    if (hasLoneSurrogate(tag))
+      return `tags[${i}] contains a lone UTF-16 surrogate, which PostgreSQL cannot store`;
+  }
+  return null;
 }
 
 function describeValue(value: unknown): string {

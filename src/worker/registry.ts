@@ -8,7 +8,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
 import { describe, isPlainObject, rejectUnknownKeys } from '../config/validate.js';
-import { MAX_ATTEMPTS_LIMIT } from '../jobs/insert.js';
+import { MAX_ATTEMPTS_LIMIT, tagsProblem } from '../jobs/insert.js';
 import { uniqueSpec } from '../jobs/unique.js';
 import type { WorkerDefinition } from './define.js';
 
@@ -145,6 +145,10 @@ export function validateDefinition(value: unknown, file: string): WorkerDefiniti
     )
   ) {
     fail(`worker "${String(def.name)}": priority must be an integer from 0 to 3`);
+  }
+  if (def.tags !== undefined) {
+    const problem = tagsProblem(def.tags);
+    if (problem !== null) fail(`worker "${String(def.name)}": tags: ${problem}`);
   }
   if (
     def.maxAttempts !== undefined &&

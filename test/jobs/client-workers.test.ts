@@ -150,7 +150,7 @@ describe('client workers folder', function () {
     assert.equal((await quern.workerDefinition('full'))?.maxAttempts, 2);
   });
 
-  it('a definition whose maxAttempts or unique no insert could take is refused at load, not at every insert', function () {
+  it('a definition whose maxAttempts, unique or tags no insert could take is refused at load, not at every insert', function () {
     const perform = () => undefined;
     const refused = (definition: Record<string, unknown>, message: RegExp) =>
       assert.throws(
@@ -173,6 +173,15 @@ describe('client workers folder', function () {
     refused(
       { name: 'mail', unique: true, perform },
       /^workers\[0\]: worker "mail": unique: expected/,
+    );
+    // Tags that no insert could store failed every insert of the worker, as the insert's own.
+    refused(
+      { name: 'mail', tags: 'urgent', perform },
+      /^workers\[0\]: worker "mail": tags: must be an array/,
+    );
+    refused(
+      { name: 'mail', tags: ['ok', ''], perform },
+      /^workers\[0\]: worker "mail": tags: must be an array of non-empty strings, got "" at tags\[1\]$/,
     );
     // keys name args, which only an insert has: they are checked there.
     new Quern({
