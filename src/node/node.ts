@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { NodeConfig, QueueConfig } from '../config/types.js';
+import { ConfigError, describe } from '../config/validate.js';
 import { Breaker } from '../db/breaker.js';
 import {
   createFetchPool,
@@ -96,6 +97,16 @@ export class QuernNode {
     readonly config: NodeConfig,
     private readonly options: NodeOptions = {},
   ) {
+    // From JavaScript nothing stops a raw configuration ({ queues: ... }) or none: it failed
+    // later, in pino ("default level:undefined must be included in custom levels") or reading it.
+    const loaded = config as unknown as Record<string, unknown> | null | undefined;
+    const missing = ['node', 'logLevel', 'schema', 'database', 'queues', 'plugins'].find(
+      (key) => loaded?.[key] === undefined,
+    );
+    if (typeof loaded !== 'object' || loaded === null || missing !== undefined)
+      throw new ConfigError(
+        `QuernNode: expected a configuration made by loadConfig (new QuernNode(loadConfig({ queues: { default: 10 } }))), got ${typeof loaded !== 'object' || loaded === null ? describe(loaded) : `an object without "${missing}"`}`,
+      );
     this.telemetry = options.telemetry ?? new Telemetry();
     this.log = options.log ?? createLogger(config.logLevel);
   }

@@ -10,7 +10,7 @@ import { ConfigError } from '../../src/config/validate.js';
 import { startEmbedded } from '../../src/db/embedded.js';
 import { migrateDown } from '../../src/db/migrate.js';
 import { InsertError } from '../../src/jobs/insert.js';
-import type { QuernNode } from '../../src/node/node.js';
+import { QuernNode } from '../../src/node/node.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import { nodeConfig, runCli, startNode, writeConfig } from '../helpers/node.js';
 
@@ -134,6 +134,21 @@ describe('edges that once broke a node', function () {
       () => loadConfig({ queues: { default: { limit: 4, threads: 8 } } }, { env: {} }),
       /queues\.default\.threads: must be at most 4/,
     );
+  });
+
+  it('a QuernNode given a raw configuration, or none, says to use loadConfig', function () {
+    // From JavaScript, where no type stops it: it was pino's "default level:undefined must be
+    // included in custom levels", or a TypeError reading logLevel.
+    for (const raw of [{ queues: { default: 10 } }, undefined, null, 'cluster.config.json']) {
+      assert.throws(
+        () => new QuernNode(raw as never),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          /^QuernNode: expected a configuration made by loadConfig/.test(error.message),
+        JSON.stringify(raw),
+      );
+    }
+    new QuernNode(loadConfig({ queues: { default: 10 } }, { env: {} }));
   });
 
   it('the embedded server refuses a data folder that holds something else, changing nothing', async function () {
