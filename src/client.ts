@@ -94,6 +94,22 @@ export class Quern {
       );
     }
     this.testing = testing;
+    // Checked here: a wrong kind of value failed inside, as a TypeError naming neither option.
+    if (options.pool !== undefined && options.pool !== null) {
+      const pool: unknown = options.pool;
+      if (
+        typeof pool !== 'object' ||
+        typeof (pool as { query?: unknown }).query !== 'function' ||
+        typeof (pool as { connect?: unknown }).connect !== 'function'
+      )
+        throw new ConfigError(`pool: expected a pg Pool (new pg.Pool(...)), got ${describe(pool)}`);
+      if (options.connectionString !== undefined)
+        throw new ConfigError('options: give pool or connectionString, not both');
+    }
+    if (options.connectionString !== undefined && typeof options.connectionString !== 'string')
+      throw new ConfigError(
+        `connectionString: expected a postgres:// URL, got ${describe(options.connectionString)}`,
+      );
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;

@@ -391,6 +391,31 @@ describe('configuration database URL', function () {
     await client.close();
   });
 
+  it('new Quern() refuses a connectionString that is not a string and a pool that cannot query, naming them', async function () {
+    // They were a TypeError from inside ("text.replace is not a function" at once, "db.query
+    // is not a function" at the first insert), naming neither option.
+    const refused = (options: Record<string, unknown>, message: RegExp) =>
+      assert.throws(
+        () => new Quern(options),
+        (error: unknown) => error instanceof ConfigError && message.test(error.message),
+        String(Object.keys(options)),
+      );
+    refused({ connectionString: 5 }, /^connectionString: expected a postgres:\/\/ URL, got 5$/);
+    refused({ pool: {} }, /^pool: expected a pg Pool \(new pg\.Pool\(\.\.\.\)\), got an object/);
+    refused({ pool: 'postgres://x' }, /^pool: expected a pg Pool/);
+    const pool = new pg.Pool({ connectionString: databaseUrl() });
+    try {
+      // Both: the connectionString was ignored without a word.
+      refused(
+        { pool, connectionString: databaseUrl() },
+        /^options: give pool or connectionString, not both$/,
+      );
+      await new Quern({ pool }).close();
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('new Quern().close() may be called twice, at once or one after the other', async function () {
     const client = new Quern({ connectionString: databaseUrl() });
     await client.pool.query('SELECT 1');
