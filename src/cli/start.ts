@@ -2,7 +2,8 @@
 // gracefully (exit 0), also while the node is still starting (waiting for its database, say);
 // a second one exits at once (130). A shutdown that takes longer than shutdownGracePeriod +
 // cancelGracePeriod + SHUTDOWN_MARGIN_MS waits on a database that does not answer: it logs what
-// it was still waiting for and exits 1.
+// it was still waiting for and exits 1. A node that stops on its own (another process took its
+// name while it was frozen or cut off) exits 1 once it has stopped.
 
 import { QuernNode, SHUTDOWN_MARGIN_MS } from '../node/node.js';
 import { standardPlugins } from '../plugins/standard.js';
@@ -37,8 +38,10 @@ export const start: Command = {
     // A start that fails on its own (configuration, database refused) rejects here: exit 1.
     // A signal during start does not wait for it: stop() below makes it give up.
     const started = node.start();
+    // null: the node stopped on its own (another process took its name); it exits 1.
     const signal =
-      (await Promise.race([started.then(() => null), stopRequested])) ?? (await stopRequested);
+      (await Promise.race([started.then(() => null), stopRequested])) ??
+      (await Promise.race([stopRequested, node.stoppedOnItsOwn.then(() => null)]));
 
     // Held to what a Node timer can wait: past it the timer would fire after 1 ms.
     const boundMs = Math.min(
@@ -53,11 +56,11 @@ export const start: Command = {
       process.exit(1);
     }, boundMs);
     try {
-      await node.stop(signal);
+      await node.stop(signal ?? undefined);
     } finally {
       clearTimeout(hardStop);
     }
     log.info('node stopped');
-    return 0;
+    return signal === null ? 1 : 0;
   },
 };

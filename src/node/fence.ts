@@ -111,6 +111,15 @@ export class HeartbeatFence {
     this.handlers.fence(silent);
   }
 
+  /** Fences now, if not fenced yet: this node's heartbeats no longer count (its name was taken). */
+  fenceNow(): void {
+    if (this.stopped || this.fencedAt !== null) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.fencedAt = performance.now();
+    this.handlers.fence(this.lastSent === null ? 0 : performance.now() - this.lastSent);
+  }
+
   /** The node is going away: no fence from now on. */
   stop(): void {
     this.stopped = true;

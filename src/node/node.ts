@@ -82,6 +82,13 @@ export class QuernNode {
   /** Stops this node's jobs when it cannot write heartbeats (see fence.ts). */
   private fence: HeartbeatFence | null = null;
   private leaving = false;
+  /** Another process took this node's name (see onReplaced). */
+  private replaced = false;
+  private resolveStoppedOnItsOwn: (reason: string) => void = () => undefined;
+  /** Resolves (with why) when the node stops without being asked to: see onReplaced. */
+  readonly stoppedOnItsOwn = new Promise<string>(
+    (resolve) => (this.resolveStoppedOnItsOwn = resolve),
+  );
   private detachLogger: (() => void) | null = null;
   /** The Prometheus exporter, when `metrics` is configured. */
   metrics: MetricsServer | null = null;
@@ -420,13 +427,36 @@ export class QuernNode {
         this.startedAt,
         this.config.heartbeatTimeout,
         stopWithin(this.config),
+        false,
       ),
     );
-    this.heartbeating = beat.catch(() => undefined);
-    await beat;
+    this.heartbeating = beat.then(
+      () => undefined,
+      () => undefined,
+    );
+    if (!(await beat)) return this.onReplaced();
     this.fence?.written(sentAt);
     // The database answers again: jobs claimed by fetches whose answer was lost go back.
     if (this.lostFetches.pending > 0) await this.lostFetches.release();
+  }
+
+  /**
+   * The row of this node's name is another process's (another started_at): this one was silent
+   * past heartbeatTimeout (frozen by SIGSTOP or a paused VM, or cut off), and a process started
+   * meanwhile under the same name, took the name and rescued this one's jobs. Two processes
+   * under one name rescue each other's jobs, and the jobs of one that dies are never rescued
+   * while the other heartbeats for the name, so this one stops: fenced for good (its heartbeats
+   * no longer count), its running jobs stopped, its row left to the other process, and
+   * `stoppedOnItsOwn` resolves (`node cluster.js` exits 1).
+   */
+  private onReplaced(): void {
+    if (this.replaced) return;
+    this.replaced = true;
+    const reason = `another process took the node name "${this.name}" while this one wrote no heartbeat for longer than heartbeatTimeout (${this.config.heartbeatTimeout} ms) and rescued its jobs: this process stops`;
+    this.log.error({ node: this.name }, reason);
+    this.fence?.fenceNow();
+    this.resolveStoppedOnItsOwn(reason);
+    void this.stop('replaced by another process of the same name');
   }
 
   /**
@@ -593,7 +623,7 @@ export class QuernNode {
       await step('heartbeat: the last one in flight', () => this.heartbeating!);
     if (this.joined && this.nodes && this.pool)
       await step('node row: removing it', () =>
-        this.nodes.remove(this.pool, this.name).catch(() => undefined),
+        this.nodes.remove(this.pool, this.name, this.startedAt).catch(() => undefined),
       );
     await step('pools: closing their connections', () =>
       Promise.all([

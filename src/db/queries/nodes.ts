@@ -42,6 +42,10 @@ export class NodeQueries {
    * `stopWithinMs`: the longest a run of this node goes on after its job is cancelled (see
    * stopWithin in node/control.ts); a cancel writes when the run will have ended by, and a retry
    * waits for it (JobQueries.cancel, retry).
+   * `takeOver`: a row of this name written by another process (another `started_at`) is
+   * overwritten, as when a node joins; false (a running node's heartbeat) leaves such a row
+   * alone and returns false: another process took the name while this one was silent (see
+   * QuernNode.heartbeat).
    */
   async heartbeat(
     db: Queryable,
@@ -51,17 +55,20 @@ export class NodeQueries {
     startedAt: Date,
     timeoutMs: number | null = null,
     stopWithinMs: number | null = null,
-  ): Promise<void> {
-    await db.query({
-      name: `quern_${this.schema}_heartbeat`,
+    takeOver = true,
+  ): Promise<boolean> {
+    const result = await db.query({
+      name: `quern_${this.schema}_heartbeat${takeOver ? '' : '_own'}`,
       text: `INSERT INTO ${this.nodes} (name, queues, leader, started_at, updated_at, heartbeat_timeout_ms, stop_within_ms)
              VALUES ($1, $2::jsonb, $3, $4, now(), $5, $6)
              ON CONFLICT (name) DO UPDATE SET queues = EXCLUDED.queues, leader = EXCLUDED.leader,
                started_at = EXCLUDED.started_at, updated_at = now(),
                heartbeat_timeout_ms = COALESCE(EXCLUDED.heartbeat_timeout_ms, ${this.nodes}.heartbeat_timeout_ms),
-               stop_within_ms = COALESCE(EXCLUDED.stop_within_ms, ${this.nodes}.stop_within_ms)`,
+               stop_within_ms = COALESCE(EXCLUDED.stop_within_ms, ${this.nodes}.stop_within_ms)
+             ${takeOver ? '' : `WHERE ${this.nodes}.started_at = EXCLUDED.started_at`}`,
       values: [name, JSON.stringify(queues), leader, startedAt, timeoutMs, stopWithinMs],
     });
+    return (result.rowCount ?? 0) > 0;
   }
 
   /**
@@ -87,8 +94,12 @@ export class NodeQueries {
     return rows[0]?.count ?? 0;
   }
 
-  async remove(db: Queryable, name: string): Promise<void> {
-    await db.query(`DELETE FROM ${this.nodes} WHERE name = $1`, [name]);
+  /** Removes the row of the process that started at `startedAt`, not a successor's. */
+  async remove(db: Queryable, name: string, startedAt: Date): Promise<void> {
+    await db.query(`DELETE FROM ${this.nodes} WHERE name = $1 AND started_at = $2`, [
+      name,
+      startedAt,
+    ]);
   }
 
   /** `heartbeatTimeout`: the node's own, null for a node of a version that did not write it. */
