@@ -170,33 +170,24 @@ describe('outcomes the database refuses, or the thread cannot read', function ()
     assert.deepEqual(crashes, []);
   });
 
-  it('an Error whose stack is not a string is recorded by its name and message', async function () {
+  /** Runs one hostile job of `mode` (one attempt) and gives the error its discarded row holds. */
+  async function errorOf(mode: string): Promise<string> {
     node = await startNode(db.schema, db.url);
-    const job = await db.client.insert({
-      worker: 'hostile',
-      args: { mode: 'stack' },
-      maxAttempts: 1,
-    });
+    const job = await db.client.insert({ worker: 'hostile', args: { mode }, maxAttempts: 1 });
     const row = await finished(job.id, ['discarded', 'retryable', 'completed']);
     assert.equal(row.state, 'discarded');
     const errors = row.errors as ErrorEntry[];
     assert.equal(errors.length, 1);
-    assert.equal(errors[0]!.error, 'Error: the real message');
+    return errors[0]!.error;
+  }
+
+  it('an Error whose stack is not a string is recorded by its name and message', async function () {
+    assert.equal(await errorOf('stack'), 'Error: the real message');
   });
 
   it('a thrown object holding a cycle is recorded by its shape, as a returned { error } is, not as [object Object]', async function () {
-    node = await startNode(db.schema, db.url);
-    const job = await db.client.insert({
-      worker: 'hostile',
-      args: { mode: 'cycle' },
-      maxAttempts: 1,
-    });
-    const row = await finished(job.id, ['discarded', 'retryable', 'completed']);
-    assert.equal(row.state, 'discarded');
-    const errors = row.errors as ErrorEntry[];
-    assert.equal(errors.length, 1);
     assert.equal(
-      errors[0]!.error,
+      await errorOf('cycle'),
       '(an object with keys status, body, self, which cannot be stored as JSON)',
     );
   });
