@@ -6,6 +6,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { DEFAULT_SCHEMA, MAX_QUEUE_LIMIT } from './config/load.js';
 import { databaseUrlProblem } from './config/database-url.js';
+import { nodeNameProblem } from './config/node-name.js';
 import { ConfigError, isPlainObject, rejectUnknownKeys, suggest } from './config/validate.js';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH, schemaNameProblem } from './db/identifiers.js';
 import { migrateUp, noTablesMessage } from './db/migrate.js';
@@ -404,6 +405,14 @@ export class Quern {
       (typeof options.node !== 'string' || options.node.trim() === '')
     ) {
       throw new ConfigError(`node: must be a non-empty node name, got ${showValue(options.node)}`);
+    }
+    // '*' is how a setting for every node is saved: { node: '*' } changed the queue on every
+    // node, while the CLI warned that no node of that name was live.
+    const nodeProblem = options.node === undefined ? null : nodeNameProblem(options.node);
+    if (nodeProblem !== null) {
+      throw new ConfigError(
+        `node: ${nodeProblem}; leave node out to change the queue on every node`,
+      );
     }
     const node = options.node ?? '*';
     await this.nodes.saveSetting(this.pool, {

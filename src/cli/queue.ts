@@ -2,6 +2,7 @@
 // node or on all, at runtime; the change is kept across restarts.
 
 import { MAX_QUEUE_LIMIT } from '../config/load.js';
+import { nodeNameProblem } from '../config/node-name.js';
 import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
 import { isAlive } from '../db/queries/nodes.js';
 import { configFromFlags, connectClient, integerArgument, print, UsageError } from './context.js';
@@ -24,6 +25,12 @@ export const queue: Command = {
     }
     if (values.node !== undefined && String(values.node).trim() === '') {
       throw new UsageError('--node: expected a node name');
+    }
+    const nodeProblem = values.node === undefined ? null : nodeNameProblem(String(values.node));
+    if (nodeProblem !== null) {
+      throw new UsageError(
+        `--node: ${nodeProblem}; leave --node out to change the queue on every node`,
+      );
     }
     const limit =
       values.limit === undefined

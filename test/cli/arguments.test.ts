@@ -33,6 +33,11 @@ describe('CLI arguments', function () {
       ['queue', 'pause', 'default', '--limit', '5'],
       /--limit: only queue scale and queue start take it, not queue pause/,
     ],
+    [
+      'a --node of "*", which saved settings read as every node',
+      ['queue', 'pause', 'default', '--node', '*'],
+      /--node: must not be "\*", which stands for every node in queue settings; leave --node out/,
+    ],
     ['a --batch of 0', ['enqueue-dir', '.', '--batch', '0'], /--batch/],
     ['a --priority beyond 2^53', ['insert', 'ok', '--priority', huge], /--priority/],
     ['a --schedule-in past any date', ['insert', 'ok', '--schedule-in', huge], /--schedule-in/],

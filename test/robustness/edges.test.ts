@@ -65,6 +65,18 @@ describe('edges that once broke a node', function () {
       db.client.resumeQueue('default', 'web-1' as unknown as { node: string }),
       /options: expected an object such as \{ node \}, got/,
     );
+    // '*' is the saved form of "every node": { node: '*' } paused the queue everywhere.
+    await assert.rejects(
+      db.client.pauseQueue('default', { node: '*' }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message ===
+          'node: must not be "*", which stands for every node in queue settings; leave node out to change the queue on every node',
+    );
+    await assert.rejects(
+      db.client.scaleQueue('default', 5, { node: 'web\u00001' }),
+      /node: must be printable/,
+    );
     assert.deepEqual(await db.query('SELECT node FROM queue_settings'), [], 'nothing saved');
     await db.client.pauseQueue('default', null); // null is no options, as for insert
     assert.deepEqual(await db.query('SELECT node, paused FROM queue_settings'), [
