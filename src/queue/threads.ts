@@ -97,6 +97,16 @@ export interface ThreadPoolOptions {
   onThreadDeath?: (death: ThreadDeath) => void;
 }
 
+/** Whether a message from a thread is one the runner sends, not one posted by job code. */
+function isThreadMessage(message: unknown): message is ThreadMessage {
+  if (typeof message !== 'object' || message === null) return false;
+  const m = message as Record<string, unknown>;
+  return (
+    (m.type === 'outcomes' && typeof m.batch === 'number' && Array.isArray(m.outcomes)) ||
+    (m.type === 'crash' && typeof m.threadId === 'number' && typeof m.error === 'string')
+  );
+}
+
 export class ThreadPool {
   private readonly piscina: Piscina;
   private readonly cancelChannel: BroadcastChannel;
@@ -175,7 +185,12 @@ export class ThreadPool {
         ? { resourceLimits: { maxOldGenerationSizeMb: options.memoryLimitMb } }
         : {}),
     });
-    this.piscina.on('message', (message: ThreadMessage) => this.onMessage(message));
+    this.piscina.on('message', (message: unknown) => {
+      // Job code shares the thread's parentPort: what it posts there (progress for a UI, a
+      // stray postMessage(null)) arrives here too. A null read as a ThreadMessage threw in this
+      // listener and took the node's whole process down; anything not ours is ignored.
+      if (isThreadMessage(message)) this.onMessage(message);
+    });
     // Errors of idle threads (no task to reject) surface here; the pool replaces the thread.
     this.piscina.on('error', () => undefined);
   }

@@ -122,6 +122,20 @@ describe('worker thread deaths, timeouts and cancellation', function () {
     assert.equal((await row(after.id, ['completed'])).result, 'after');
   });
 
+  it('what job code posts on the parentPort of its thread is ignored: the job completes, its neighbours and the node run on', async function () {
+    node = await startNode(db.schema, db.url, shared());
+    // postMessage(null) threw in the node's listener ("Cannot read properties of null (reading
+    // 'type')") and the node's whole process exited.
+    const [poster, ...others] = await db.client.insertMany([
+      { worker: 'crash', args: { how: 'post', delay: 20 } },
+      ...Array.from({ length: 3 }, () => ({ worker: 'slow', args: { ms: 200 } })),
+    ]);
+    assert.equal((await row(poster!.id, ['completed'])).result, 'posted');
+    for (const other of others) assert.equal((await row(other.id, ['completed'])).attempt, 1);
+    const after = await db.client.insert({ worker: 'ok', args: { value: 'after' } });
+    assert.equal((await row(after.id, ['completed'])).result, 'after');
+  });
+
   it('work a job leaves behind (a timer) runs while its thread is idle, not only when the next job comes', async function () {
     const dir = mkdtempSync(path.join(tmpdir(), 'quern-thread-idle-'));
     const file = path.join(dir, 'fired');
