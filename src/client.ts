@@ -21,7 +21,7 @@ import { JOB_STATES, type Job, type JobRecord, type JobState } from './jobs/type
 import { runPerform, stateOf } from './testing/perform.js';
 import { sendControl, type QueueAction } from './node/control.js';
 import type { InsertJob, WorkerDefinition } from './worker/define.js';
-import { loadWorkerFolder, validateDefinition } from './worker/registry.js';
+import { loadWorkerFolder, validateDefinition, WorkerLoadError } from './worker/registry.js';
 import { collectStats, type Stats } from './telemetry/stats.js';
 
 export interface QuernOptions {
@@ -134,8 +134,19 @@ export class Quern {
     this.statsQueries = new StatsQueries(schema);
     this.unique = new UniqueQueries(schema);
     if (Array.isArray(options.workers)) {
+      const indexOf = new Map<string, number>();
       options.workers.forEach((definition, index) => {
         validateDefinition(definition, `workers[${index}]`);
+        // Two definitions of one name: the later replaced the earlier unseen, so inserts took
+        // another queue and defaults than the first one named (a folder refuses the same).
+        const earlier = indexOf.get(definition.name);
+        if (earlier !== undefined && this.definitions.get(definition.name) !== definition) {
+          throw new WorkerLoadError(
+            `workers[${index}]: worker "${definition.name}" is already defined by workers[${earlier}]`,
+            `workers[${index}]`,
+          );
+        }
+        indexOf.set(definition.name, index);
         this.definitions.set(definition.name, definition);
       });
     } else if (typeof options.workers === 'string' && options.workers !== '') {

@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { Quern } from '../../src/client.js';
 import { ConfigError } from '../../src/config/validate.js';
 import { WorkerLoadError } from '../../src/worker/registry.js';
+import { defineWorker } from '../../src/worker/define.js';
 import { ROOT } from '../helpers/node.js';
 
 const CLIENT_JS = pathToFileURL(path.join(ROOT, 'dist', 'src', 'client.js')).href;
@@ -105,6 +106,20 @@ describe('client workers folder', function () {
     const job = await quern.insert({ worker: 'shout', args: { text: 'hi' } });
     assert.equal(job.state, 'completed');
     assert.equal(job.result, 'HI');
+  });
+
+  it('two definitions of one name in a list are refused, as in a folder; one definition given twice is taken', async function () {
+    const mail = defineWorker({ name: 'mail', queue: 'mailers', perform: () => undefined });
+    const other = defineWorker({ name: 'mail', queue: 'bulk', perform: () => undefined });
+    // The later replaced the earlier unseen: inserts of 'mail' went to queue bulk.
+    assert.throws(
+      () => new Quern({ testing: 'inline', workers: [mail, other] }),
+      (error: unknown) =>
+        error instanceof WorkerLoadError &&
+        error.message === 'workers[1]: worker "mail" is already defined by workers[0]',
+    );
+    const quern = new Quern({ testing: 'inline', workers: [mail, mail] });
+    assert.equal((await quern.insert({ worker: 'mail', args: {} })).queue, 'mailers');
   });
 
   it('a definition with a misspelt key or a timeout that is no number of ms is refused, naming both', async function () {
