@@ -52,6 +52,45 @@ export function noTablesMessage(schema: string, misspelt: string, fix: string): 
   return `schema "${schema}" holds no quern tables: no node or migrate has run against it (is ${misspelt} misspelt?); ${fix}`;
 }
 
+/** The tables and type the first migration creates, by their names in the schema. */
+const OWN_RELATIONS = ['jobs', 'nodes', 'queue_settings', 'cron_slots'];
+const OWN_TYPES = ['job_state'];
+
+/**
+ * Why `schema` cannot hold quern's tables, or null. A shared schema (`public` is allowed) may
+ * already hold another tool's `migrations` table (TypeORM names its own so) or an application's
+ * `jobs` table: the first failed as a raw "column "version" does not exist" with a stack, the
+ * second as "relation "jobs" already exists"; neither named the schema or what to do.
+ */
+async function foreignObjectsProblem(
+  client: pg.ClientBase,
+  schema: string,
+  version: number | null,
+): Promise<string | null> {
+  const advice = `give quern a schema of its own (the default, "quern"; "schema" in the configuration, --prefix, or new Quern({ schema }))`;
+  const { rows: columns } = await client.query<{ column_name: string }>(
+    `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'migrations' ORDER BY ordinal_position`,
+    [schema],
+  );
+  const names = new Set(columns.map((c) => c.column_name));
+  if (names.size > 0 && !(names.has('version') && names.has('name'))) {
+    return `schema "${schema}" holds a table "migrations" that is not quern's (its columns: ${[...names].join(', ')}; another tool's migrations?): ${advice}`;
+  }
+  if (version !== 0) return null;
+  const { rows } = await client.query<{ name: string; kind: string }>(
+    `SELECT c.relname AS name, 'table' AS kind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname = ANY($2)
+     UNION ALL
+     SELECT t.typname, 'type' FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+       WHERE n.nspname = $1 AND t.typname = ANY($3)
+     ORDER BY 1`,
+    [schema, OWN_RELATIONS, OWN_TYPES],
+  );
+  if (rows.length === 0) return null;
+  const found = rows.map((r) => `${r.kind === 'type' ? 'a type' : 'a table'} "${r.name}"`);
+  return `schema "${schema}" already holds ${found.join(' and ')} that no quern migration created: ${advice}`;
+}
+
 async function withSchemaLock<T>(
   client: pg.ClientBase,
   schema: string,
@@ -62,6 +101,8 @@ async function withSchemaLock<T>(
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`quern:migrate:${schema}`]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
     await client.query(`SET LOCAL search_path TO ${quoteIdentifier(schema)}`);
+    const foreign = await foreignObjectsProblem(client, schema, null);
+    if (foreign) throw new MigrationError(foreign);
     await client.query(`CREATE TABLE IF NOT EXISTS migrations (
       version integer PRIMARY KEY,
       name text NOT NULL,
@@ -103,6 +144,8 @@ export async function migrateUp(
         `schema "${schema}" is at migration ${from}, ahead of this code (latest ${migrations.length}); upgrade quern`,
       );
     }
+    const foreign = from === 0 ? await foreignObjectsProblem(client, schema, 0) : null;
+    if (foreign) throw new MigrationError(foreign);
     const applied: number[] = [];
     for (const migration of migrations) {
       if (migration.version <= from || migration.version > target) continue;
@@ -157,6 +200,8 @@ export async function currentVersion(client: pg.ClientBase, schema: string): Pro
     [`${quoteIdentifier(schema)}.migrations`],
   );
   if (!rows[0]?.exists) return 0;
+  const foreign = await foreignObjectsProblem(client, schema, null);
+  if (foreign) throw new MigrationError(foreign);
   const result = await client.query<{ version: number | null }>(
     `SELECT max(version) AS version FROM ${quoteIdentifier(schema)}.migrations`,
   );

@@ -75,6 +75,53 @@ describe('migrations', function () {
     }
   });
 
+  it("refuses a schema holding another tool's migrations table or an application's jobs table, naming it, and changes nothing", async function () {
+    // A shared schema (public is allowed) with TypeORM's migrations table: migrate failed with a
+    // raw "column "version" does not exist" and a stack; with an application's jobs table, with
+    // "relation "jobs" already exists".
+    await db.pool.query(`CREATE SCHEMA "${db.schema}"`);
+    await db.query(
+      `CREATE TABLE migrations (id serial PRIMARY KEY, timestamp bigint NOT NULL, name varchar NOT NULL)`,
+    );
+    const config = writeConfig(nodeConfig(db.schema, db.url));
+    const foreign = await runCli(['migrate', '--config', config]);
+    assert.equal(foreign.code, 1, foreign.stderr);
+    assert.equal(
+      foreign.stderr.trim(),
+      `error: schema "${db.schema}" holds a table "migrations" that is not quern's (its columns: id, timestamp, name; another tool's migrations?): give quern a schema of its own (the default, "quern"; "schema" in the configuration, --prefix, or new Quern({ schema }))`,
+    );
+    const status = await runCli(['status', '--config', config]);
+    assert.equal(status.code, 1, status.stderr);
+    assert.match(status.stderr, /holds a table "migrations" that is not quern's/);
+    await db.query('DROP TABLE migrations');
+    await db.query('CREATE TABLE jobs (id serial PRIMARY KEY, title text)');
+    const client = await db.pool.connect();
+    try {
+      await assert.rejects(
+        migrateUp(client, db.schema),
+        (error: unknown) =>
+          error instanceof MigrationError &&
+          error.message.startsWith(
+            `schema "${db.schema}" already holds a table "jobs" that no quern migration created: give quern a schema of its own`,
+          ),
+      );
+    } finally {
+      client.release();
+    }
+    const node = spawnCluster(['--config', config], { DATABASE_URL: db.url });
+    assert.equal((await node.exited).code, 1, node.output().slice(-2000));
+    assert.match(node.output(), /already holds a table "jobs" that no quern migration created/);
+    const tables = await db.query<{ name: string }>(
+      `SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1`,
+      [db.schema],
+    );
+    assert.deepEqual(
+      tables.map((t) => t.name),
+      ['jobs'],
+      'nothing of quern was left behind',
+    );
+  });
+
   it('refuses a database migrated ahead of this code, in the API, the CLI and a node', async function () {
     const client = await db.pool.connect();
     try {
