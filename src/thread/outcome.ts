@@ -217,6 +217,16 @@ function interpretReturnOrThrow(value: unknown): ThreadOutcome {
       );
     }
   }
+  // An Error returned instead of thrown (`return error` in a catch) is a failure: read as "any
+  // other value", it completed the job with {} as its result (an Error's own keys are none), and
+  // its message was lost.
+  if (value instanceof Error) {
+    return {
+      kind: 'failed',
+      error: describeError(value),
+      warning: 'perform returned an Error instead of throwing it: read as a failure',
+    };
+  }
   // Documented rule (as Oban): any other value means success; it is stored if it can be, and a
   // warning says the return value was not one of the documented outcomes.
   const stored = toStorableJson(value, 'result', MAX_RESULT_LENGTH);

@@ -28,6 +28,21 @@ describe('job outcomes, run in worker threads', function () {
     );
   }
 
+  it('an Error returned instead of thrown fails the job with its message, and says so', async function () {
+    // It completed the job with {} as its result (an Error has no own keys): the message was lost.
+    const warned = node!.telemetry.waitFor('job:warning', (e) => e.worker === 'returns', 5000);
+    const job = await db.client.insert({ worker: 'returns', args: { returnError: 'not found' } });
+    const row = await finalRow(job.id, ['retryable']);
+    const errors = row.errors as { attempt: number; error: string }[];
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.error, /^Error: not found\n\s+at /);
+    assert.equal(row.result, null);
+    assert.equal(
+      (await warned).warning,
+      'perform returned an Error instead of throwing it: read as a failure',
+    );
+  });
+
   it('a timeout function returning junk warns, and the job runs with no timeout', async function () {
     const warned = node!.telemetry.waitFor('job:warning', (e) => e.worker === 'slow', 5000);
     const stopped = node!.telemetry.waitFor('job:stop', (e) => e.worker === 'slow', 5000);
