@@ -4,6 +4,7 @@
 
 import { AssertionError } from 'node:assert';
 import { isPlainObject, suggest } from '../config/validate.js';
+import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
 import { TestingQueries, type JobFilter } from '../db/queries/testing.js';
 import { showValue } from '../jobs/json.js';
 import { JOB_STATES, type JobRecord, type JobState } from '../jobs/types.js';
@@ -89,7 +90,14 @@ function toFilter(helper: string, input: unknown): JobFilter {
   const priority = input.priority;
   if (priority !== undefined && !Number.isInteger(priority)) fail('priority: expected 0 to 3');
   const queue = input.queue;
-  if (queue !== undefined && typeof queue !== 'string') fail('queue: expected a queue name');
+  // A name no job can have ('Mailers') matched nothing: refuteEnqueued passed whatever was there.
+  if (
+    queue !== undefined &&
+    (typeof queue !== 'string' || !isPlainIdentifier(queue, MAX_QUEUE_LENGTH))
+  )
+    fail(
+      `queue: expected a queue name (a plain lower-case identifier, [a-z_][a-z0-9_]*), got ${showValue(queue)}`,
+    );
   return {
     worker,
     queue: (queue as string | undefined) ?? null,

@@ -4,7 +4,9 @@
 
 import { randomUUID } from 'node:crypto';
 import { isPlainObject, suggest } from '../config/validate.js';
+import { isPlainIdentifier, MAX_QUEUE_LENGTH } from '../db/identifiers.js';
 import { TestingQueries } from '../db/queries/testing.js';
+import { showValue } from '../jobs/json.js';
 import { jobOf } from '../jobs/types.js';
 import { outcomeRow } from '../queue/producer.js';
 import type { RunResult } from '../queue/threads.js';
@@ -50,6 +52,11 @@ export async function drainQueue(options: DrainOptions): Promise<DrainResult> {
   }
   if (typeof options.queue !== 'string' || options.queue.length === 0)
     throw new TypeError('drainQueue: queue is required');
+  // A name no job can have ('Mailers', 'mail ers') drained nothing and returned zero counts.
+  if (!isPlainIdentifier(options.queue, MAX_QUEUE_LENGTH))
+    throw new TypeError(
+      `drainQueue: queue: ${showValue(options.queue)} is not a queue name (a plain lower-case identifier, [a-z_][a-z0-9_]*, at most ${MAX_QUEUE_LENGTH} bytes)`,
+    );
   const limit = options.withLimit ?? Infinity;
   if (limit !== Infinity && !(Number.isInteger(limit) && limit >= 1))
     throw new TypeError(`drainQueue: withLimit must be an integer of at least 1, got ${limit}`);

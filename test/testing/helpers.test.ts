@@ -320,6 +320,23 @@ describe('quern/testing', function () {
       );
     });
 
+    it('a queue name no job can have is refused, not matched against nothing', async function () {
+      await testQuern.insert({ worker: outcomes, args: { do: 'complete' }, queue: 'mailers' });
+      // 'Mailers' drained nothing (zero counts) and refuteEnqueued passed with the job waiting.
+      await assert.rejects(
+        drainQueue({ queue: 'Mailers' }),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          error.message ===
+            'drainQueue: queue: "Mailers" is not a queue name (a plain lower-case identifier, [a-z_][a-z0-9_]*, at most 63 bytes)',
+      );
+      await assert.rejects(
+        refuteEnqueued({ queue: 'Mailers' }),
+        /refuteEnqueued: queue: expected a queue name \(a plain lower-case identifier, \[a-z_\]\[a-z0-9_\]\*\), got "Mailers"/,
+      );
+      await assertEnqueued({ queue: 'mailers' });
+    });
+
     it('helpers need a client: a clear error without useQuern', async function () {
       useQuern(null);
       await assert.rejects(allEnqueued({}), /call useQuern\(quern\) first/);
