@@ -3,8 +3,11 @@
 // temporary embedded server), and the error types that map to exit codes (2 for usage, 1 for
 // everything else).
 
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import pino from 'pino';
 import { loadConfig, readConfigFile } from '../config/load.js';
 import { schemaNameProblem } from '../db/identifiers.js';
@@ -75,6 +78,138 @@ function runningEmbeddedUrl(dataDir: string): string | null {
 }
 
 /**
+ * Commands that start the embedded server for their own duration (no node running) go through a
+ * lock file named after the data folder (in the temporary folder: the data folder itself must
+ * stay empty for initdb): one starts the server, the others wait until it answers and use it,
+ * and the one that started it stops it only once no other command is connected. Run at once,
+ * they raced: two initdb runs on one folder ("directory ... exists but is not empty"), two
+ * servers on it ("lock file "postmaster.pid" already exists"), or a command using another's
+ * server until that one stopped it under it (an unhandled "Connection terminated unexpectedly",
+ * with a stack).
+ */
+function commandLockFile(dataDir: string): string {
+  const key = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16);
+  return path.join(tmpdir(), `quern-embedded-${key}.lock`);
+}
+
+/** The live process holding the lock, or null. */
+function commandLockHolder(file: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(file, 'utf8').trim());
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
+  }
+}
+
+/** Takes the lock (clearing one left by a dead process), or returns null when another holds it. */
+function takeCommandLock(file: string): (() => void) | null {
+  if (commandLockHolder(file) === null && existsSync(file)) {
+    try {
+      unlinkSync(file);
+    } catch {
+      // another command cleared it first
+    }
+  }
+  try {
+    writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return null;
+    throw error;
+  }
+  return () => {
+    try {
+      if (readFileSync(file, 'utf8').trim() === String(process.pid)) unlinkSync(file);
+    } catch {
+      // already gone
+    }
+  };
+}
+
+/** How long a command waits for another one's server to answer, or for its users to leave. */
+const SHARED_SERVER_WAIT_MS = 60_000;
+
+/** The embedded server to use: a running one (a node's, or another command's), or its own. */
+async function embeddedForCommand(
+  dataDir: string,
+  log: pino.Logger,
+): Promise<{ url: string; embedded: EmbeddedDatabase | null; release: () => void }> {
+  const file = commandLockFile(dataDir);
+  const deadline = Date.now() + SHARED_SERVER_WAIT_MS;
+  for (;;) {
+    const running = runningEmbeddedUrl(dataDir);
+    if (running) {
+      try {
+        await waitForDatabase(running, log, { attempts: 3 });
+        return { url: running, embedded: null, release: () => undefined };
+      } catch (error) {
+        if (error instanceof DatabaseConfigError) throw error;
+        // Still starting or already stopping (another command's): look again. A server that
+        // stays there and does not answer is down: say which, in one line.
+        if (runningEmbeddedUrl(dataDir) === running && commandLockHolder(file) === null)
+          throw new CommandError(
+            `database ${redactUrl(running)} is not answering: ${(error as Error).message}`,
+          );
+        if (Date.now() > deadline) throw error;
+        continue;
+      }
+    }
+    const holder = commandLockHolder(file);
+    if (holder === null) {
+      const release = takeCommandLock(file);
+      if (release) {
+        try {
+          const started = runningEmbeddedUrl(dataDir);
+          if (started) {
+            release();
+            return { url: started, embedded: null, release: () => undefined };
+          }
+          const embedded = await startEmbedded(dataDir);
+          return { url: embedded.url, embedded, release };
+        } catch (error) {
+          release();
+          throw error;
+        }
+      }
+    } else if (Date.now() > deadline) {
+      throw new CommandError(
+        `the embedded PostgreSQL in ${dataDir} did not come up: another command (pid ${holder}) is starting it`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Waits (bounded) until no other client is connected to a server this command started. */
+async function othersGone(url: string): Promise<void> {
+  const db = new pg.Client({ connectionString: url });
+  db.on('error', () => undefined);
+  try {
+    await db.connect();
+    const deadline = Date.now() + SHARED_SERVER_WAIT_MS;
+    while (Date.now() < deadline) {
+      const { rows } = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+      );
+      if (rows[0]!.n === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } catch {
+    // the server is going or gone: nothing to wait for
+  } finally {
+    await db.end().catch(() => undefined);
+  }
+}
+
+/**
  * Refuses a worker name that no file of the configuration's workers folder defines, before
  * anything is written: no node of this configuration could run the job, which would fail every
  * attempt as an unknown worker (over days of backoff, with `enqueue-dir --wait` following it).
@@ -109,7 +244,8 @@ export async function connectClient(
 ): Promise<Connected> {
   const log = pino({ level: 'silent' });
   let embedded: EmbeddedDatabase | null = null;
-  let url = config.database.url ?? runningEmbeddedUrl(config.database.dataDir);
+  let release = (): void => undefined;
+  let url = config.database.url;
   if (url) {
     try {
       await waitForDatabase(url, log, { attempts: 3 });
@@ -121,8 +257,7 @@ export async function connectClient(
       );
     }
   } else {
-    embedded = await startEmbedded(config.database.dataDir);
-    url = embedded.url;
+    ({ url, embedded, release } = await embeddedForCommand(config.database.dataDir, log));
   }
   const client = new Quern({
     connectionString: url,
@@ -133,8 +268,15 @@ export async function connectClient(
     client,
     config,
     async close() {
-      await client.close();
-      await embedded?.stop();
+      try {
+        await client.close();
+        if (embedded) {
+          await othersGone(embedded.url);
+          await embedded.stop();
+        }
+      } finally {
+        release();
+      }
     },
   };
   try {
