@@ -127,6 +127,8 @@ export class ThreadPool {
   private readonly batches = new Map<number, (outcomes: BatchOutcomes) => void>();
   private batchSequence = 0;
   private destroyed = false;
+  /** Set by destroy: resolves once every thread of the pool has exited. */
+  private exited: Promise<void> | null = null;
   private readonly threadIds: Int32Array;
   private readonly startedAt: Float64Array;
   private readonly ended: Int32Array;
@@ -425,8 +427,16 @@ export class ThreadPool {
       // Outcomes sent earlier in their own message were settled when it arrived.
       (outcomes: BatchOutcomes) => settleAll(outcomes),
       (error: unknown) => {
-        for (let i = 0; i < count; i++)
-          settle(i, (task, ms) => this.failed(task, error as Error, ms));
+        const fail = (): void => {
+          for (let i = 0; i < count; i++)
+            settle(i, (task, ms) => this.failed(task, error as Error, ms));
+        };
+        // piscina's destroy rejects every task at once, while their threads are still being
+        // terminated: a thread inside native code (a child process run with execSync, a sync
+        // hash of a large file) runs on until that call returns. Settled only once every thread
+        // has exited, so a job given back is not fetched by another node while it still runs.
+        if (this.exited) void this.exited.then(fail);
+        else fail();
       },
     );
   }
@@ -560,7 +570,9 @@ export class ThreadPool {
     if (this.startPoll) clearInterval(this.startPoll);
     this.startPoll = null;
     this.cancelChannel.close();
-    await this.piscina.destroy();
+    // Resolves when every thread has exited (piscina waits for their 'exit' events).
+    this.exited = this.piscina.destroy().catch(() => undefined);
+    await this.exited;
   }
 }
 

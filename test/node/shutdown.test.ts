@@ -3,6 +3,9 @@
 // a second signal exits at once.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import { nodeConfig, spawnCluster, writeConfig, type SpawnedNode } from '../helpers/node.js';
 
@@ -84,6 +87,34 @@ describe('shutdown of a cluster.js process', function () {
     );
     // Back to available with its attempt given back: it runs again on the next node.
     assert.deepEqual(await row(job.id), { state: 'available', attempt: 0, result: null });
+  });
+
+  it('a job stopped at the end of the grace period goes back only once its thread has exited', async function () {
+    // Its thread is inside native code (execSync) when the grace period ends: terminating the
+    // thread takes effect only when that returns. The job went back to available at once, and
+    // another node ran it while the first run still went on.
+    this.timeout(30000);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'quern-native-')), 'runs.txt');
+    const first = await start({ node: `${db.schema}-a`, shutdownGracePeriod: 300 });
+    const job = await db.client.insert({ worker: 'native', args: { file, seconds: 3 } });
+    await executing(job.id);
+    const config = writeConfig(nodeConfig(db.schema, db.url, { node: `${db.schema}-b` }));
+    const second = spawnCluster(['--config', config], { DATABASE_URL: db.url });
+    try {
+      await second.waitForLog(/node .* started/);
+      first.child.kill('SIGTERM');
+      assert.equal((await first.exited).code, 0, first.output().slice(-2000));
+      await eventually(async () => (await row(job.id)).state === 'completed', 20000);
+      const pids = [first.child.pid, second.child.pid];
+      const lines = readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => line.replace(String(pids[0]), 'a').replace(String(pids[1]), 'b'));
+      assert.deepEqual(lines, ['start a', 'end a', 'start b', 'end b']);
+    } finally {
+      second.child.kill('SIGKILL');
+      await second.exited;
+    }
   });
 
   it('a second signal exits at once', async function () {
