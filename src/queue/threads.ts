@@ -16,7 +16,7 @@ import { BroadcastChannel } from 'node:worker_threads';
 import { randomUUID } from 'node:crypto';
 import type { Job } from '../jobs/types.js';
 import type { ThreadOutcome } from '../thread/outcome.js';
-import { NUMBER_COLUMNS } from '../thread/columns.js';
+import { monotonicMs, NUMBER_COLUMNS } from '../thread/columns.js';
 import type {
   BatchOutcomes,
   BatchTask,
@@ -289,7 +289,7 @@ export class ThreadPool {
         this.startPoll ??= setInterval(() => this.checkStarted(), 50);
         return;
       }
-      const left = this.startedAt[task.slot]! + timeoutMs - Date.now();
+      const left = this.startedAt[task.slot]! + timeoutMs - monotonicMs();
       if (left > 0) this.armTimeout(task, timeoutMs, left);
       else this.stop(task.key, 'timeout', `job timed out after ${timeoutMs} ms`);
     }, inMs);
@@ -408,7 +408,8 @@ export class ThreadPool {
       const entry = entries[index]!;
       const value = result(task, entry.timeoutMs);
       const started = this.threadOf(task) !== null;
-      const startedAt = started ? this.startedAt[task.slot]! : null;
+      // The thread's start time is on the monotonic clock; the producer wants the wall clock's.
+      const startedAt = started ? Date.now() - (monotonicMs() - this.startedAt[task.slot]!) : null;
       const performMs =
         started && Atomics.load(this.ended, task.slot) === 1 ? this.performMs[task.slot]! : null;
       this.untrack(task);

@@ -12,7 +12,7 @@ import { getPriority, setPriority } from 'node:os';
 import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import type { Job } from '../jobs/types.js';
-import { NUMBER_COLUMNS } from './columns.js';
+import { monotonicMs, NUMBER_COLUMNS } from './columns.js';
 import { describeError, interpretReturn, type ThreadOutcome } from './outcome.js';
 
 export interface ThreadData {
@@ -33,6 +33,7 @@ export interface ThreadData {
  */
 export interface SharedSlots {
   threadIds: SharedArrayBuffer;
+  /** When the job's perform began, on the monotonic clock (columns.ts monotonicMs). */
   startedAt: SharedArrayBuffer;
   /** 1 once the job's perform has ended (its outcome may still be on its way). */
   ended: SharedArrayBuffer;
@@ -454,8 +455,9 @@ function perform(
   const controller = new AbortController();
   running.set(key, controller);
   if (shared) {
-    // The start time first: the main thread reads it once it sees the thread id.
-    shared.startedAt[slot] = Date.now();
+    // The start time first: the main thread reads it once it sees the thread id. Monotonic: a
+    // wall clock set back meanwhile lengthened the job's timeout by as much.
+    shared.startedAt[slot] = monotonicMs();
     Atomics.store(shared.threadIds, slot, threadId);
   }
   const began = performance.now();

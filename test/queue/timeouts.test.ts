@@ -3,6 +3,7 @@
 // timeout naming it, whatever it returned.
 
 import assert from 'node:assert/strict';
+import sinon from 'sinon';
 import type { QuernNode } from '../../src/node/node.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import { startNode } from '../helpers/node.js';
@@ -10,10 +11,13 @@ import { startNode } from '../helpers/node.js';
 describe('job timeouts', function () {
   let db: TestSchema;
   let node: QuernNode | undefined;
+  let clock: sinon.SinonFakeTimers | undefined;
   beforeEach(async function () {
     db = await createSchema(this.currentTest!.title);
   });
   afterEach(async function () {
+    clock?.restore();
+    clock = undefined;
     await node?.stop();
     node = undefined;
     await cleanup(this, db);
@@ -50,6 +54,32 @@ describe('job timeouts', function () {
     }, 10000);
     assert.equal(row.errors.length, 1);
     assert.equal(row.errors[0]!.error, 'timeout: job timed out after 100 ms');
+  });
+
+  it('a wall clock set back while a job runs does not lengthen its timeout', async function () {
+    // The job's start time was taken from the wall clock, and its timer, on firing, waited again
+    // for what was "left": an hour more after the clock went back an hour (NTP stepping a clock
+    // that ran ahead). slow honours its signal, so it ends as soon as the timeout stops it.
+    node = await startNode(db.schema, db.url);
+    const job = await db.client.insert({
+      worker: 'slow',
+      args: { ms: 8000, timeout: 300 },
+      maxAttempts: 1,
+    });
+    await node.telemetry.waitFor('job:start', (e) => e.id === job.id);
+    clock = sinon.useFakeTimers({
+      now: Date.now() - 3_600_000,
+      toFake: ['Date'],
+      shouldAdvanceTime: true,
+    });
+    const stop = await node.telemetry.waitFor('job:stop', (e) => e.id === job.id);
+    assert.equal(stop.state, 'discarded');
+    const [row] = await db.query<{ errors: { error: string }[] }>(
+      'SELECT errors FROM jobs WHERE id = $1',
+      [job.id],
+    );
+    assert.equal(row!.errors[0]!.error, 'timeout: job timed out after 300 ms');
+    assert.ok(stop.durationMs < 5000, `stopped after ${stop.durationMs} ms`);
   });
 
   async function runLongTimeoutJob(): Promise<void> {
