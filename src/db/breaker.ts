@@ -49,7 +49,9 @@ export function isConnectionError(error: unknown): boolean {
     return true;
   }
   const message = e?.message ?? '';
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|ECONNREFUSED|the database system is (starting up|shutting down)/i.test(
+  // 'Query read timeout': pg gave up waiting for an answer (the pools' query_timeout, see
+  // db/connect.ts); the connection is closed, and the statement may have run.
+  return /Connection terminated|connection timeout|Query read timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|ECONNREFUSED|the database system is (starting up|shutting down)/i.test(
     message,
   );
 }

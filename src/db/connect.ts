@@ -132,12 +132,33 @@ export async function resolveDatabase(
   return { url: embedded.url, embedded };
 }
 
-export function createPool(url: string, size: number, applicationName: string): pg.Pool {
+/**
+ * The longest a statement of a node's pool may go unanswered before its connection is given up.
+ * A connection can hang for good with the server up (a firewall or NAT that lost its state drops
+ * its packets without a word, and the kernel gives up only after about 15 minutes): the heartbeat,
+ * claim or outcome write in flight on it never ended, and the node stayed fenced, or a queue
+ * stopped fetching, long after new connections got through. A statement given up fails as a
+ * connection error (the breaker counts it, a claim's jobs go back as a lost fetch), and the pool
+ * closes that connection. Heartbeats get their node's heartbeatTimeout (NodeQueries.heartbeat),
+ * claims the same (see createFetchPool); the rest, this. Migrations use a client of their own.
+ */
+export const QUERY_TIMEOUT_MS = 60_000;
+/** A connection a pool opens must be ready within this (a server that accepts and never answers). */
+const CONNECT_TIMEOUT_MS = 5000;
+
+export function createPool(
+  url: string,
+  size: number,
+  applicationName: string,
+  queryTimeoutMs = QUERY_TIMEOUT_MS,
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: size,
     application_name: applicationName,
     onConnect: genericPlansHook,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    query_timeout: queryTimeoutMs,
   });
   // An idle client's connection dying must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
@@ -153,13 +174,24 @@ export function createPool(url: string, size: number, applicationName: string): 
  * ms loses the claim while its thread already runs the job: the row is `available` again and
  * another node may start the same job while the first run goes on. That breaks "never run twice
  * at the same time", which is not ours to trade for latency.
+ *
+ * A claim takes milliseconds (it never waits on a lock: SKIP LOCKED); the node gives it
+ * `queryTimeoutMs` (its heartbeatTimeout), after which the queue's fetching would otherwise wait
+ * on a hung connection for good (see QUERY_TIMEOUT_MS).
  */
-export function createFetchPool(url: string, size: number, applicationName: string): pg.Pool {
+export function createFetchPool(
+  url: string,
+  size: number,
+  applicationName: string,
+  queryTimeoutMs = QUERY_TIMEOUT_MS,
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: size,
     application_name: applicationName,
     onConnect: genericPlansHook,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    query_timeout: queryTimeoutMs,
   });
   pool.on('error', () => undefined);
   return pool;

@@ -4,7 +4,7 @@
 // the queue supervisors.
 
 import { randomUUID } from 'node:crypto';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Logger } from 'pino';
 import type { NodeConfig, QueueConfig } from '../config/types.js';
 import { ConfigError, describe } from '../config/validate.js';
@@ -181,13 +181,21 @@ export class QuernNode {
         this.database.url,
         Math.max(1, Math.min(config.database.poolSize, Object.keys(config.queues).length || 1)),
         `quern-${config.node}-fetch`.slice(0, 63),
+        config.heartbeatTimeout,
       );
-      const client = await this.pool.connect();
+      // On a client of its own: the pool's statements are given up after QUERY_TIMEOUT_MS, and
+      // a migration that builds an index on a large table may take longer.
+      const client = new pg.Client({
+        connectionString: this.database.url,
+        application_name: `quern-${config.node}`.slice(0, 63),
+      });
+      client.on('error', () => undefined);
       try {
+        await client.connect();
         const result = await migrateUp(client, config.schema);
         log.info({ schema: config.schema, from: result.from, to: result.to }, 'database ready');
       } finally {
-        client.release();
+        await client.end().catch(() => undefined);
       }
       this.checkStart();
 

@@ -7,10 +7,20 @@
 
 import type pg from 'pg';
 import { isConnectionError } from '../db/breaker.js';
+import { QUERY_TIMEOUT_MS } from '../db/connect.js';
 import type { MaintenanceQueries } from '../db/queries/maintenance.js';
 
+/**
+ * How long the token of a failed fetch is kept, its jobs put back at every heartbeat meanwhile.
+ * A fetch given up for its time (QUERY_TIMEOUT_MS, db/connect.ts) may still be running on the
+ * server, and commit after the first release looked for its jobs: released once, they stayed
+ * executing under this live node, never rescued.
+ */
+const KEEP_MS = 2 * QUERY_TIMEOUT_MS;
+
 export class LostFetches {
-  private readonly tokens = new Set<string>();
+  /** Token → when its fetch failed (performance.now()). */
+  private readonly tokens = new Map<string, number>();
   private releasing: Promise<number> | null = null;
 
   constructor(
@@ -25,7 +35,7 @@ export class LostFetches {
 
   /** A fetch failed: keep its token if the statement may have run (not a fail-fast refusal). */
   failed(token: string, error: unknown): void {
-    if (isConnectionError(error)) this.tokens.add(token);
+    if (isConnectionError(error)) this.tokens.set(token, performance.now());
   }
 
   /** Puts back the jobs claimed by failed fetches; returns how many. Keeps tokens it could not check. */
@@ -39,8 +49,15 @@ export class LostFetches {
 
   private async releaseNow(): Promise<number> {
     const tokens = [...this.tokens];
-    const released = await this.call(() => this.queries.releaseLostFetches(this.pool, tokens));
-    for (const token of tokens) this.tokens.delete(token);
+    const releasedAt = performance.now();
+    const released = await this.call(() =>
+      this.queries.releaseLostFetches(
+        this.pool,
+        tokens.map(([token]) => token),
+      ),
+    );
+    for (const [token, failedAt] of tokens)
+      if (releasedAt - failedAt > KEEP_MS) this.tokens.delete(token);
     return released;
   }
 }

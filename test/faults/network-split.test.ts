@@ -215,6 +215,37 @@ describe('a network split: one node cut off from PostgreSQL while the server sta
     assert.equal(row!.errors, '[]', 'no error entry: it went back by itself');
     await db.client.cancel(job.id);
   });
+
+  it('connections that hang for good (a firewall that lost their state) do not keep it fenced once new ones get through', async function () {
+    // Nothing bounded a query: the heartbeat in flight on a hung connection never ended, no
+    // other heartbeat was sent, and the node stayed fenced (its fetch and outcome writes hung
+    // too) until the kernel gave the connection up, about 15 minutes later.
+    this.timeout(60000);
+    const node = await startNode(db.schema, proxy.url, {
+      node: 'hung',
+      heartbeatInterval: 200,
+      heartbeatTimeout: 2000,
+      queues: { default: { limit: 2, pollInterval: 200 } },
+      plugins: { lifeline: false },
+    });
+    nodes.push(node);
+    const before = await db.client.insert({ worker: 'ok', args: {} });
+    await node.telemetry.waitFor('job:stop', (e) => e.id === before.id);
+    try {
+      const fence = node.telemetry.waitFor('node:fence', undefined, 20000);
+      proxy.freeze();
+      await fence;
+      const lifted = node.telemetry.waitFor('node:unfence', undefined, 20000);
+      proxy.thaw();
+      await lifted;
+      const job = await db.client.insert({ worker: 'ok', args: {} });
+      const stop = await node.telemetry.waitFor('job:stop', (e) => e.id === job.id, 20000);
+      assert.equal(stop.state, 'completed');
+    } finally {
+      // Unfixed, the hung heartbeat would hold the node's stop too.
+      await proxy.cut();
+    }
+  });
 });
 
 describe('fence timings', function () {

@@ -2,7 +2,8 @@
 // for everyone else (a network split). `cut` destroys every connection through it and stops
 // listening, so new connections are refused; `restore` listens again on the same port.
 // `freeze` is a database that hangs instead: connections stay open (old and new), but nothing
-// is forwarded either way, so every query waits for an answer that never comes.
+// is forwarded either way, so every query waits for an answer that never comes. `thaw` lets new
+// connections through again while the frozen ones stay hung.
 
 import net from 'node:net';
 
@@ -85,6 +86,14 @@ export class TcpProxy {
       client.pause();
       upstream.pause();
     }
+  }
+
+  /**
+   * New connections are forwarded again; those opened before stay hung, in both directions (a
+   * firewall or NAT that lost their state drops their packets without a word).
+   */
+  thaw(): void {
+    this.frozen = false;
   }
 
   /** Accepts connections again, on the same port. */

@@ -2,6 +2,8 @@
 // left executing by nodes that died, and checking that jobs a node runs are still its own. All
 // work in bounded batches and use the database's clock only, so node clocks never matter.
 
+import type pg from 'pg';
+import { MAX_TIMER_MS } from '../../config/bounds.js';
 import { channelNames, quoteIdentifier } from '../identifiers.js';
 import { notifyQueues } from './encode.js';
 import type { Queryable } from './jobs.js';
@@ -32,8 +34,12 @@ export class MaintenanceQueries {
    * states are never touched: the DELETE re-checks the state of a row changed meanwhile.
    */
   async prune(db: Queryable, maxAge: number, limit: number): Promise<number> {
-    const { rowCount } = await db.query(
-      `WITH cutoff AS (SELECT now() - make_interval(secs => $1) AS at),
+    // Not given up after the node pool's QUERY_TIMEOUT_MS (db/connect.ts): a `limit` of up to a
+    // million rows of large results may take longer, and a delete given up each time would never
+    // make progress. A hung prune holds up only the pruner.
+    const query: pg.QueryConfig & { query_timeout: number } = {
+      query_timeout: MAX_TIMER_MS,
+      text: `WITH cutoff AS (SELECT now() - make_interval(secs => $1) AS at),
        doomed AS (
          (SELECT id FROM ${this.t}, cutoff WHERE state = 'completed' AND completed_at < cutoff.at LIMIT $2)
          UNION ALL
@@ -44,8 +50,9 @@ export class MaintenanceQueries {
        )
        DELETE FROM ${this.t} j USING doomed
        WHERE j.id = doomed.id AND j.state IN ('completed', 'discarded', 'cancelled')`,
-      [maxAge, limit],
-    );
+      values: [maxAge, limit],
+    };
+    const { rowCount } = await db.query(query);
     return rowCount ?? 0;
   }
 

@@ -67,6 +67,10 @@ export class NodeQueries {
                stop_within_ms = COALESCE(EXCLUDED.stop_within_ms, ${this.nodes}.stop_within_ms)
              ${takeOver ? '' : `WHERE ${this.nodes}.started_at = EXCLUDED.started_at`}`,
       values: [name, JSON.stringify(queues), leader, startedAt, timeoutMs, stopWithinMs],
+      // Unanswered past heartbeatTimeout, it is given up (and its connection closed) so that the
+      // next heartbeat goes out on another: on a connection that hangs for good it never ended,
+      // and no heartbeat was sent again (see QUERY_TIMEOUT_MS in db/connect.ts).
+      ...(timeoutMs === null ? {} : { query_timeout: timeoutMs }),
     });
     return (result.rowCount ?? 0) > 0;
   }
