@@ -64,9 +64,15 @@ export class Peer {
       if (this.leader) {
         await withTimeout(client.query('SELECT 1'), CHECK_TIMEOUT_MS);
       } else {
-        const { rows } = await client.query<{ locked: boolean }>(
-          'SELECT pg_try_advisory_lock(hashtext($1)) AS locked',
-          [`quern:leader:${this.options.schema}`],
+        // Bounded too: on a connection that hangs for good (a firewall that lost its state) the
+        // try never ended, this node never tried again, and could not lead for as long as the
+        // kernel kept the connection (about 15 minutes). A lock the server granted meanwhile goes
+        // with the session, which ends with the connection.
+        const { rows } = await withTimeout(
+          client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [
+            `quern:leader:${this.options.schema}`,
+          ]),
+          CHECK_TIMEOUT_MS,
         );
         if (rows[0]?.locked && !this.stopped) this.becomeLeader();
       }
@@ -94,7 +100,8 @@ export class Peer {
     try {
       await client.connect();
       // Over a Unix socket these are ignored, and there is no network to lose.
-      for (const setting of SESSION_SETTINGS) await client.query(setting);
+      for (const setting of SESSION_SETTINGS)
+        await withTimeout(client.query(setting), CHECK_TIMEOUT_MS);
     } catch (error) {
       if (this.client === client) this.client = null;
       void client.end().catch(() => undefined);

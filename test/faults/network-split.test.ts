@@ -246,6 +246,30 @@ describe('a network split: one node cut off from PostgreSQL while the server sta
       await proxy.cut();
     }
   });
+
+  it('a follower whose leadership connection hangs for good leads once new connections get through', async function () {
+    // Its try for the lock on the hung connection never ended, and it never tried again: with
+    // the leader gone, no node led (no rescue, staging or cron) until the kernel gave up.
+    this.timeout(60000);
+    const settings = { heartbeatInterval: 200, heartbeatTimeout: 2000, queues: { default: 1 } };
+    const leader = await startNode(db.schema, db.url, { node: 'lead-a', ...settings });
+    nodes.push(leader);
+    await eventually(() => Promise.resolve(leader.isLeader));
+    const follower = await startNode(db.schema, proxy.url, { node: 'lead-b', ...settings });
+    nodes.push(follower);
+    try {
+      // It tries for the lock every 200 ms: the fence, 1.3 s on, comes after a try went out.
+      const fence = follower.telemetry.waitFor('node:fence', undefined, 20000);
+      proxy.freeze();
+      await fence;
+      proxy.thaw();
+      const elected = follower.telemetry.waitFor('leader:elected', undefined, 20000);
+      await leader.stop();
+      assert.equal((await elected).node, 'lead-b');
+    } finally {
+      await proxy.cut();
+    }
+  });
 });
 
 describe('fence timings', function () {
