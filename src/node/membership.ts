@@ -55,7 +55,9 @@ export async function waitForNameToBeFree(
   if (!first) return null;
   if (first.ageMs >= heartbeatTimeout) return first.updatedAt;
   options.onWait(first.ageMs);
-  const deadline = Date.now() + heartbeatTimeout - first.ageMs + options.heartbeatInterval;
+  // On the monotonic clock: a wall clock stepped forward while waiting ended the wait at the
+  // next look, before a live process of this name had heartbeated, and its name was taken.
+  const deadline = performance.now() + heartbeatTimeout - first.ageMs + options.heartbeatInterval;
   for (;;) {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, Math.min(250, options.heartbeatInterval));
@@ -75,7 +77,7 @@ export async function waitForNameToBeFree(
         `node: a live node named "${name}" is already running (its heartbeat moved ${Math.round(now.ageMs)} ms ago); give each node its own name (config "node" or NODE_NAME)`,
       );
     }
-    if (Date.now() > deadline) return now.updatedAt;
+    if (performance.now() > deadline) return now.updatedAt;
   }
 }
 

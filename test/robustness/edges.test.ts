@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pino from 'pino';
+import sinon from 'sinon';
 import { loadConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/validate.js';
 import { startEmbedded } from '../../src/db/embedded.js';
@@ -178,10 +180,13 @@ describe('edges that once broke a node', function () {
 describe('node names', function () {
   let db: TestSchema;
   let first: QuernNode | undefined;
+  let clock: sinon.SinonFakeTimers | undefined;
   beforeEach(async function () {
     db = await createSchema(this.currentTest!.title);
   });
   afterEach(async function () {
+    clock?.restore();
+    clock = undefined;
     await first?.stop();
     await cleanup(this, db);
   });
@@ -205,6 +210,30 @@ describe('node names', function () {
       return job?.state === 'completed' ? job : null;
     });
     assert.equal(done.attempt, 1, 'the running job was neither rescued nor run again');
+  });
+
+  it('a wall clock stepped forward while a second process waits on a live name does not let it in', async function () {
+    // The wait for the name's heartbeat to move or go stale ended at a wall-clock deadline: a
+    // clock stepped forward meanwhile (NTP, a VM resuming) ended it at the next look, before the
+    // live process heartbeated, and the second one took its name and rescued its running jobs.
+    const settings = { node: 'stepped', heartbeatInterval: 4000, heartbeatTimeout: 20000 };
+    first = await startNode(db.schema, db.url, settings);
+    clock = sinon.useFakeTimers({ now: Date.now(), toFake: ['Date'], shouldAdvanceTime: true });
+    const fake = clock;
+    // An hour forward, just after the second process began to wait (it logs that it waits).
+    const log = pino(
+      { level: 'warn' },
+      {
+        write(line: string) {
+          if (line.includes('waiting to see whether it is still alive'))
+            setTimeout(() => fake.tick(3_600_000), 50);
+        },
+      },
+    );
+    const [second] = await Promise.allSettled([startNode(db.schema, db.url, settings, { log })]);
+    if (second.status === 'fulfilled') await second.value.stop();
+    assert.equal(second.status, 'rejected', 'the second process was refused');
+    assert.match(String(second.reason), /a live node named "stepped" is already running/);
   });
 
   it('two processes of one name started at the same moment: one is refused', async function () {
