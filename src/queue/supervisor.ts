@@ -83,7 +83,9 @@ export class QueueSupervisor {
       jobs: death.jobs,
       culprit: death.culprit,
     });
-    const now = Date.now();
+    // On the monotonic clock: with Date.now(), a wall clock set back kept earlier deaths "recent"
+    // for as long as it went back, and deaths far apart marked the queue crashed.
+    const now = performance.now();
     this.crashTimes = this.crashTimes.filter((t) => now - t < restartBudget.seconds * 1000);
     this.crashTimes.push(now);
     this.restarts++;

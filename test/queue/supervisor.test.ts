@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import sinon from 'sinon';
 import type { QuernNode } from '../../src/node/node.js';
 import type { TelemetryEvents } from '../../src/telemetry/events.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
@@ -12,10 +13,13 @@ import { nodeConfig, runCli, startNode, writeConfig } from '../helpers/node.js';
 describe('queue supervisor: restart budget and workers that cannot load', function () {
   let db: TestSchema;
   let node: QuernNode | undefined;
+  let clock: sinon.SinonFakeTimers | undefined;
   beforeEach(async function () {
     db = await createSchema(this.currentTest!.title);
   });
   afterEach(async function () {
+    clock?.restore();
+    clock = undefined;
     await node?.stop();
     node = undefined;
     await cleanup(this, db);
@@ -101,6 +105,36 @@ describe('queue supervisor: restart budget and workers that cannot load', functi
       `SELECT count(*)::int AS n FROM jobs WHERE worker = 'crash' AND state = 'discarded'`,
     );
     assert.equal(discarded[0]!.n, 3, 'each killer job failed its one attempt');
+  });
+
+  it('a wall clock set back does not keep old thread deaths in the restart budget', async function () {
+    // Deaths were timed with Date.now(): after the clock went back an hour, a death from before
+    // stayed "within the last seconds" for that hour, and two deaths far apart marked the queue
+    // crashed (its jobs left for other nodes, the queue down for the backoff).
+    // Both clocks faked from the start (advancing in real time), so that they can be moved.
+    clock = sinon.useFakeTimers({
+      now: Date.now(),
+      toFake: ['Date', 'performance'],
+      shouldAdvanceTime: true,
+    });
+    node = await startNode(db.schema, db.url, {
+      queues: { crashy: { limit: 1, threads: 1 } },
+      restartBudget: { restarts: 1, seconds: 1, backoff: 60000 },
+    });
+    const crash = { worker: 'crash', queue: 'crashy', args: { how: 'exit', delay: 0 } };
+    const first = await db.client.insert(crash);
+    await node.telemetry.waitFor('pool:restart', (e) => e.queue === 'crashy');
+    // The wall clock goes back an hour; then 1.5 s pass, more than the budget's window.
+    clock.setSystemTime(Date.now() - 3_600_000);
+    clock.tick(1500);
+    const next = Promise.race([
+      node.telemetry.waitFor('pool:restart', (e) => e.queue === 'crashy').then(() => 'restarted'),
+      node.telemetry.waitFor('queue:crashed', (e) => e.queue === 'crashy').then(() => 'crashed'),
+    ]);
+    const second = await db.client.insert(crash);
+    assert.equal(await next, 'restarted', 'two deaths 1.5 s apart fit a budget of 1 per second');
+    assert.equal(node.supervisors.get('crashy')!.crashed, false);
+    assert.notEqual(first.id, second.id);
   });
 
   const broken: [string, string, RegExp][] = [
