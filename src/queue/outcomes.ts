@@ -29,6 +29,8 @@ export class OutcomeWriter {
   private retryTimer: NodeJS.Timeout | null = null;
   private retryDelay = 100;
   private flushQueued = false;
+  /** Outcomes written (or refused), by their `done`: a fallback row is a copy with the same one. */
+  private readonly settled = new WeakSet<PendingOutcome['done']>();
   private readonly call: <T>(fn: () => Promise<T>) => Promise<T>;
 
   constructor(
@@ -65,7 +67,10 @@ export class OutcomeWriter {
           await this.write(batch);
           this.retryDelay = 100;
         } catch (error) {
-          this.queue.unshift(...batch);
+          // A batch split to find a refused value may have been written in part before the
+          // connection failed: only what is not settled goes back (settling twice counted the
+          // jobs' outcomes down twice, and a node stopping waited for an idle it never reached).
+          this.queue.unshift(...batch.filter((p) => !this.settled.has(p.done)));
           this.options.onError?.(error as Error, this.queue.length);
           this.scheduleRetry();
           return;
@@ -118,7 +123,10 @@ export class OutcomeWriter {
       throw error;
     }
     // By attempt token: two attempts of one job may share a batch, and only one is written.
-    for (const pending of batch) pending.done(written.has(pending.row.token));
+    for (const pending of batch) {
+      this.settled.add(pending.done);
+      pending.done(written.has(pending.row.token));
+    }
   }
 
   private scheduleRetry(): void {

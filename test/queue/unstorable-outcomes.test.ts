@@ -236,6 +236,53 @@ describe('the outcome writer, for batches it cannot send', function () {
     }
   });
 
+  it('a connection lost while a split batch is written retries only what was not written: each outcome settles once', async function () {
+    // Fault injection: the batch of four is split (RangeError), its first half is written, and
+    // the connection is lost while the second half is sent. The whole batch went back to be
+    // written again, so the first half was settled twice (its jobs' unwritten counts went below
+    // zero, and a stop waited for a node that could never be idle).
+    const sizes: number[] = [];
+    let lost = false;
+    const queries = {
+      recordOutcomes(_db: unknown, rows: OutcomeRow[]): Promise<Set<string>> {
+        sizes.push(rows.length);
+        if (rows.length > 2) return Promise.reject(new RangeError('Invalid string length'));
+        if (rows[0]!.id === 3 && !lost) {
+          lost = true;
+          return Promise.reject(
+            Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+          );
+        }
+        return Promise.resolve(new Set(rows.map((r) => r.token)));
+      },
+    } as unknown as JobQueries;
+    const pool = new pg.Pool({ max: 1 });
+    const writer = new OutcomeWriter(pool, queries);
+    const settled = new Map<number, boolean[]>();
+    try {
+      for (const id of [1, 2, 3, 4])
+        writer.push({
+          row: row(id),
+          done: (written) => settled.set(id, [...(settled.get(id) ?? []), written]),
+        });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(await writer.drain(Date.now() + 5000), 0);
+      assert.deepEqual(
+        [...settled].sort(([a], [b]) => a - b),
+        [
+          [1, [true]],
+          [2, [true]],
+          [3, [true]],
+          [4, [true]],
+        ],
+      );
+      assert.deepEqual(sizes, [4, 2, 2, 2]);
+    } finally {
+      writer.close();
+      await pool.end();
+    }
+  });
+
   it("a batch whose results and errors would near PostgreSQL's message limit is refused before it is sent, so the writer splits it", function () {
     // A small cap stands in for MAX_OUTCOME_BATCH_CHARS (256 Mi characters): a statement of a
     // gigabyte is refused by the server with a broken connection, which the writer would retry
