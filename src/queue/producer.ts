@@ -278,7 +278,10 @@ export class Producer {
           // The breaker logs and reports database trouble; the next poll tries again. The
           // claim may have committed with its answer lost: the node puts such jobs back.
           this.deps.onFetchFailed?.(token, error);
-          return;
+          // A wake that came while it was in flight (an insert's notification, the breaker
+          // closing, LISTEN connected again) claims again now: it was lost with the failed
+          // claim, and its jobs waited for the poll. With no wake, the poll tries again.
+          break;
         }
         if (epoch !== this.fenceEpoch) {
           // Sent before a fence and answered after it (a connection that stalled and came back):

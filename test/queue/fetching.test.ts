@@ -302,6 +302,31 @@ describe('fetching jobs', function () {
     await allIn('completed', 5);
   });
 
+  it('a job inserted while a claim fails on a lost connection runs without waiting for the poll', async function () {
+    // The failed claim ended the fetch loop at once, and the wake that came meanwhile (an
+    // insert's notification, the breaker closing, a reconnected LISTEN) was lost with it.
+    node = await startNode(db.schema, db.url, {
+      queues: { default: { limit: 2, pollInterval: 60000 } },
+    });
+    const producer = node.supervisors.get('default')!.producer;
+    const wake = sinon.spy(producer, 'wake');
+    const fetch = node.jobs.fetch.bind(node.jobs);
+    let failed = false;
+    sinon.stub(node.jobs, 'fetch').callsFake(async (...args) => {
+      if (failed) return fetch(...args);
+      failed = true;
+      // While this claim is in flight a job is inserted, and its notification wakes the queue;
+      // then the claim fails as on a connection lost.
+      const woken = wake.callCount;
+      await db.client.insert({ worker: 'ok', args: { value: 'late' } });
+      await eventually(() => Promise.resolve(wake.callCount > woken), 10000, 'the wake');
+      throw new Error('Connection terminated unexpectedly');
+    });
+    producer.wake();
+    await eventually(() => Promise.resolve(failed), 10000, 'the failed claim');
+    await allIn('completed', 1);
+  });
+
   it('jobs one node gives back (a pause) wake the other nodes at once, not at their next poll', async function () {
     node = await startNode(db.schema, db.url, {
       node: 'holder',
