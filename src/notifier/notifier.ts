@@ -10,7 +10,12 @@ import { channelNames } from '../db/identifiers.js';
 
 // pg-listen is CommonJS with `exports.default`; under Node's ESM loader that is `.default`.
 type CreateSubscriber = (
-  config: { connectionString: string; application_name: string },
+  config: {
+    connectionString: string;
+    application_name: string;
+    query_timeout: number;
+    connectionTimeoutMillis: number;
+  },
   options: Record<string, unknown>,
 ) => Subscriber;
 const listenModule = pgListen as unknown as {
@@ -18,6 +23,9 @@ const listenModule = pgListen as unknown as {
 };
 const createSubscriber: CreateSubscriber =
   typeof listenModule.default === 'function' ? listenModule.default : listenModule.default.default;
+
+/** The LISTEN connection's statements (its LISTENs and pg-listen's checks) answer within this. */
+const CHECK_TIMEOUT_MS = 2000;
 
 export interface NotifierEvents {
   /** Queues that got available jobs; '*' means all. */
@@ -43,7 +51,17 @@ export class Notifier extends EventEmitter<NotifierEvents> {
   async start(): Promise<void> {
     if (this.subscriber) return;
     const subscriber = createSubscriber(
-      { connectionString: this.url, application_name: 'quern-notifier' },
+      {
+        connectionString: this.url,
+        application_name: 'quern-notifier',
+        // pg-listen's check of the connection (every paranoidChecking ms) reconnects when its
+        // query fails, and only then: on a connection that hangs for good (a firewall that lost
+        // its state) it waited for good too, and no notification came for as long as the kernel
+        // kept the connection (about 15 minutes). Bounded, the check fails and pg-listen
+        // reconnects and LISTENs again; so does a connect that is never answered.
+        query_timeout: CHECK_TIMEOUT_MS,
+        connectionTimeoutMillis: 5000,
+      },
       {
         paranoidChecking: 2000,
         // pg-listen's reconnect loop (retryTimeout 0: forever) does not look at close(); a

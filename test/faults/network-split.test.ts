@@ -247,6 +247,35 @@ describe('a network split: one node cut off from PostgreSQL while the server sta
     }
   });
 
+  it('a LISTEN connection that hangs for good is replaced: inserts wake the queue again', async function () {
+    // pg-listen checks its connection with a query and reconnects when that fails, but the
+    // query had no bound: on a hung connection it waited for good, and no notification came.
+    // A long poll, and no breaker trip: only a notification (or a reconnect) wakes the queue.
+    this.timeout(60000);
+    const node = await startNode(db.schema, proxy.url, {
+      node: 'deaf',
+      heartbeatInterval: 200,
+      heartbeatTimeout: 2000,
+      queues: { default: { limit: 2, pollInterval: 60000 } },
+      breaker: { failures: 1000 },
+      plugins: { lifeline: false },
+    });
+    nodes.push(node);
+    try {
+      const fence = node.telemetry.waitFor('node:fence', undefined, 20000);
+      proxy.freeze();
+      await fence;
+      const lifted = node.telemetry.waitFor('node:unfence', undefined, 20000);
+      proxy.thaw();
+      await lifted;
+      const job = await db.client.insert({ worker: 'ok', args: {} });
+      const stop = await node.telemetry.waitFor('job:stop', (e) => e.id === job.id, 20000);
+      assert.equal(stop.state, 'completed');
+    } finally {
+      await proxy.cut();
+    }
+  });
+
   it('a follower whose leadership connection hangs for good leads once new connections get through', async function () {
     // Its try for the lock on the hung connection never ended, and it never tried again: with
     // the leader gone, no node led (no rescue, staging or cron) until the kernel gave up.
