@@ -409,7 +409,10 @@ export class ThreadPool {
       const value = result(task, entry.timeoutMs);
       const started = this.threadOf(task) !== null;
       // The thread's start time is on the monotonic clock; the producer wants the wall clock's.
-      const startedAt = started ? Date.now() - (monotonicMs() - this.startedAt[task.slot]!) : null;
+      // Whole milliseconds, as Date.now() gives: durations and log lines are read as integers.
+      const startedAt = started
+        ? Math.round(Date.now() - (monotonicMs() - this.startedAt[task.slot]!))
+        : null;
       const performMs =
         started && Atomics.load(this.ended, task.slot) === 1 ? this.performMs[task.slot]! : null;
       this.untrack(task);
