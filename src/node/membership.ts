@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { CronQueries } from '../db/queries/cron.js';
 import { MaintenanceQueries, type RescueCounts } from '../db/queries/maintenance.js';
-import type { NodeQueries, QueueHeartbeat } from '../db/queries/nodes.js';
+import { isAlive, type NodeQueries, type QueueHeartbeat } from '../db/queries/nodes.js';
 import { withTransaction } from '../db/transaction.js';
 import { ConfigError } from '../config/validate.js';
 
@@ -38,6 +38,8 @@ export interface Joined {
  * Two live processes with one node name would rescue each other's running jobs. A row of this
  * name whose heartbeat is fresh is either a process that just died (its heartbeat goes stale
  * within heartbeatTimeout) or a live duplicate (its heartbeat keeps moving): wait to see which.
+ * The row is judged by its own heartbeatTimeout when that is longer than this process's: a live
+ * node configured to heartbeat less often than this one would check is not dead for it.
  * Returns when the heartbeat it last saw was written (null: there was none), for joinCluster.
  */
 export async function waitForNameToBeFree(
@@ -53,11 +55,12 @@ export async function waitForNameToBeFree(
   const row = async () => (await nodes.list(pool)).find((n) => n.name === name);
   const first = await row();
   if (!first) return null;
-  if (first.ageMs >= heartbeatTimeout) return first.updatedAt;
+  if (!isAlive(first, heartbeatTimeout)) return first.updatedAt;
   options.onWait(first.ageMs);
   // On the monotonic clock: a wall clock stepped forward while waiting ended the wait at the
   // next look, before a live process of this name had heartbeated, and its name was taken.
-  const deadline = performance.now() + heartbeatTimeout - first.ageMs + options.heartbeatInterval;
+  const timeout = Math.max(heartbeatTimeout, first.heartbeatTimeout ?? 0);
+  const deadline = performance.now() + timeout - first.ageMs + options.heartbeatInterval;
   for (;;) {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, Math.min(250, options.heartbeatInterval));
@@ -71,7 +74,7 @@ export async function waitForNameToBeFree(
     signal?.throwIfAborted();
     const now = await row();
     if (!now) return null;
-    if (now.ageMs >= heartbeatTimeout) return now.updatedAt;
+    if (!isAlive(now, heartbeatTimeout)) return now.updatedAt;
     if (now.updatedAt.getTime() !== first.updatedAt.getTime()) {
       throw new ConfigError(
         `node: a live node named "${name}" is already running (its heartbeat moved ${Math.round(now.ageMs)} ms ago); give each node its own name (config "node" or NODE_NAME)`,
@@ -91,7 +94,7 @@ export function joinCluster(options: JoinOptions): Promise<Joined> {
     const row = (await nodes.list(client)).find((n) => n.name === name);
     if (
       row &&
-      row.ageMs < options.heartbeatTimeout &&
+      isAlive(row, options.heartbeatTimeout) &&
       row.updatedAt.getTime() !== options.seen?.getTime()
     )
       throw new ConfigError(

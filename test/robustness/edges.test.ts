@@ -236,6 +236,41 @@ describe('node names', function () {
     assert.match(String(second.reason), /a live node named "stepped" is already running/);
   });
 
+  it("a second process waits out the live name's own heartbeatTimeout when it is longer than its own", async function () {
+    // The wait judged the row by the new process's heartbeatTimeout only: a live node that
+    // heartbeats every 4 s (timeout 20 s) looked dead to a process with a 1 s timeout, which
+    // took its name and rescued its running jobs.
+    first = await startNode(db.schema, db.url, {
+      node: 'patient',
+      heartbeatInterval: 4000,
+      heartbeatTimeout: 20000,
+    });
+    const running = await db.client.insert({ worker: 'slow', args: { ms: 6000 } });
+    await eventually(async () => (await db.client.getJob(running.id))?.state === 'executing');
+    // The live row is older than the second process's whole timeout, still fresh by its own.
+    await eventually(async () => {
+      const [row] = await db.query<{ age: number }>(
+        `SELECT (extract(epoch FROM now() - updated_at) * 1000)::float8 AS age FROM nodes WHERE name = 'patient'`,
+      );
+      return row !== undefined && row.age > 1500 && row.age < 3000;
+    });
+    const [second] = await Promise.allSettled([
+      startNode(db.schema, db.url, {
+        node: 'patient',
+        heartbeatInterval: 250,
+        heartbeatTimeout: 1000,
+      }),
+    ]);
+    if (second.status === 'fulfilled') await second.value.stop();
+    assert.equal(second.status, 'rejected', 'the second process was refused');
+    assert.match(String(second.reason), /a live node named "patient" is already running/);
+    const done = await eventually(async () => {
+      const job = await db.client.getJob(running.id);
+      return job?.state === 'completed' ? job : null;
+    });
+    assert.equal(done.attempt, 1, 'the running job was neither rescued nor run again');
+  });
+
   it('two processes of one name started at the same moment: one is refused', async function () {
     // Both found the name free before either had joined; both ran under it, so when one was
     // killed its running jobs were never rescued while the other heartbeated for the name.
