@@ -136,19 +136,52 @@ function takeCommandLock(file: string): (() => void) | null {
 /** How long a command waits for another one's server to answer, or for its users to leave. */
 const SHARED_SERVER_WAIT_MS = 60_000;
 
+/** The application_name of every connection a command opens to the database. */
+export const CLI_APPLICATION_NAME = 'quern-cli';
+
+/**
+ * The advisory lock (two int4 keys: "quer", "ncli") by which commands using a server another
+ * command started hold it: each holds it shared for as long as it runs, and the command that
+ * started the server takes it exclusive at its end, so it stops the server only once no other
+ * command uses it, and a command that comes meanwhile waits for the stop and starts its own.
+ */
+const COMMANDS_LOCK = '1903520114, 1852009577';
+
+/**
+ * Joins a running embedded server (a node's, or another command's): a connection of its own
+ * that holds COMMANDS_LOCK shared until the returned function ends it. Fails while the command
+ * that started the server is stopping it.
+ */
+async function joinServer(url: string, log: pino.Logger): Promise<() => Promise<void>> {
+  await waitForDatabase(url, log, { attempts: 3 });
+  const holder = new pg.Client({
+    connectionString: url,
+    application_name: CLI_APPLICATION_NAME,
+    connectionTimeoutMillis: 5000,
+  });
+  holder.on('error', () => undefined);
+  try {
+    await holder.connect();
+    await holder.query(`SELECT pg_advisory_lock_shared(${COMMANDS_LOCK})`);
+  } catch (error) {
+    await holder.end().catch(() => undefined);
+    throw error;
+  }
+  return () => holder.end().catch(() => undefined);
+}
+
 /** The embedded server to use: a running one (a node's, or another command's), or its own. */
 async function embeddedForCommand(
   dataDir: string,
   log: pino.Logger,
-): Promise<{ url: string; embedded: EmbeddedDatabase | null; release: () => void }> {
+): Promise<{ url: string; embedded: EmbeddedDatabase | null; release: () => Promise<void> }> {
   const file = commandLockFile(dataDir);
   const deadline = Date.now() + SHARED_SERVER_WAIT_MS;
   for (;;) {
     const running = runningEmbeddedUrl(dataDir);
     if (running) {
       try {
-        await waitForDatabase(running, log, { attempts: 3 });
-        return { url: running, embedded: null, release: () => undefined };
+        return { url: running, embedded: null, release: await joinServer(running, log) };
       } catch (error) {
         if (error instanceof DatabaseConfigError) throw error;
         // Still starting or already stopping (another command's): look again. A server that
@@ -158,23 +191,24 @@ async function embeddedForCommand(
             `database ${redactUrl(running)} is not answering: ${(error as Error).message}`,
           );
         if (Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
     }
     const holder = commandLockHolder(file);
     if (holder === null) {
-      const release = takeCommandLock(file);
-      if (release) {
+      const unlock = takeCommandLock(file);
+      if (unlock) {
+        // Started by another since the look above: join it as any other running server.
+        if (runningEmbeddedUrl(dataDir)) {
+          unlock();
+          continue;
+        }
         try {
-          const started = runningEmbeddedUrl(dataDir);
-          if (started) {
-            release();
-            return { url: started, embedded: null, release: () => undefined };
-          }
           const embedded = await startEmbedded(dataDir);
-          return { url: embedded.url, embedded, release };
+          return { url: embedded.url, embedded, release: () => Promise.resolve(unlock()) };
         } catch (error) {
-          release();
+          unlock();
           throw error;
         }
       }
@@ -187,23 +221,28 @@ async function embeddedForCommand(
   }
 }
 
-/** Waits (bounded) until no other client is connected to a server this command started. */
-async function othersGone(url: string): Promise<void> {
-  const db = new pg.Client({ connectionString: url });
+/**
+ * Stops a server this command started once no other command uses it (waiting at most
+ * SHARED_SERVER_WAIT_MS): it takes COMMANDS_LOCK exclusive and keeps it through the stop, so a
+ * command that joins meanwhile waits and then starts its own. Only commands hold the lock: a
+ * user's psql session on the server does not hold the command (it held it, and the user's
+ * terminal, for the whole minute), and is closed by the stop.
+ */
+async function stopWhenOthersGone(embedded: EmbeddedDatabase): Promise<void> {
+  const db = new pg.Client({
+    connectionString: embedded.url,
+    application_name: CLI_APPLICATION_NAME,
+  });
   db.on('error', () => undefined);
   try {
     await db.connect();
-    const deadline = Date.now() + SHARED_SERVER_WAIT_MS;
-    while (Date.now() < deadline) {
-      const { rows } = await db.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity
-         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`,
-      );
-      if (rows[0]!.n === 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await db.query(`SET lock_timeout = ${SHARED_SERVER_WAIT_MS}`);
+    await db.query(`SELECT pg_advisory_lock(${COMMANDS_LOCK})`);
   } catch {
-    // the server is going or gone: nothing to wait for
+    // waited the whole minute, or the server is going or gone: stop it
+  }
+  try {
+    await embedded.stop();
   } finally {
     await db.end().catch(() => undefined);
   }
@@ -244,7 +283,7 @@ export async function connectClient(
 ): Promise<Connected> {
   const log = pino({ level: 'silent' });
   let embedded: EmbeddedDatabase | null = null;
-  let release = (): void => undefined;
+  let release = (): Promise<void> => Promise.resolve();
   let url = config.database.url;
   if (url) {
     try {
@@ -270,12 +309,9 @@ export async function connectClient(
     async close() {
       try {
         await client.close();
-        if (embedded) {
-          await othersGone(embedded.url);
-          await embedded.stop();
-        }
+        if (embedded) await stopWhenOthersGone(embedded);
       } finally {
-        release();
+        await release();
       }
     },
   };

@@ -4,11 +4,14 @@
 // that one stopped it under it.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { eventually } from '../helpers/db.js';
-import { FIXTURE_WORKERS, runCli, writeConfig } from '../helpers/node.js';
+import { CLUSTER_JS, FIXTURE_WORKERS, ROOT, runCli, writeConfig } from '../helpers/node.js';
 
 function alive(pid: number): boolean {
   try {
@@ -68,5 +71,43 @@ describe('CLI commands at once on the embedded PostgreSQL', function () {
       15000,
       'the server to stop',
     );
+  });
+
+  it("a user's psql session on the server does not hold the command that started it", async function () {
+    // The command waited at its end, up to a minute, while any other client was connected (a
+    // psql session of the user's): it now waits only for other commands' connections.
+    dataDir = path.join(mkdtempSync(path.join(tmpdir(), 'quern-commands-')), 'data');
+    const config = writeConfig({
+      schema: 'commands',
+      database: { dataDir },
+      workers: FIXTURE_WORKERS,
+    });
+    const migrated = await runCli(['migrate', '--config', config], { DATABASE_URL: '' });
+    assert.equal(migrated.code, 0, migrated.stderr);
+    const watch = spawn(process.execPath, [CLUSTER_JS, 'status', '--watch', '--config', config], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: '', LOG_LEVEL: 'silent' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = once(watch, 'exit');
+    let stdout = '';
+    watch.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    await eventually(() => Promise.resolve(stdout.includes('frame 1')), 30000, 'the first frame');
+    const psql = new pg.Client({
+      connectionString: readFileSync(path.join(dataDir, 'quern-url'), 'utf8').trim(),
+      application_name: 'psql',
+    });
+    psql.on('error', () => undefined);
+    await psql.connect();
+    try {
+      const started = Date.now();
+      watch.kill('SIGINT');
+      const [code] = (await exited) as [number | null];
+      const tookMs = Date.now() - started;
+      assert.equal(code, 0);
+      assert.ok(tookMs < 20000, `the command took ${tookMs} ms to exit`);
+    } finally {
+      await psql.end().catch(() => undefined);
+    }
   });
 });
