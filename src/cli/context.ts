@@ -4,7 +4,7 @@
 // everything else).
 
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -87,20 +87,36 @@ function runningEmbeddedUrl(dataDir: string): string | null {
  * server until that one stopped it under it (an unhandled "Connection terminated unexpectedly",
  * with a stack).
  */
-function commandLockFile(dataDir: string): string {
+export function commandLockFile(dataDir: string): string {
   const key = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16);
   return path.join(tmpdir(), `quern-embedded-${key}.lock`);
 }
 
-/** The live process holding the lock, or null. */
-function commandLockHolder(file: string): number | null {
-  let pid: number;
+/** How long a lock file with no pid in it is taken to be one another command is writing. */
+const UNWRITTEN_LOCK_MS = 10_000;
+
+/**
+ * The live process holding the lock (0: a command that has not written its pid yet), or null.
+ * Exported for tests.
+ */
+export function commandLockHolder(file: string): number | null {
+  let text: string;
   try {
-    pid = Number(readFileSync(file, 'utf8').trim());
+    text = readFileSync(file, 'utf8').trim();
   } catch {
     return null;
   }
-  if (!Number.isInteger(pid) || pid <= 0) return null;
+  const pid = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isInteger(pid) || pid <= 0) {
+    // Empty or cut short: being written (a command of an earlier version created it and wrote
+    // its pid after), unless it has been so for long. Read as stale, it was removed under the
+    // command writing it, and two commands started two servers on one folder.
+    try {
+      return Date.now() - statSync(file).mtimeMs < UNWRITTEN_LOCK_MS ? 0 : null;
+    } catch {
+      return null;
+    }
+  }
   try {
     process.kill(pid, 0);
     return pid;
@@ -109,8 +125,12 @@ function commandLockHolder(file: string): number | null {
   }
 }
 
-/** Takes the lock (clearing one left by a dead process), or returns null when another holds it. */
-function takeCommandLock(file: string): (() => void) | null {
+/**
+ * Takes the lock (clearing one left by a dead process), or returns null when another holds it.
+ * The file appears with the pid already in it (written aside, then linked), never empty.
+ * Exported for tests.
+ */
+export function takeCommandLock(file: string): (() => void) | null {
   if (commandLockHolder(file) === null && existsSync(file)) {
     try {
       unlinkSync(file);
@@ -118,11 +138,19 @@ function takeCommandLock(file: string): (() => void) | null {
       // another command cleared it first
     }
   }
+  const aside = `${file}.${process.pid}`;
+  writeFileSync(aside, `${process.pid}\n`);
   try {
-    writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+    linkSync(aside, file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return null;
     throw error;
+  } finally {
+    try {
+      unlinkSync(aside);
+    } catch {
+      // already gone
+    }
   }
   return () => {
     try {
@@ -214,7 +242,7 @@ async function embeddedForCommand(
       }
     } else if (Date.now() > deadline) {
       throw new CommandError(
-        `the embedded PostgreSQL in ${dataDir} did not come up: another command (pid ${holder}) is starting it`,
+        `the embedded PostgreSQL in ${dataDir} did not come up: another command (${holder ? `pid ${holder}` : 'its pid not written yet'}) is starting it`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 100));

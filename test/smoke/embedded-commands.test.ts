@@ -6,10 +6,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { commandLockFile, takeCommandLock } from '../../src/cli/context.js';
 import { eventually } from '../helpers/db.js';
 import { CLUSTER_JS, FIXTURE_WORKERS, ROOT, runCli, writeConfig } from '../helpers/node.js';
 
@@ -108,6 +109,29 @@ describe('CLI commands at once on the embedded PostgreSQL', function () {
       assert.ok(tookMs < 20000, `the command took ${tookMs} ms to exit`);
     } finally {
       await psql.end().catch(() => undefined);
+    }
+  });
+
+  it('a lock file another command has created but not yet written its pid in is not taken', function () {
+    // The lock file was created empty and its pid written after: a command that read it in
+    // between took it for a dead command's, removed it and took the lock, and two commands
+    // started two servers on one folder ('Is another postmaster ... running').
+    dataDir = path.join(mkdtempSync(path.join(tmpdir(), 'quern-commands-')), 'data');
+    const file = commandLockFile(dataDir);
+    writeFileSync(file, '');
+    try {
+      assert.equal(takeCommandLock(file), null, 'the lock being written is left to its writer');
+      assert.equal(readFileSync(file, 'utf8'), '', 'and its file is untouched');
+      // One left empty for long (its writer died in between) is stale, and taken.
+      const old = new Date(Date.now() - 60_000);
+      utimesSync(file, old, old);
+      const release = takeCommandLock(file);
+      assert.ok(release, 'an empty lock file a minute old is taken');
+      assert.equal(readFileSync(file, 'utf8').trim(), String(process.pid));
+      release();
+      assert.equal(existsSync(file), false);
+    } finally {
+      rmSync(file, { force: true });
     }
   });
 });
