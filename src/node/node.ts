@@ -444,8 +444,11 @@ export class QuernNode {
     );
     if (!(await beat)) return this.onReplaced();
     this.fence?.written(sentAt);
-    // The database answers again: jobs claimed by fetches whose answer was lost go back.
-    if (this.lostFetches.pending > 0) await this.lostFetches.release();
+    // The database answers again: jobs claimed by fetches whose answer was lost go back. Not
+    // awaited: the next heartbeat waits for this one, and a put-back that is slow (on a
+    // connection that hangs, until the pool's query timeout) left the node without heartbeats
+    // past heartbeatTimeout, fenced; it is repeated for two minutes after a lost fetch.
+    if (this.lostFetches.pending > 0) void this.lostFetches.release().catch(() => undefined);
   }
 
   /**

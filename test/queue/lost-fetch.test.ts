@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import sinon from 'sinon';
+import { MaintenanceQueries } from '../../src/db/queries/maintenance.js';
 import type { QuernNode } from '../../src/node/node.js';
 import { cleanup, createSchema, eventually, type TestSchema } from '../helpers/db.js';
 import { startNode } from '../helpers/node.js';
@@ -53,5 +54,56 @@ describe('a fetch whose answer is lost', function () {
     );
     for (const row of rows) assert.deepEqual([row.attempt, row.errors], [1, []], `job ${row.id}`);
     assert.ok(stub.callCount >= 2);
+  });
+
+  it('a slow put-back does not hold up the heartbeats', async function () {
+    // The heartbeat awaited the put-back, and the next heartbeat waited for it: a put-back on a
+    // connection that hangs (up to the pool's 60 s query timeout), or slow for any reason, and
+    // repeated at every heartbeat for two minutes after a lost fetch, left the node without
+    // heartbeats past heartbeatTimeout, so it fenced itself and stopped its jobs.
+    let unblock = (): void => undefined;
+    const hung = new Promise<void>((resolve) => (unblock = resolve));
+    let putBackBegan = false;
+    sinon.stub(MaintenanceQueries.prototype, 'releaseLostFetches').callsFake(async () => {
+      putBackBegan = true;
+      await hung;
+      return 0;
+    });
+    try {
+      node = await startNode(db.schema, db.url, {
+        node: 'beating',
+        heartbeatInterval: 250,
+        heartbeatTimeout: 1000,
+        queues: { default: { limit: 5, pollInterval: 200 } },
+      });
+      const fetch = node.jobs.fetch.bind(node.jobs);
+      let lost = false;
+      sinon.stub(node.jobs, 'fetch').callsFake(async (...args) => {
+        const rows = await fetch(...args);
+        if (rows.length === 0 || lost) return rows;
+        lost = true;
+        throw Object.assign(new Error('Connection terminated unexpectedly'), {
+          code: 'ECONNRESET',
+        });
+      });
+      await db.client.insert({ worker: 'ok', args: { value: 1 } });
+      await eventually(() => Promise.resolve(putBackBegan), 10000, 'the put-back to begin');
+      const [row] = await db.query<{ at: Date }>(
+        `SELECT updated_at AS at FROM nodes WHERE name = 'beating'`,
+      );
+      await eventually(
+        async () => {
+          const [moved] = await db.query<{ ok: boolean }>(
+            `SELECT updated_at > $1::timestamptz + interval '750 ms' AS ok FROM nodes WHERE name = 'beating'`,
+            [row!.at],
+          );
+          return moved?.ok;
+        },
+        5000,
+        'heartbeats while the put-back hangs',
+      );
+    } finally {
+      unblock();
+    }
   });
 });
