@@ -29,8 +29,12 @@ export class OutcomeWriter {
   private retryTimer: NodeJS.Timeout | null = null;
   private retryDelay = 100;
   private flushQueued = false;
-  /** Outcomes written (or refused), by their `done`: a fallback row is a copy with the same one. */
-  private readonly settled = new WeakSet<PendingOutcome['done']>();
+  /**
+   * While a batch is split to find a refused value: the outcomes of it already written (or
+   * refused), by their `done` (a fallback row is a copy with the same one). Null otherwise, so
+   * that the outcomes of a batch written whole cost nothing more per job.
+   */
+  private splitSettled: Set<PendingOutcome['done']> | null = null;
   private readonly call: <T>(fn: () => Promise<T>) => Promise<T>;
 
   constructor(
@@ -63,6 +67,7 @@ export class OutcomeWriter {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.options.maxBatch ?? 1000);
+        this.splitSettled = null;
         try {
           await this.write(batch);
           this.retryDelay = 100;
@@ -70,7 +75,8 @@ export class OutcomeWriter {
           // A batch split to find a refused value may have been written in part before the
           // connection failed: only what is not settled goes back (settling twice counted the
           // jobs' outcomes down twice, and a node stopping waited for an idle it never reached).
-          this.queue.unshift(...batch.filter((p) => !this.settled.has(p.done)));
+          const settled = this.splitSettled as Set<PendingOutcome['done']> | null;
+          this.queue.unshift(...(settled ? batch.filter((p) => !settled.has(p.done)) : batch));
           this.options.onError?.(error as Error, this.queue.length);
           this.scheduleRetry();
           return;
@@ -99,6 +105,7 @@ export class OutcomeWriter {
       // every outcome of the node behind it.
       if (isDataError(error) || error instanceof RangeError) {
         if (batch.length > 1) {
+          this.splitSettled ??= new Set();
           const middle = Math.ceil(batch.length / 2);
           await this.write(batch.slice(0, middle));
           await this.write(batch.slice(middle));
@@ -123,8 +130,9 @@ export class OutcomeWriter {
       throw error;
     }
     // By attempt token: two attempts of one job may share a batch, and only one is written.
+    const settled = this.splitSettled;
     for (const pending of batch) {
-      this.settled.add(pending.done);
+      settled?.add(pending.done);
       pending.done(written.has(pending.row.token));
     }
   }
