@@ -50,8 +50,9 @@ export function isConnectionError(error: unknown): boolean {
   }
   const message = e?.message ?? '';
   // 'Query read timeout': pg gave up waiting for an answer (the pools' query_timeout, see
-  // db/connect.ts); the connection is closed, and the statement may have run.
-  return /Connection terminated|connection timeout|Query read timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|ECONNREFUSED|the database system is (starting up|shutting down)/i.test(
+  // db/connect.ts); the connection is closed, and the statement may have run. 'timeout expired':
+  // pg gave up a connect (a client's connectionTimeoutMillis, as the node's pools set it).
+  return /^timeout expired$|Connection terminated|connection timeout|Query read timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|ECONNREFUSED|the database system is (starting up|shutting down)/i.test(
     message,
   );
 }

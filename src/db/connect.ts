@@ -146,6 +146,22 @@ export const QUERY_TIMEOUT_MS = 60_000;
 /** A connection a pool opens must be ready within this (a server that accepts and never answers). */
 const CONNECT_TIMEOUT_MS = 5000;
 
+/**
+ * The node's pools' connections: a connect is given up after CONNECT_TIMEOUT_MS. On the client,
+ * not the pool: pg-pool applies its own connectionTimeoutMillis also to a statement waiting for a
+ * busy connection of a full pool, which then failed after 5 s as 'timeout exceeded when trying
+ * to connect', a lost connection for the breaker, while the database answered (a small poolSize
+ * beside the pruner's long deletes, say). Waiting for a busy connection is not bounded.
+ */
+class BoundedConnectClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super({
+      ...(typeof config === 'string' ? { connectionString: config } : config),
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    });
+  }
+}
+
 export function createPool(
   url: string,
   size: number,
@@ -157,7 +173,7 @@ export function createPool(
     max: size,
     application_name: applicationName,
     onConnect: genericPlansHook,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    Client: BoundedConnectClient,
     query_timeout: queryTimeoutMs,
   });
   // An idle client's connection dying must not crash the process; the next query reconnects.
@@ -190,7 +206,7 @@ export function createFetchPool(
     max: size,
     application_name: applicationName,
     onConnect: genericPlansHook,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    Client: BoundedConnectClient,
     query_timeout: queryTimeoutMs,
   });
   pool.on('error', () => undefined);
