@@ -2,8 +2,9 @@
 // connection dies after PostgreSQL committed it but before the rows reached us, those jobs are
 // `executing` under this live node, which does not know them, and the lifeline never rescues a
 // node that heartbeats. So the token of every fetch that failed on a connection error is kept,
-// and the jobs claimed under it (if any) are put back, attempt refunded, once the database
-// answers. Exact and race-free: a failed fetch's rows can never be dispatched any more.
+// and the jobs claimed under it (if any) are put back, attempt refunded, by every heartbeat that
+// reaches the database for KEEP_MS after the failure (a claim given up may commit later). Exact
+// and race-free: a failed fetch's rows can never be dispatched any more.
 
 import type pg from 'pg';
 import { isConnectionError } from '../db/breaker.js';
@@ -38,7 +39,10 @@ export class LostFetches {
     if (isConnectionError(error)) this.tokens.set(token, performance.now());
   }
 
-  /** Puts back the jobs claimed by failed fetches; returns how many. Keeps tokens it could not check. */
+  /**
+   * Puts back the jobs claimed by failed fetches; returns how many. Keeps every token for KEEP_MS
+   * after its fetch failed, and those it could not check (the put-back failed) until one succeeds.
+   */
   release(): Promise<number> {
     if (this.tokens.size === 0) return Promise.resolve(0);
     this.releasing ??= this.releaseNow().finally(() => {
