@@ -139,9 +139,9 @@ export async function resolveDatabase(
  * claim or outcome write in flight on it never ended, and the node stayed fenced, or a queue
  * stopped fetching, long after new connections got through. A statement given up fails as a
  * connection error (the breaker counts it, a claim's jobs go back as a lost fetch), and the pool
- * closes that connection (pool.query; in withTransaction, once its ROLLBACK, queued behind the
- * statement given up, fails too). Heartbeats get their node's heartbeatTimeout (NodeQueries.heartbeat),
- * claims the same (see createFetchPool); the rest, this. Migrations use a client of their own.
+ * closes that connection (withTransaction too, without a ROLLBACK). Heartbeats get their node's
+ * heartbeatTimeout (NodeQueries.heartbeat), claims the same (see createFetchPool); the rest,
+ * this. Migrations use a client of their own.
  */
 export const QUERY_TIMEOUT_MS = 60_000;
 /** A connection a pool opens must be ready within this (a server that accepts and never answers). */

@@ -3,6 +3,7 @@
 // its job, a node joining the cluster).
 
 import type pg from 'pg';
+import { isConnectionError } from './breaker.js';
 
 export async function withTransaction<T>(
   pool: pg.Pool,
@@ -16,9 +17,14 @@ export async function withTransaction<T>(
     await client.query('COMMIT');
     return result;
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
+    // A connection that failed, or a statement given up on it (its pool's query_timeout): the
+    // ROLLBACK would wait behind that statement, on a connection that hangs for as long again,
+    // before giving up too. Closed instead, which rolls the transaction back on the server.
+    if (isConnectionError(error)) broken = true;
+    else
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
     throw error;
   } finally {
     // A connection that could not roll back is not handed to the next caller.

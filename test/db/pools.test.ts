@@ -4,7 +4,9 @@ import type pg from 'pg';
 import sinon from 'sinon';
 import { isConnectionError } from '../../src/db/breaker.js';
 import { createFetchPool, createPool } from '../../src/db/connect.js';
+import { withTransaction } from '../../src/db/transaction.js';
 import { databaseUrl } from '../helpers/db.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 // The node's pools: a new connection is given up after 5 s, a statement waiting for a busy
 // connection of a full pool is not.
@@ -65,6 +67,31 @@ describe("the node's pools", function () {
     } finally {
       for (const socket of sockets) socket.destroy();
       silent.close();
+    }
+  });
+
+  it('a transaction whose statement is given up on a hung connection gives up at once, without a ROLLBACK behind it', async function () {
+    // The ROLLBACK was queued behind the statement given up, on the same hung connection, and
+    // waited its own query_timeout before the connection was closed: twice the bound (two
+    // minutes for a node joining or the cron's insert on a connection that hangs for good).
+    const proxy = new TcpProxy(databaseUrl());
+    await proxy.start();
+    try {
+      pool = createPool(proxy.url, 1, 'quern-pools-test', 3000);
+      await pool.query('SELECT 1');
+      proxy.freeze();
+      const started = Date.now();
+      const error = await withTransaction(pool, (client) => client.query('SELECT 1')).then(
+        () => null,
+        (e: unknown) => e as Error,
+      );
+      const tookMs = Date.now() - started;
+      assert.match(String(error), /Query read timeout/);
+      assert.ok(tookMs < 5000, `gave up after ${tookMs} ms (the bound is 3000)`);
+    } finally {
+      await pool?.end().catch(() => undefined);
+      pool = undefined;
+      await proxy.stop();
     }
   });
 });
