@@ -61,6 +61,10 @@ export async function waitForDatabase(
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted();
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    // A server that closes the connection between the statements (an embedded server another
+    // CLI command is stopping: 'terminating connection due to administrator command') emits it
+    // as an 'error' event, which with no listener ended the process; the calls reject anyway.
+    client.on('error', () => undefined);
     // A connect to a server that accepts and never answers waits for its 5 s timeout, and
     // client.end() does not interrupt it (it half-closes a socket the server leaves open):
     // the socket itself is destroyed, as pg's own connect timeout does.
