@@ -4,7 +4,16 @@
 // everything else).
 
 import { createHash } from 'node:crypto';
-import { existsSync, linkSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  linkSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -96,48 +105,74 @@ export function commandLockFile(dataDir: string): string {
 const UNWRITTEN_LOCK_MS = 10_000;
 
 /**
- * The live process holding the lock (0: a command that has not written its pid yet), or null.
- * Exported for tests.
+ * The lock file's text and the live process holding it (0: a command that has not written its
+ * pid yet; null: a dead one's), or null when there is no lock file.
  */
-export function commandLockHolder(file: string): number | null {
+function lockState(file: string): { text: string; holder: number | null } | null {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8').trim();
+    text = readFileSync(file, 'utf8');
   } catch {
     return null;
   }
-  const pid = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isInteger(pid) || pid <= 0) {
+  const pid = Number(text.trim());
+  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(pid) || pid <= 0) {
     // Empty or cut short: being written (a command of an earlier version created it and wrote
     // its pid after), unless it has been so for long. Read as stale, it was removed under the
     // command writing it, and two commands started two servers on one folder.
     try {
-      return Date.now() - statSync(file).mtimeMs < UNWRITTEN_LOCK_MS ? 0 : null;
+      return { text, holder: Date.now() - statSync(file).mtimeMs < UNWRITTEN_LOCK_MS ? 0 : null };
     } catch {
       return null;
     }
   }
   try {
     process.kill(pid, 0);
-    return pid;
+    return { text, holder: pid };
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
+    return { text, holder: (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : null };
+  }
+}
+
+/**
+ * The live process holding the lock (0: a command that has not written its pid yet), or null.
+ * Exported for tests.
+ */
+export function commandLockHolder(file: string): number | null {
+  return lockState(file)?.holder ?? null;
+}
+
+/**
+ * Removes a lock file a dead command left, read as `text`: moved aside first, and put back if
+ * what was moved is not that file (another command cleared it and took the lock meanwhile).
+ */
+function clearStaleLock(file: string, text: string): void {
+  const aside = `${file}.stale.${process.pid}`;
+  try {
+    renameSync(file, aside);
+  } catch {
+    return; // another command cleared it first
+  }
+  try {
+    if (readFileSync(aside, 'utf8') !== text) linkSync(aside, file);
+  } catch {
+    // taken again meanwhile: that one stands
+  } finally {
+    rmSync(aside, { force: true });
   }
 }
 
 /**
  * Takes the lock (clearing one left by a dead process), or returns null when another holds it.
- * The file appears with the pid already in it (written aside, then linked), never empty.
+ * The file appears with the pid already in it (written aside, then linked), never empty. Only a
+ * lock file read as a dead command's is cleared: the check was "no live holder" (no file at all
+ * counted) followed by "the file exists", so a command that looked just before another took the
+ * lock removed that lock, and both started a server on one folder.
  * Exported for tests.
  */
 export function takeCommandLock(file: string): (() => void) | null {
-  if (commandLockHolder(file) === null && existsSync(file)) {
-    try {
-      unlinkSync(file);
-    } catch {
-      // another command cleared it first
-    }
-  }
+  const state = lockState(file);
+  if (state !== null && state.holder === null) clearStaleLock(file, state.text);
   const aside = `${file}.${process.pid}`;
   writeFileSync(aside, `${process.pid}\n`);
   try {
