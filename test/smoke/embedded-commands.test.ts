@@ -33,7 +33,8 @@ describe('CLI commands at once on the embedded PostgreSQL', function () {
       const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
       if (alive(pid)) process.kill(pid, 'SIGKILL');
     }
-    rmSync(dataDir, { recursive: true, force: true });
+    // The folder mkdtemp made, with the data folder in it.
+    rmSync(path.dirname(dataDir), { recursive: true, force: true });
   });
 
   it('four inserts at once on a new data folder, then four more: each inserts its job, and no server is left', async function () {
