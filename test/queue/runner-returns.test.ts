@@ -76,6 +76,19 @@ describe('the worker thread runs each job to one outcome, whatever perform retur
     ['proxy', /the get trap refuses/],
     ['sync-throw', /thrown at once/],
     ['rejected', /rejected/],
+    [
+      'throws-rejected',
+      /^perform threw a promise instead of an error \(a missing await\?\); it rejected with Error: the thrown promise rejects/,
+    ],
+    ['throws-pending', /^perform threw a promise .*; it had not settled 100 ms later$/],
+    [
+      'throws-thenable',
+      /^perform threw a promise .*; it rejected with Error: the thrown thenable rejects/,
+    ],
+    [
+      'rejects-with-rejected',
+      /^perform rejected with a promise .*; it rejected with Error: the inner promise rejects/,
+    ],
   ];
   for (const [mode, error] of modes) {
     it(`${mode}: settled as await would, and the thread's one slot is free for the next job`, async function () {
