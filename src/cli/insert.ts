@@ -58,15 +58,18 @@ export const insert: Command = {
     if (maxAttempts !== undefined) job.maxAttempts = maxAttempts;
     if (scheduleIn !== undefined) job.scheduleIn = Number(scheduleIn);
     // `--tags 'a, b'` is tags a and b: the space was kept (" b", which no filter on b finds).
-    if (values.tags !== undefined)
-      job.tags = [
-        ...new Set(
-          String(values.tags)
-            .split(',')
-            .map((tag) => tag.trim())
-            .filter(Boolean),
-        ),
-      ];
+    // An empty tag (`--tags ''`, `a,,b`, `a,`) is refused, as the insert API refuses one: it was
+    // dropped without a word.
+    if (values.tags !== undefined) {
+      const tags = String(values.tags)
+        .split(',')
+        .map((tag) => tag.trim());
+      if (tags.includes(''))
+        throw new UsageError(
+          `--tags: expected tags separated by commas, none of them empty, got ${JSON.stringify(values.tags)}`,
+        );
+      job.tags = [...new Set(tags)];
+    }
 
     const config = configFromFlags(values);
     if (!values['any-worker']) await requireKnownWorker(config, worker);

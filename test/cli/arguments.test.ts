@@ -42,6 +42,13 @@ describe('CLI arguments', function () {
     ['a --priority beyond 2^53', ['insert', 'ok', '--priority', huge], /--priority/],
     ['a --schedule-in past any date', ['insert', 'ok', '--schedule-in', huge], /--schedule-in/],
     ['a bad --prefix', ['status', '--prefix', 'Not-A-Schema'], /--prefix: "Not-A-Schema"/],
+    [
+      'an empty tag in --tags',
+      ['insert', 'ok', '--tags', 'a,,b'],
+      /--tags: .*none of them empty, got "a,,b"/,
+    ],
+    ['an empty --tags', ['insert', 'ok', '--tags', ''], /--tags: .*got ""/],
+    ['a --tags ending in a comma', ['insert', 'ok', '--tags', 'a, '], /--tags: .*got "a, "/],
   ];
   for (const [what, args, message] of usageErrors) {
     it(`exits 2 with a message for ${what}`, async function () {

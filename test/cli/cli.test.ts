@@ -127,7 +127,7 @@ describe('the CLI', function () {
       'ok',
       '{}',
       '--tags',
-      ' a, b,a,, ',
+      ' a, b,a ',
       '--config',
       config,
     ]);
