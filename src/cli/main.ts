@@ -79,9 +79,21 @@ export async function main(argv: string[]): Promise<number> {
         options,
         allowPositionals: true,
         strict: true,
+        tokens: true,
       });
     } catch (error) {
       throw new UsageError((error as Error).message);
+    }
+    // parseArgs keeps the last of an option given twice (`--queue a --queue b` inserted into b):
+    // which one was meant is not known, so it is a usage error. No option is `multiple`.
+    const seen = new Map<string, string>();
+    for (const token of parsed.tokens) {
+      if (token.kind !== 'option') continue;
+      const given = token.value === undefined ? token.rawName : `${token.rawName} ${token.value}`;
+      const before = seen.get(token.name);
+      if (before !== undefined)
+        throw new UsageError(`--${token.name}: given more than once (${before}, ${given})`);
+      seen.set(token.name, given);
     }
     return await command.run({
       positionals: parsed.positionals,

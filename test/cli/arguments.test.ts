@@ -43,6 +43,26 @@ describe('CLI arguments', function () {
     ['a --schedule-in past any date', ['insert', 'ok', '--schedule-in', huge], /--schedule-in/],
     ['a bad --prefix', ['status', '--prefix', 'Not-A-Schema'], /--prefix: "Not-A-Schema"/],
     [
+      'an option given twice',
+      ['insert', 'ok', '--queue', 'a', '--queue', 'b'],
+      /--queue: given more than once \(--queue a, --queue b\)/,
+    ],
+    [
+      'an option given twice, once with =',
+      ['jobs', '--limit=5', '--state', 'available', '--limit', '6'],
+      /--limit: given more than once \(--limit 5, --limit 6\)/,
+    ],
+    [
+      'a global option given twice',
+      ['status', '--prefix', 'a', '--prefix', 'b'],
+      /--prefix: given more than once/,
+    ],
+    [
+      'a flag given twice',
+      ['stats', '--json', '--json'],
+      /--json: given more than once \(--json, --json\)/,
+    ],
+    [
       'an empty tag in --tags',
       ['insert', 'ok', '--tags', 'a,,b'],
       /--tags: .*none of them empty, got "a,,b"/,
