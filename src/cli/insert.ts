@@ -3,6 +3,7 @@
 
 import type { InsertJob } from '../worker/define.js';
 import { InsertError } from '../jobs/insert.js';
+import { assertExactIntegers } from '../jobs/json.js';
 import {
   configFromFlags,
   connectClient,
@@ -39,6 +40,11 @@ export const insert: Command = {
         args = JSON.parse(argsJson);
       } catch (error) {
         throw new UsageError(`ARGS_JSON is not valid JSON: ${(error as Error).message}`);
+      }
+      try {
+        assertExactIntegers(argsJson, args, 'args');
+      } catch (error) {
+        throw new UsageError(`ARGS_JSON: ${(error as Error).message}`);
       }
     }
     const scheduleIn = values['schedule-in'];

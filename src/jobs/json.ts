@@ -149,6 +149,46 @@ function walkValue(item: unknown, depth: number, walk: Walk): void {
   }
 }
 
+/** A JSON text's strings and numbers, in order: a number outside a string is a value. */
+const JSON_TOKENS = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+
+/**
+ * Throws a JsonValueError naming the path of the first integer written in a JSON text (`text`,
+ * already parsed to `parsed`) beyond 2^53 - 1: JSON.parse rounds it to the nearest double, so
+ * `12345678901234567890123` would be stored as 12345678901234568000000 without a word. A number
+ * written with a fraction or an exponent is a double by choice and is left alone.
+ */
+export function assertExactIntegers(text: string, parsed: unknown, where: string): void {
+  const unsafe = text
+    .match(JSON_TOKENS)
+    ?.find((token) => /^-?\d+$/.test(token) && !Number.isSafeInteger(Number(token)));
+  if (unsafe === undefined) return;
+  const rounded = Number(unsafe);
+  const path = pathOfNumber(parsed, rounded, where, 0) ?? where;
+  throw new JsonValueError(
+    `${path}: the integer ${unsafe} is beyond ${Number.MAX_SAFE_INTEGER} (2^53 - 1), the largest ` +
+      `a JSON number keeps exactly here, and would be stored as ${rounded}; write it as a string ` +
+      `("${unsafe}")`,
+  );
+}
+
+function pathOfNumber(value: unknown, wanted: number, at: string, depth: number): string | null {
+  if (value === wanted) return at;
+  if (typeof value !== 'object' || value === null || depth > MAX_JSON_DEPTH) return null;
+  if (Array.isArray(value)) {
+    for (let index = 0; index < value.length; index++) {
+      const found = pathOfNumber(value[index], wanted, `${at}[${index}]`, depth + 1);
+      if (found !== null) return found;
+    }
+    return null;
+  }
+  for (const [key, member] of Object.entries(value)) {
+    const found = pathOfNumber(member, wanted, `${at}.${key}`, depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
 /** Removes what jsonb cannot store from a string (used for errors and results of jobs). */
 export function cleanString(value: string): string {
   // eslint-disable-next-line no-control-regex -- NUL is exactly what jsonb refuses

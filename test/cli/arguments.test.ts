@@ -43,6 +43,16 @@ describe('CLI arguments', function () {
     ['a --schedule-in past any date', ['insert', 'ok', '--schedule-in', huge], /--schedule-in/],
     ['a bad --prefix', ['status', '--prefix', 'Not-A-Schema'], /--prefix: "Not-A-Schema"/],
     [
+      'an integer in ARGS_JSON beyond 2^53 - 1',
+      ['insert', 'ok', '{"a":1.5,"b":[1e30,{"c":12345678901234567890123}]}'],
+      /ARGS_JSON: args\.b\[1\]\.c: the integer 12345678901234567890123 is beyond 9007199254740991 \(2\^53 - 1\).*stored as 1\.2345678901234568e\+22; write it as a string \("12345678901234567890123"\)/,
+    ],
+    [
+      'a negative integer in ARGS_JSON beyond -(2^53 - 1), beside a string of digits',
+      ['insert', 'ok', '{"s":"99999999999999999999","n":-9007199254740993}'],
+      /ARGS_JSON: args\.n: the integer -9007199254740993 is beyond/,
+    ],
+    [
       'an option given twice',
       ['insert', 'ok', '--queue', 'a', '--queue', 'b'],
       /--queue: given more than once \(--queue a, --queue b\)/,
@@ -79,6 +89,18 @@ describe('CLI arguments', function () {
       assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
     });
   }
+
+  it('ARGS_JSON keeps integers up to 2^53 - 1, digits in strings and doubles written as such', async function () {
+    const args =
+      '{"max":9007199254740991,"min":-9007199254740991,"s":"12345678901234567890123","d":1e30}';
+    const { code, stderr } = await runCli(['insert', 'ok', args, '--config', config]);
+    assert.equal(code, 0, stderr);
+    const [row] = await db.query<{ args: string }>('SELECT args::text FROM jobs');
+    assert.equal(
+      row!.args,
+      '{"d": 1000000000000000000000000000000, "s": "12345678901234567890123", "max": 9007199254740991, "min": -9007199254740991}',
+    );
+  });
 
   it('enqueue-dir names a folder that does not exist or is a file, exit 2, nothing inserted', async function () {
     const dir = mkdtempSync(path.join(tmpdir(), 'quern-enqueue-dir-'));
