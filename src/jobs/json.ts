@@ -129,6 +129,14 @@ function walkValue(item: unknown, depth: number, walk: Walk): void {
         const name = (item as { constructor?: { name?: string } }).constructor?.name ?? 'object';
         throw new JsonValueError(`${at(walk)}: a ${name} is not a plain JSON value`);
       }
+      // JSON.stringify skips symbol keys, so `{ [Symbol('s')]: 1 }` was stored as {} unseen.
+      const symbol = Object.getOwnPropertySymbols(item).find((key) =>
+        Object.prototype.propertyIsEnumerable.call(item, key),
+      );
+      if (symbol !== undefined)
+        throw new JsonValueError(
+          `${at(walk)} key ${symbol.toString()}: a symbol key cannot be stored as JSON`,
+        );
       open.push(item);
       const record = item as Record<string, unknown>;
       for (const key of Object.keys(record)) {
@@ -260,6 +268,12 @@ export function toStorableJson(
         }
         let out = item;
         if (!Array.isArray(item)) {
+          if (
+            Object.getOwnPropertySymbols(item).some((k) =>
+              Object.prototype.propertyIsEnumerable.call(item, k),
+            )
+          )
+            note('symbol keys, dropped', where);
           const keys = Object.keys(item);
           if (keys.some((k) => cleanString(k) !== k)) {
             note('NUL characters or lone surrogates replaced in keys', where);

@@ -68,6 +68,19 @@ describe('bad input', function () {
     assert.match(warnings[0]!, /replaced/);
   });
 
+  it('a result holding symbol keys is stored without them, and a warning names the path', async function () {
+    node = await startNode(db.schema, db.url);
+    const warnings: string[] = [];
+    node.telemetry.on('job:warning', (e) => warnings.push(e.warning));
+    const job = await db.client.insert({ worker: 'dirty', args: { mode: 'symbols' } });
+    const r = await row(job.id, ['completed']);
+    assert.deepEqual(r.result, { kept: 1, inner: {} });
+    await eventually(() => Promise.resolve(warnings.length > 0));
+    assert.deepEqual(warnings, [
+      'changed to be stored as JSON: result.inner: symbol keys, dropped',
+    ]);
+  });
+
   it('a result holding NaN or Infinity is stored with null there, and a warning names each path', async function () {
     node = await startNode(db.schema, db.url);
     const warnings: { id: number; worker: string; warning: string }[] = [];
@@ -94,6 +107,16 @@ describe('bad input', function () {
   const unstorable: [string, unknown, RegExp][] = [
     ['a BigInt', { n: 10n }, /args\.n: a BigInt cannot be stored as JSON/],
     ['a function', { f: () => 1 }, /args\.f: a function cannot be stored as JSON/],
+    [
+      'a symbol key (it was stored as {})',
+      { [Symbol('s')]: 1 },
+      /^job\.args key Symbol\(s\): a symbol key cannot be stored as JSON$/,
+    ],
+    [
+      'a symbol key deeper down',
+      { a: [{ b: 1, [Symbol.for('t')]: 2 }] },
+      /^job\.args\.a\[0\] key Symbol\(t\): a symbol key cannot be stored as JSON$/,
+    ],
     [
       'a cycle',
       (() => {
