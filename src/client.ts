@@ -180,7 +180,7 @@ export class Quern {
 
   /** Applies migrations (nodes do this at start; useful for tests and scripts). */
   async migrate(): Promise<void> {
-    const client = await this.pool.connect();
+    const client = await this.openPool().connect();
     try {
       await migrateUp(client, this.schema);
     } finally {
@@ -219,10 +219,10 @@ export class Quern {
     if (this.testing === 'inline') return this.performInline(normalized);
     try {
       if (normalized.some((n) => n.unique)) {
-        return await insertUniqueBatch(this.pool, client, this.unique, normalized);
+        return await insertUniqueBatch(this.openPool(), client, this.unique, normalized);
       }
       const rows = await this.jobs.insert(
-        client ?? this.pool,
+        client ?? this.openPool(),
         normalized.map((n) => n.row),
       );
       // The records are fresh objects: adding the flag is cheaper than copying each (bench W1).
@@ -316,7 +316,7 @@ export class Quern {
 
   async getJob(id: number, options?: CallOptions | null): Promise<JobRecord | null> {
     const client = callerClient(options);
-    return this.jobs.get(client ?? this.pool, checkId(id)).catch((error: unknown) => {
+    return this.jobs.get(client ?? this.openPool(), checkId(id)).catch((error: unknown) => {
       throw this.explainMissingSchema(error);
     });
   }
@@ -326,7 +326,7 @@ export class Quern {
   ): Promise<JobRecord[]> {
     checkListFilter(filter);
     return this.jobs
-      .list(this.pool, { ...filter, limit: filter.limit ?? 50 })
+      .list(this.openPool(), { ...filter, limit: filter.limit ?? 50 })
       .catch((error: unknown) => {
         throw this.explainMissingSchema(error);
       });
@@ -337,11 +337,11 @@ export class Quern {
    * and its thread is terminated after that node's cancel grace period if it does not stop.
    */
   async cancel(id: number): Promise<ChangeResult> {
-    const { before, after, attemptedBy } = await this.jobs.cancel(this.pool, checkId(id));
+    const { before, after, attemptedBy } = await this.jobs.cancel(this.openPool(), checkId(id));
     if (before === null)
       return { id, before, after, changed: false, message: `job ${id} does not exist` };
     if (before === 'executing') {
-      await sendControl(this.pool, this.schema, {
+      await sendControl(this.openPool(), this.schema, {
         action: 'cancel',
         id,
         node: attemptedBy?.[0] ?? null,
@@ -369,7 +369,7 @@ export class Quern {
 
   /** Makes a discarded, cancelled, retryable or scheduled job available now. */
   async retry(id: number): Promise<ChangeResult> {
-    const { before, after, scheduledAt } = await this.jobs.retry(this.pool, checkId(id));
+    const { before, after, scheduledAt } = await this.jobs.retry(this.openPool(), checkId(id));
     if (before === null)
       return { id, before, after, changed: false, message: `job ${id} does not exist` };
     if (after === 'available' && before !== 'available')
@@ -426,14 +426,14 @@ export class Quern {
       );
     }
     const node = options.node ?? '*';
-    await this.nodes.saveSetting(this.pool, {
+    await this.nodes.saveSetting(this.openPool(), {
       node,
       queue,
       paused: action === 'pause' ? true : action === 'resume' ? false : null,
       limit: action === 'scale' || action === 'start' ? (options.limit ?? null) : null,
       running: action === 'start' ? true : action === 'stop' ? false : null,
     });
-    await sendControl(this.pool, this.schema, {
+    await sendControl(this.openPool(), this.schema, {
       action,
       queue,
       node: options.node ?? null,
@@ -469,8 +469,8 @@ export class Quern {
    * Historic metrics from the retained rows: counts by state per queue and per worker,
    * completed and failed over the last minute and hour, p50/p95 queue and run times.
    */
-  stats(): Promise<Stats> {
-    return collectStats(this.pool, this.statsQueries);
+  async stats(): Promise<Stats> {
+    return collectStats(this.openPool(), this.statsQueries);
   }
 
   async close(): Promise<void> {
@@ -478,6 +478,24 @@ export class Quern {
     // pg's own end() throws "Called end on pool more than once".
     if (this.ownsPool) await (this.closing ??= this.pool.end());
   }
+
+  /**
+   * The pool, while this client has not been closed. After close() its own pool is ended, and
+   * pg refused each call with "Cannot use a pool after calling end on the pool", which named
+   * neither quern nor the client.
+   */
+  private openPool(): pg.Pool {
+    if (this.closing !== null)
+      throw new ClientClosedError(
+        `this Quern client (schema "${this.schema}") was closed: close() ended its connection pool; create a new Quern to use the database again`,
+      );
+    return this.pool;
+  }
+}
+
+/** A call on a Quern client after its close(). */
+export class ClientClosedError extends Error {
+  override name = 'ClientClosedError';
 }
 
 /**

@@ -24,6 +24,7 @@ export type {
   PerformResult,
 } from './jobs/types.js';
 export { InsertError } from './jobs/insert.js';
+export { ClientClosedError } from './client.js';
 export { WorkerLoadError } from './worker/registry.js';
 export { ConfigError } from './config/validate.js';
 export { loadConfig, readConfigFile } from './config/load.js';

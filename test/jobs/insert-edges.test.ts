@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 // As the public entry does (through db/connect.ts): pg returns int8 ids as numbers.
 import '../../src/db/connect.js';
+import { ClientClosedError, Quern } from '../../src/client.js';
 import { InsertError } from '../../src/jobs/insert.js';
 import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
 
@@ -30,6 +31,32 @@ describe('insert edges', function () {
       return true;
     };
   }
+
+  it('every call on a closed client says the client was closed, not pg\'s "Cannot use a pool after calling end"', async function () {
+    const quern = new Quern({ connectionString: db.url, schema: db.schema });
+    await quern.insert({ worker: 'ok', args: {} });
+    await quern.close();
+    await quern.close(); // a second close is still fine
+    const closed = (error: unknown): boolean => {
+      assert.ok(error instanceof ClientClosedError, String(error));
+      assert.equal(
+        error.message,
+        `this Quern client (schema "${db.schema}") was closed: close() ended its connection pool; create a new Quern to use the database again`,
+      );
+      return true;
+    };
+    await assert.rejects(quern.insert({ worker: 'ok', args: {} }), closed);
+    await assert.rejects(quern.insertMany([{ worker: 'ok', unique: { period: 60 } }]), closed);
+    await assert.rejects(quern.getJob(1), closed);
+    await assert.rejects(quern.listJobs(), closed);
+    await assert.rejects(quern.cancel(1), closed);
+    await assert.rejects(quern.retry(1), closed);
+    await assert.rejects(quern.pauseQueue('default'), closed);
+    await assert.rejects(quern.scaleQueue('default', 5), closed);
+    await assert.rejects(quern.stats(), closed);
+    await assert.rejects(quern.migrate(), closed);
+    assert.equal(await jobCount(), 1);
+  });
 
   it('args past what one jsonb value holds are refused naming args, or the batch, before anything is sent', async function () {
     this.timeout(60000);
