@@ -34,6 +34,22 @@ export function databaseUrlProblem(url: string): string | null {
   // 'postgres:db' parses too, as a path without a host, which pg reads as database "b".
   if (!/^\s*postgres(ql)?:\/\//i.test(url))
     return `expected postgres:// or postgresql:// followed by the host (${EXAMPLE})`;
+  // pg decodes these with decodeURIComponent when it connects, so a %XX that is not UTF-8
+  // (`%e9`, a `%` at the end) threw "URIError: URI malformed" there: a stack trace from a node,
+  // "not answering" from a command, naming neither the URL nor the part. A % not followed by
+  // two hex digits (`%zz`, `100%`) pg reads as itself, and so it stays allowed.
+  for (const [part, value] of [
+    ['user name', parsed.username],
+    ['password', parsed.password],
+    ['host', parsed.hostname],
+    ['database name', parsed.pathname.slice(1)],
+  ] as const) {
+    try {
+      decodeURIComponent(value);
+    } catch {
+      return `the ${part} holds a percent-encoding that is not UTF-8 text (each %XX must encode UTF-8 bytes; write a literal % as %25)`;
+    }
+  }
   // pg reads any other value as "use SSL", so a typo failed every connection as a server that
   // does not support SSL, retried forever.
   const sslmode = parsed.searchParams.get('sslmode');

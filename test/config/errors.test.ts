@@ -197,6 +197,10 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
   for (const [url, message] of [
     ['not a url', /DATABASE_URL: cannot be parsed as a URL; expected postgres:\/\//],
     ['mysql://x:secret@y/z', /DATABASE_URL: the protocol is "mysql:", expected postgres:\/\//],
+    [
+      'postgres://postgres:secret%e9@127.0.0.1/test',
+      /DATABASE_URL: the password holds a percent-encoding that is not UTF-8 text/,
+    ],
   ] as const) {
     it(`DATABASE_URL=${JSON.stringify(url)} exits 1 at once`, async function () {
       const node = spawnCluster(['--config', writeConfig(base())], { DATABASE_URL: url });

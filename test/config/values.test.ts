@@ -298,6 +298,14 @@ describe('configuration database URL', function () {
     ['/var/run/postgresql db', /cannot be parsed as a URL/],
     // pg read any other sslmode as "use SSL": every connection failed, retried forever.
     ['postgres://u:secret@host/db?sslmode=bogus', /sslmode "bogus" is not one of disable, allow/],
+    // pg decodes these when it connects: "URIError: URI malformed", naming nothing.
+    ['postgres://%e9@host/db', /the user name holds a percent-encoding that is not UTF-8 text/],
+    ['postgres://u:secret%e9@host/db', /the password holds a percent-encoding that is not UTF-8/],
+    ['postgres://u@%c3%28/db', /the host holds a percent-encoding that is not UTF-8 text/],
+    [
+      'postgres://u@host/db%',
+      /the database name holds a percent-encoding .*write a literal % as %25/,
+    ],
   ];
   for (const [url, message] of bad) {
     it(`refuses ${JSON.stringify(url)}, naming where it came from and never the password`, function () {
@@ -326,6 +334,9 @@ describe('configuration database URL', function () {
       'postgres://[::1]:5432/app',
       'postgres://user:pa ss@localhost/app',
       'POSTGRES://localhost/app',
+      // pg reads a % not followed by two hex digits as itself
+      'postgres://%zz@localhost/app',
+      'postgres://user:100%@localhost/app',
     ])
       assert.equal(load({ database: { url } }).database.url, url);
   });
