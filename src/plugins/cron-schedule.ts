@@ -81,7 +81,13 @@ function value(text: string, field: Field, rangeEnd: boolean): number {
   return field.min + index;
 }
 
-function checkField(text: string, field: Field): void {
+/**
+ * Checks one field and returns it with names written as numbers, as croner is given it: croner
+ * reads a Sunday closing a range as 7 too, so `SUN-SUN` was 0-7 and fired every day, where
+ * standard cron (and whoever wrote it) means Sunday alone.
+ */
+function checkField(text: string, field: Field): string {
+  const items: string[] = [];
   for (const item of text.split(',')) {
     const match = ITEM.exec(item);
     if (!match) {
@@ -102,16 +108,26 @@ function checkField(text: string, field: Field): void {
           `${field.name} field: "${item}": the step must be from 1 to ${field.max - field.min + 1}`,
         );
     }
-    if (star) continue;
-    const from = value(low!, field, false);
-    if (high !== undefined) {
-      const to = value(high, field, true);
-      if (from > to)
-        throw new CronExpressionError(
-          `${field.name} field: the range "${item}" runs backwards (${from} > ${to})`,
-        );
+    const every = step === undefined ? '' : `/${step}`;
+    if (star) {
+      items.push(`*${every}`);
+      continue;
     }
+    const from = value(low!, field, false);
+    if (high === undefined) {
+      items.push(`${from}${every}`);
+      continue;
+    }
+    let to = value(high, field, true);
+    // SUN closing a range is 7 (MON-SUN, SAT-SUN), but SUN-SUN is Sunday, not 0-7.
+    if (from === 0 && to === 7 && !/^[0-9]+$/.test(high)) to = 0;
+    if (from > to)
+      throw new CronExpressionError(
+        `${field.name} field: the range "${item}" runs backwards (${from} > ${to})`,
+      );
+    items.push(`${from}-${to}${every}`);
   }
+  return items.join(',');
 }
 
 export function checkTimezone(timezone: string): void {
@@ -148,14 +164,14 @@ export function parseCronExpression(expression: string, timezone: string): CronS
     throw new CronExpressionError(
       `expected five fields (minute hour day-of-month month day-of-week), got ${parts.length}`,
     );
-  parts.forEach((part, i) => checkField(part, FIELDS[i]!));
+  const fields = parts.map((part, i) => checkField(part, FIELDS[i]!));
 
   // Standard cron: when both day fields are restricted a day matching either fires; a day field
   // starting with * (even */2) counts as unrestricted and the two are combined with AND.
   const domAndDow = parts[2]!.startsWith('*') || parts[4]!.startsWith('*');
   let cron: Cron;
   try {
-    cron = new Cron(parts.join(' '), {
+    cron = new Cron(fields.join(' '), {
       timezone,
       mode: '5-part',
       // Lists and ranges of hours or minutes are fixed times across daylight-saving changes.

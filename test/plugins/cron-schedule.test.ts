@@ -88,6 +88,30 @@ describe('cron expressions', function () {
       assert.deepEqual(slots('0 0 * * SUN', '2024-01-01T00:00:00Z', 2), sundays);
     });
 
+    it('SUN closing a range is 7: MON-SUN is every day, FRI-SUN Friday to Sunday; SUN-SUN is Sunday alone', function () {
+      // 2024-01-01 is a Monday.
+      const week = [1, 2, 3, 4, 5, 6, 7].map((d) => iso(`2024-01-0${d}T00:00Z`));
+      assert.deepEqual(slots('0 0 * * MON-SUN', '2023-12-31T12:00:00Z', 7), week);
+      assert.deepEqual(slots('0 0 * * SUN-SAT', '2023-12-31T12:00:00Z', 7), week);
+      assert.deepEqual(slots('0 0 * * MON-SUN/2', '2023-12-31T12:00:00Z', 4), [
+        iso('2024-01-01T00:00Z'),
+        iso('2024-01-03T00:00Z'),
+        iso('2024-01-05T00:00Z'),
+        iso('2024-01-07T00:00Z'),
+      ]);
+      assert.deepEqual(slots('0 0 * * fri-sun', '2024-01-01T00:00:00Z', 4), [
+        iso('2024-01-05T00:00Z'),
+        iso('2024-01-06T00:00Z'),
+        iso('2024-01-07T00:00Z'),
+        iso('2024-01-12T00:00Z'),
+      ]);
+      // croner read it as 0-7 too, firing every day.
+      const sundays = [iso('2024-01-07T00:00Z'), iso('2024-01-14T00:00Z')];
+      assert.deepEqual(slots('0 0 * * SUN-SUN', '2024-01-01T00:00:00Z', 2), sundays);
+      assert.deepEqual(slots('0 0 * * 0-SUN', '2024-01-01T00:00:00Z', 2), sundays);
+      assert.deepEqual(slots('0 0 * * 7-7', '2024-01-01T00:00:00Z', 2), sundays);
+    });
+
     it('February 29 fires in leap years only', function () {
       assert.deepEqual(slots('0 0 29 2 *', '2025-01-01T00:00:00Z', 2), [
         iso('2028-02-29T00:00Z'),
