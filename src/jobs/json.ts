@@ -124,7 +124,12 @@ function walkValue(item: unknown, depth: number, walk: Walk): void {
         return;
       }
       const proto = Object.getPrototypeOf(item) as unknown;
-      if (item instanceof Date) return; // serialised as an ISO string
+      if (item instanceof Date) {
+        // Serialised as an ISO string; an invalid one (new Date('x')) as null, unseen.
+        if (Number.isNaN(item.getTime()))
+          throw new JsonValueError(`${at(walk)}: an invalid Date cannot be stored as JSON`);
+        return;
+      }
       if (proto !== Object.prototype && proto !== null) {
         const name = (item as { constructor?: { name?: string } }).constructor?.name ?? 'object';
         throw new JsonValueError(`${at(walk)}: a ${name} is not a plain JSON value`);
@@ -242,6 +247,17 @@ export function toStorableJson(
   };
   function replacer(this: unknown, key: string, item: unknown): unknown {
     const where = pathOf(this, key);
+    // The value before its toJSON: an invalid Date's gives null. Read without calling a getter
+    // again; a holder that refuses (a Proxy) is left as it was.
+    if (item === null) {
+      try {
+        const original: unknown = Object.getOwnPropertyDescriptor(this, key)?.value;
+        if (original instanceof Date) note('an invalid Date, stored as null', where);
+      } catch {
+        // nothing to say about it
+      }
+      return item;
+    }
     switch (typeof item) {
       case 'number':
         if (!Number.isFinite(item)) note(`${String(item)}, stored as null`, where);

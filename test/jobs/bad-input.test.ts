@@ -81,6 +81,19 @@ describe('bad input', function () {
     ]);
   });
 
+  it('a result holding an invalid Date is stored with null there, and a warning names the path', async function () {
+    node = await startNode(db.schema, db.url);
+    const warnings: string[] = [];
+    node.telemetry.on('job:warning', (e) => warnings.push(e.warning));
+    const job = await db.client.insert({ worker: 'dirty', args: { mode: 'dates' } });
+    const r = await row(job.id, ['completed']);
+    assert.deepEqual(r.result, { ok: '2024-01-01T00:00:00.000Z', bad: null });
+    await eventually(() => Promise.resolve(warnings.length > 0));
+    assert.deepEqual(warnings, [
+      'changed to be stored as JSON: result.bad: an invalid Date, stored as null',
+    ]);
+  });
+
   it('a result holding NaN or Infinity is stored with null there, and a warning names each path', async function () {
     node = await startNode(db.schema, db.url);
     const warnings: { id: number; worker: string; warning: string }[] = [];
@@ -107,6 +120,11 @@ describe('bad input', function () {
   const unstorable: [string, unknown, RegExp][] = [
     ['a BigInt', { n: 10n }, /args\.n: a BigInt cannot be stored as JSON/],
     ['a function', { f: () => 1 }, /args\.f: a function cannot be stored as JSON/],
+    [
+      'an invalid Date (it was stored as null)',
+      { at: [new Date('not a date')] },
+      /^job\.args\.at\[0\]: an invalid Date cannot be stored as JSON$/,
+    ],
     [
       'a symbol key (it was stored as {})',
       { [Symbol('s')]: 1 },
