@@ -21,6 +21,7 @@ import {
   MAX_RESTARTS,
   MAX_TIMER_MS,
 } from './bounds.js';
+import { assertExactIntegers } from '../jobs/json.js';
 import { databaseUrlProblem } from './database-url.js';
 import { nodeNameProblem } from './node-name.js';
 import type { CronEntryConfig, NodeConfig, PluginsConfig, QueueConfig } from './types.js';
@@ -93,12 +94,21 @@ export function readConfigFile(file: string): unknown {
   if (!existsSync(file)) throw new ConfigError(`config file not found: ${file}`);
   if (statSync(file).isDirectory())
     throw new ConfigError(`config file ${file} is a folder; name the JSON file in it`);
+  // A byte order mark (some Windows editors write one) is not JSON, and not the user's mistake.
+  const text = readFileSync(file, 'utf8').replace(/^\uFEFF/, '');
+  let parsed: unknown;
   try {
-    // A byte order mark (some Windows editors write one) is not JSON, and not the user's mistake.
-    return JSON.parse(readFileSync(file, 'utf8').replace(/^\uFEFF/, ''));
+    parsed = JSON.parse(text);
   } catch (error) {
     throw new ConfigError(`config file ${file} is not valid JSON: ${(error as Error).message}`);
   }
+  // A crontab entry's args of `{ "id": 12345678901234567890123 }` were rounded unseen.
+  try {
+    assertExactIntegers(text, parsed, '');
+  } catch (error) {
+    throw new ConfigError(`config file ${file}: ${(error as Error).message}`);
+  }
+  return parsed;
 }
 
 export function loadConfig(raw: unknown, options: LoadOptions = {}): NodeConfig {

@@ -169,7 +169,8 @@ const JSON_TOKENS = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
  * Throws a JsonValueError naming the path of the first integer written in a JSON text (`text`,
  * already parsed to `parsed`) beyond 2^53 - 1: JSON.parse rounds it to the nearest double, so
  * `12345678901234567890123` would be stored as 12345678901234568000000 without a word. A number
- * written with a fraction or an exponent is a double by choice and is left alone.
+ * written with a fraction or an exponent is a double by choice and is left alone. `where` names
+ * the root in the path ('args'; '' for none, as for a configuration file's keys).
  */
 export function assertExactIntegers(text: string, parsed: unknown, where: string): void {
   const unsafe = text
@@ -196,7 +197,7 @@ function pathOfNumber(value: unknown, wanted: number, at: string, depth: number)
     return null;
   }
   for (const [key, member] of Object.entries(value)) {
-    const found = pathOfNumber(member, wanted, `${at}.${key}`, depth + 1);
+    const found = pathOfNumber(member, wanted, at === '' ? key : `${at}.${key}`, depth + 1);
     if (found !== null) return found;
   }
   return null;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { databaseUrl } from '../helpers/db.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readConfigFile } from '../../src/config/load.js';
@@ -183,6 +183,21 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
       assert.doesNotMatch(result.stdout + result.stderr, /started|database ready|secret/);
     });
   }
+
+  it("an integer beyond 2^53 - 1 in the file (a crontab entry's args) is named, not rounded", async function () {
+    const file = writeConfig(base());
+    const config = readFileSync(file, 'utf8').replace(
+      /^\{/,
+      '{ "plugins": { "cron": { "crontab": [["* * * * *", "ok", { "ids": [1, 12345678901234567890123] }]] } },',
+    );
+    writeFileSync(file, config);
+    const result = await runCli(['--config', file], { LOG_LEVEL: 'info' });
+    assert.equal(result.code, 1, `exit code; stderr: ${result.stderr}`);
+    assert.equal(
+      result.stderr.trim(),
+      `error: config file ${file}: plugins.cron.crontab[0][2].ids[1]: the integer 12345678901234567890123 is beyond 9007199254740991 (2^53 - 1), the largest a JSON number keeps exactly here, and would be stored as 1.2345678901234568e+22; write it as a string ("12345678901234567890123")`,
+    );
+  });
 
   it('a missing absolute workers folder is named without the hint about relative paths', async function () {
     const file = writeConfig({ ...base(), workers: '/no/such/workers' });
