@@ -209,6 +209,13 @@ export function cleanString(value: string): string {
   return value.replace(/\u0000/g, '\uFFFD').replace(LONE_SURROGATE_GLOBAL, '\uFFFD');
 }
 
+/** Handles a promise's rejection, with the `then` of native promises (not the promise's own). */
+// eslint-disable-next-line @typescript-eslint/unbound-method -- bound to each promise by call
+const promiseThen = Promise.prototype.then;
+function promiseCatch(promise: Promise<unknown>): void {
+  void promiseThen.call(promise, undefined, () => undefined);
+}
+
 /** How many changed values a warning names before it says "and N more". */
 const NAMED_CHANGES = 3;
 
@@ -280,8 +287,15 @@ export function toStorableJson(
         if (item instanceof Map || item instanceof Set) {
           note(`a ${item instanceof Map ? 'Map' : 'Set'}, stored as {}`, where);
         } else if (item instanceof Promise) {
-          // Usually a forgotten await: what it would resolve to is not stored.
+          // Usually a forgotten await: what it would resolve to is not stored. A rejected one is
+          // handled here: left unhandled, its rejection killed the job's thread and charged
+          // every job on it.
           note('a Promise (not awaited), stored as {}', where);
+          try {
+            promiseCatch(item);
+          } catch {
+            // its `constructor` getter throws: nothing more to do
+          }
         }
         let out = item;
         if (!Array.isArray(item)) {

@@ -76,6 +76,11 @@ describe('the worker thread runs each job to one outcome, whatever perform retur
     ['proxy', /the get trap refuses/],
     ['sync-throw', /thrown at once/],
     ['rejected', /rejected/],
+    // An unawaited promise in the value: stored as {}, with a warning; a rejected one killed the
+    // thread (its rejection left unhandled).
+    ['ok-rejected', null],
+    ['async-ok-rejected', null],
+    ['error-rejected', /^\{\}$/],
     [
       'throws-rejected',
       /^perform threw a promise instead of an error \(a missing await\?\); it rejected with Error: the thrown promise rejects/,
