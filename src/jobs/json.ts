@@ -186,6 +186,46 @@ export function assertExactIntegers(text: string, parsed: unknown, where: string
   );
 }
 
+/** A JSON text's tokens: strings, punctuation, and the rest (numbers, true, false, null). */
+const JSON_STRUCTURE = /"(?:[^"\\]|\\.)*"|[{}[\]:,]|[^\s{}[\]:,"]+/g;
+
+/**
+ * Throws a JsonValueError naming the first key given twice in one object of a JSON text that
+ * parses: JSON.parse keeps the last, so the first was dropped without a word (two "queues" in a
+ * configuration file, say). `where` names the root in the path, as for assertExactIntegers.
+ */
+export function assertNoDuplicateKeys(text: string, where: string): void {
+  const tokens = text.match(JSON_STRUCTURE) ?? [];
+  // Per open object or array: its path, its keys so far or its index, and the key being read.
+  const open: { path: string; keys: Set<string> | null; index: number; key: string }[] = [];
+  const childPath = (): string => {
+    const top = open.at(-1);
+    if (!top) return where;
+    if (top.keys === null) return `${top.path}[${top.index}]`;
+    return top.path === '' ? top.key : `${top.path}.${top.key}`;
+  };
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    const top = open.at(-1);
+    if (token === '{' || token === '[') {
+      open.push({ path: childPath(), keys: token === '{' ? new Set() : null, index: 0, key: '' });
+    } else if (token === '}' || token === ']') {
+      open.pop();
+    } else if (token === ',') {
+      if (top) top.index++;
+    } else if (top?.keys && token.startsWith('"') && tokens[i + 1] === ':') {
+      const key = JSON.parse(token) as string;
+      if (top.keys.has(key)) {
+        throw new JsonValueError(
+          `${top.path === '' ? '' : `${top.path}: `}the key ${JSON.stringify(key)} is given twice; JSON keeps only the last, so the first would be lost`,
+        );
+      }
+      top.keys.add(key);
+      top.key = key;
+    }
+  }
+}
+
 function pathOfNumber(value: unknown, wanted: number, at: string, depth: number): string | null {
   if (value === wanted) return at;
   if (typeof value !== 'object' || value === null || depth > MAX_JSON_DEPTH) return null;

@@ -53,6 +53,11 @@ describe('CLI arguments', function () {
       /ARGS_JSON: args\.n: the integer -9007199254740993 is beyond/,
     ],
     [
+      'a key given twice in ARGS_JSON',
+      ['insert', 'ok', '{"to":"a@x","opts":[{"cc":"b","cc":"c"}]}'],
+      /ARGS_JSON: args\.opts\[0\]: the key "cc" is given twice; JSON keeps only the last, so the first would be lost/,
+    ],
+    [
       'an option given twice',
       ['insert', 'ok', '--queue', 'a', '--queue', 'b'],
       /--queue: given more than once \(--queue a, --queue b\)/,

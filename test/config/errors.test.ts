@@ -199,6 +199,21 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
     );
   });
 
+  it('a key given twice in the file is named: JSON.parse kept the last, dropping the first unseen', async function () {
+    const file = writeConfig(base());
+    const config = readFileSync(file, 'utf8').replace(
+      /^\{/,
+      '{ "queues": { "default": 5, "mailers": 2, "default": 10 },',
+    );
+    writeFileSync(file, config);
+    const result = await runCli(['--config', file], { LOG_LEVEL: 'info' });
+    assert.equal(result.code, 1, `exit code; stderr: ${result.stderr}`);
+    assert.equal(
+      result.stderr.trim(),
+      `error: config file ${file}: queues: the key "default" is given twice; JSON keeps only the last, so the first would be lost`,
+    );
+  });
+
   it('a missing absolute workers folder is named without the hint about relative paths', async function () {
     const file = writeConfig({ ...base(), workers: '/no/such/workers' });
     const result = await runCli(['--config', file], { LOG_LEVEL: 'info' });
