@@ -95,7 +95,12 @@ function outcomeText(value: unknown, field: string): { text: string; warning: st
   let warning: string | null = null;
   if (typeof value === 'string') text = cleanString(value);
   else if (value instanceof Error) text = describeError(value);
-  else {
+  else if (value instanceof Promise) {
+    // `{ error: fetchReason() }` with the await forgotten: stored as {}, it said nothing.
+    // toStorableJson handles its rejection, which left unhandled would kill the thread.
+    toStorableJson(value, field);
+    text = `perform returned { ${field}: a promise } instead of its value (a missing await?)`;
+  } else {
     const stored = toStorableJson(value, field);
     text =
       stored.value === null

@@ -80,7 +80,10 @@ describe('the worker thread runs each job to one outcome, whatever perform retur
     // thread (its rejection left unhandled).
     ['ok-rejected', null],
     ['async-ok-rejected', null],
-    ['error-rejected', /^\{\}$/],
+    [
+      'error-rejected',
+      /^perform returned \{ error: a promise \} instead of its value \(a missing await\?\)$/,
+    ],
     [
       'throws-rejected',
       /^perform threw a promise instead of an error \(a missing await\?\); it rejected with Error: the thrown promise rejects/,
