@@ -3,7 +3,7 @@
 // is missing, and --prefix picks the schema on every command that uses one.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cleanup, createSchema, type TestSchema } from '../helpers/db.js';
@@ -122,6 +122,35 @@ describe('CLI arguments', function () {
       assert.doesNotMatch(stderr, /Error: ENOENT|\n\s+at /);
     }
     assert.deepEqual(await db.query('SELECT id FROM jobs'), []);
+  });
+
+  it('enqueue-dir leaves out a file or folder whose name is not UTF-8, says which, and exits 1', async function () {
+    // Its job named a path with U+FFFD in it, no file, and failed every attempt with ENOENT.
+    const dir = mkdtempSync(path.join(tmpdir(), 'quern-enqueue-dir-'));
+    writeFileSync(path.join(dir, 'good'), 'x');
+    writeFileSync(Buffer.from(`${dir}/bad\xffname`, 'latin1'), 'x');
+    mkdirSync(Buffer.from(`${dir}/sub\xfe`, 'latin1'));
+    writeFileSync(Buffer.from(`${dir}/sub\xfe/inside`, 'latin1'), 'x');
+    const { code, stdout, stderr } = await runCli([
+      'enqueue-dir',
+      dir,
+      '--worker',
+      'ok',
+      '--config',
+      config,
+    ]);
+    assert.equal(code, 1, stderr);
+    assert.match(stdout, /inserted 1 ok jobs/);
+    assert.match(
+      stderr,
+      new RegExp(
+        `enqueue-dir: left out 2 files or folders whose name is not UTF-8 \\(no job's args can name it; rename it\\): .*${dir}/bad\uFFFDname`,
+      ),
+    );
+    assert.match(stderr, new RegExp(`${dir}/sub\uFFFD/`));
+    assert.deepEqual(await db.query('SELECT args FROM jobs'), [
+      { args: { path: path.join(dir, 'good') } },
+    ]);
   });
 
   it('--prefix picks the schema for insert, jobs, job, status, stats and queue', async function () {
