@@ -50,6 +50,15 @@ export function databaseUrlProblem(url: string): string | null {
       return `the ${part} holds a percent-encoding that is not UTF-8 text (each %XX must encode UTF-8 bytes; write a literal % as %25)`;
     }
   }
+  // pg takes a port from the query too, unchecked: `?port=abc` or `?port=99999` made its
+  // connect throw where nothing listened, so a node or command ended with "something it was
+  // waiting for can never happen", naming neither the port nor the URL.
+  // Port 0 (the URL's own, which URL allows) was retried forever as a server that is down.
+  const port = parsed.searchParams.get('port');
+  if (port !== null && !(/^[0-9]{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535))
+    return `the port parameter ${JSON.stringify(port.slice(0, 20))} is not a port number (1 to 65535)`;
+  if (parsed.port !== '' && Number(parsed.port) === 0)
+    return 'the port is 0, which no server listens on (1 to 65535)';
   // pg reads any other value as "use SSL", so a typo failed every connection as a server that
   // does not support SSL, retried forever.
   const sslmode = parsed.searchParams.get('sslmode');

@@ -228,6 +228,10 @@ describe('configuration errors stop cluster.js with exit code 1', function () {
     ['not a url', /DATABASE_URL: cannot be parsed as a URL; expected postgres:\/\//],
     ['mysql://x:secret@y/z', /DATABASE_URL: the protocol is "mysql:", expected postgres:\/\//],
     [
+      'postgres://postgres:secret@127.0.0.1/test?port=abc',
+      /DATABASE_URL: the port parameter "abc" is not a port number \(1 to 65535\)/,
+    ],
+    [
       'postgres://postgres:secret%e9@127.0.0.1/test',
       /DATABASE_URL: the password holds a percent-encoding that is not UTF-8 text/,
     ],

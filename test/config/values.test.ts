@@ -298,6 +298,11 @@ describe('configuration database URL', function () {
     ['/var/run/postgresql db', /cannot be parsed as a URL/],
     // pg read any other sslmode as "use SSL": every connection failed, retried forever.
     ['postgres://u:secret@host/db?sslmode=bogus', /sslmode "bogus" is not one of disable, allow/],
+    // pg took these as they were: its connect threw where nothing listened, naming nothing.
+    ['postgres://u:secret@host/db?port=abc', /the port parameter "abc" is not a port number/],
+    ['postgres://u@host/db?port=99999', /the port parameter "99999" is not a port number \(1 to/],
+    ['postgres://u@host/db?port=0', /the port parameter "0" is not a port number/],
+    ['postgres://u:secret@host:0/db', /the port is 0, which no server listens on/],
     // pg decodes these when it connects: "URIError: URI malformed", naming nothing.
     ['postgres://%e9@host/db', /the user name holds a percent-encoding that is not UTF-8 text/],
     ['postgres://u:secret%e9@host/db', /the password holds a percent-encoding that is not UTF-8/],
@@ -336,6 +341,7 @@ describe('configuration database URL', function () {
       'POSTGRES://localhost/app',
       // pg reads a % not followed by two hex digits as itself
       'postgres://%zz@localhost/app',
+      'postgres:///app?host=/var/run/postgresql&port=5433',
       'postgres://user:100%@localhost/app',
     ])
       assert.equal(load({ database: { url } }).database.url, url);
