@@ -6,7 +6,19 @@ import { isPlainObject, suggest } from '../config/validate.js';
 import { InsertError, normalizeInsert } from '../jobs/insert.js';
 import { showValue } from '../jobs/json.js';
 import type { Job, JobState } from '../jobs/types.js';
-import { describeError, interpretReturn, type ThreadOutcome } from '../thread/outcome.js';
+import {
+  describeError,
+  describeThrownPromise,
+  interpretReturn,
+  type ThreadOutcome,
+} from '../thread/outcome.js';
+
+/** What perform threw at once, kept apart from what its promise rejected with. */
+class ThrownAtOnce extends Error {
+  constructor(readonly thrown: unknown) {
+    super('perform threw');
+  }
+}
 import type { WorkerDefinition } from '../worker/define.js';
 import { takesSignal, validateDefinition } from '../worker/registry.js';
 import { quernFor, type WithQuern } from './context.js';
@@ -114,15 +126,23 @@ export async function runPerform(
     const settled = await Promise.race([
       Promise.resolve()
         // As on a node: no signal for a perform that cannot read one (takesSignal).
-        .then(() =>
-          definition.perform(
-            job as never,
-            (takesSignal(definition) ? controller.signal : undefined) as AbortSignal,
-          ),
-        )
+        .then(() => {
+          try {
+            return definition.perform(
+              job as never,
+              (takesSignal(definition) ? controller.signal : undefined) as AbortSignal,
+            );
+          } catch (error) {
+            // Told apart from a rejection only to word a thrown promise as a node does.
+            throw new ThrownAtOnce(error);
+          }
+        })
         .then(
-          (returned: unknown) => ({ returned, thrown: undefined, threw: false }),
-          (thrown: unknown) => ({ returned: undefined, thrown, threw: true }),
+          (returned: unknown) => ({ returned, thrown: undefined, threw: false, how: '' }),
+          (error: unknown) =>
+            error instanceof ThrownAtOnce
+              ? { returned: undefined, thrown: error.thrown, threw: true, how: 'threw' }
+              : { returned: undefined, thrown: error, threw: true, how: 'rejected with' },
         ),
       timedOut,
     ]);
@@ -138,8 +158,19 @@ export async function runPerform(
         timedOut: timeoutMs,
       };
     }
+    // A promise thrown in place of an error is handled and named as on a node (its rejection,
+    // left unhandled, ended the test process).
+    const promised = settled.threw
+      ? await new Promise<string | null>((resolve) => {
+          if (!describeThrownPromise(settled.thrown, settled.how, resolve)) resolve(null);
+        })
+      : null;
     const outcome = settled.threw
-      ? ({ kind: 'failed', error: describeError(settled.thrown), warning: null } as const)
+      ? ({
+          kind: 'failed',
+          error: promised ?? describeError(settled.thrown),
+          warning: null,
+        } as const)
       : interpretReturn(settled.returned);
     return { outcome, returned: settled.returned, thrown: settled.thrown, timedOut: null };
   } finally {

@@ -258,3 +258,94 @@ function describeNumber(value: unknown): string {
   if (typeof value === 'string') return `the string ${JSON.stringify(value.slice(0, 40))}`;
   return describeShape(value);
 }
+
+/** How long a job that threw a promise waits for it to settle, to name what it rejected with. */
+const THROWN_PROMISE_WAIT_MS = 100;
+
+/** `then` of a native promise, not the promise's own (which may throw or never call back). */
+// eslint-disable-next-line @typescript-eslint/unbound-method -- bound to each promise by call
+const promiseThen = Function.prototype.call.bind(Promise.prototype.then) as <T>(
+  promise: Promise<T>,
+  fulfilled: (value: T) => void,
+  rejected: (error: unknown) => void,
+) => void;
+
+/**
+ * `value` as a promise when it is a native promise (`native`) or another thenable, else null.
+ * Never throws: `instanceof` on a Proxy and a `then` getter may, and such a value is then
+ * described as any other.
+ */
+function asThenable(value: unknown): { promise: PromiseLike<unknown>; native: boolean } | null {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return null;
+  try {
+    if (value instanceof Promise) return { promise: value, native: true };
+    return typeof (value as { then?: unknown }).then === 'function'
+      ? { promise: value as PromiseLike<unknown>, native: false }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * When perform threw (`how`: 'threw') or rejected with ('rejected with') a promise rather than an
+ * error, usually `throw somethingAsync()` with the `await` forgotten: handles it and calls
+ * `done` with the job's error text once it settles, or after THROWN_PROMISE_WAIT_MS, and
+ * returns true; returns false for any other value. Stored as it was, it read `{}`, and a
+ * rejected one, left unhandled, killed the thread and charged every job on it. A thenable is
+ * settled as `await` would, through `inContext` (the job's context on a thread).
+ */
+export function describeThrownPromise(
+  value: unknown,
+  how: string,
+  done: (error: string) => void,
+  inContext: (run: () => Promise<unknown>) => Promise<unknown> = (run) => run(),
+): boolean {
+  const thrown = asThenable(value);
+  if (thrown === null) return false;
+  const prefix = `perform ${how} a promise instead of an error (a missing await?)`;
+  let settled = false;
+  const settle = (text: string): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    done(text);
+  };
+  const timer = setTimeout(
+    () => settle(`${prefix}; it had not settled ${THROWN_PROMISE_WAIT_MS} ms later`),
+    THROWN_PROMISE_WAIT_MS,
+  );
+  try {
+    // Promise.resolve calls a thenable's `then` only in a later microtask, and never throws.
+    const promise = thrown.native
+      ? (thrown.promise as Promise<unknown>)
+      : inContext(() => Promise.resolve(thrown.promise));
+    promiseThen(
+      promise,
+      (result) => settle(`${prefix}; it resolved to ${describeSettled(result)}`),
+      (reason) => settle(`${prefix}; it rejected with ${describeSettled(reason)}`),
+    );
+  } catch (error) {
+    // A native promise whose `constructor` getter throws (`then` reads it).
+    settle(`${prefix}; reading it threw: ${describeError(error)}`);
+  }
+  return true;
+}
+
+/** What a thrown promise settled to; a promise in turn is handled, not described. */
+function describeSettled(value: unknown): string {
+  const thenable = asThenable(value);
+  if (thenable === null) return describeError(value);
+  if (thenable.native) {
+    try {
+      promiseThen(
+        thenable.promise as Promise<unknown>,
+        () => undefined,
+        () => undefined,
+      );
+    } catch {
+      // its `constructor` getter throws: nothing more to do
+    }
+  }
+  return 'another promise';
+}

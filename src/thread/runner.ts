@@ -13,7 +13,12 @@ import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
 import type { Job } from '../jobs/types.js';
 import { monotonicMs, NUMBER_COLUMNS } from './columns.js';
-import { describeError, interpretReturn, type ThreadOutcome } from './outcome.js';
+import {
+  describeError,
+  describeThrownPromise,
+  interpretReturn,
+  type ThreadOutcome,
+} from './outcome.js';
 
 export interface ThreadData {
   workersDir: string;
@@ -478,9 +483,10 @@ function perform(
   // killed the thread and charged every job on it.
   const fail = (error: string): void => end({ kind: 'failed', error, warning: null });
   const threw = (error: unknown, how = 'threw'): void => {
-    const thrown = asThenable(error);
-    if (thrown === null) fail(describeError(error));
-    else threwPromise(thrown, `perform ${how} a promise instead of an error`, job.id, fail);
+    // A promise in place of an error: its text comes once it settles (see describeThrownPromise),
+    // and a thenable's `then` runs in the job's context, so a thread it kills names this job.
+    if (!describeThrownPromise(error, how, fail, (run) => currentJob.run(job.id, run)))
+      fail(describeError(error));
   };
   let value: unknown;
   try {
@@ -516,83 +522,4 @@ function perform(
     (result) => end(interpretReturn(result)),
     (error) => threw(error, 'rejected with'),
   );
-}
-
-/** How long a job that threw a promise waits for it to settle, to name what it rejected with. */
-const THROWN_PROMISE_WAIT_MS = 100;
-
-/**
- * `value` as a promise when it is a native promise (`native`) or another thenable, else null.
- * Never throws: `instanceof` on a Proxy and a `then` getter may, and such a value is then
- * described as any other.
- */
-function asThenable(value: unknown): { promise: PromiseLike<unknown>; native: boolean } | null {
-  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return null;
-  try {
-    if (value instanceof Promise) return { promise: value, native: true };
-    return typeof (value as { then?: unknown }).then === 'function'
-      ? { promise: value as PromiseLike<unknown>, native: false }
-      : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * perform threw (or rejected with) a promise, not an error (`what` says which): usually `throw somethingAsync()`
- * with the `await` forgotten. Stored as it was, it read `{}`, and a rejected one, left
- * unhandled, killed the thread and charged every job on it. It is handled here and the job
- * fails naming it, with what it settled to when that comes within THROWN_PROMISE_WAIT_MS.
- */
-function threwPromise(
-  thrown: { promise: PromiseLike<unknown>; native: boolean },
-  what: string,
-  jobId: number,
-  fail: (error: string) => void,
-): void {
-  const prefix = `${what} (a missing await?)`;
-  let done = false;
-  const settle = (text: string): void => {
-    if (done) return;
-    done = true;
-    clearTimeout(timer);
-    fail(text);
-  };
-  const timer = setTimeout(
-    () => settle(`${prefix}; it had not settled ${THROWN_PROMISE_WAIT_MS} ms later`),
-    THROWN_PROMISE_WAIT_MS,
-  );
-  try {
-    // A thenable is settled as `await` would, in the job's context (its `then` may kill the
-    // thread, which then names this job); Promise.resolve calls it only in a later microtask.
-    const promise = thrown.native
-      ? (thrown.promise as Promise<unknown>)
-      : currentJob.run(jobId, () => Promise.resolve(thrown.promise));
-    promiseThen(
-      promise,
-      (value) => settle(`${prefix}; it resolved to ${describeSettled(value)}`),
-      (reason) => settle(`${prefix}; it rejected with ${describeSettled(reason)}`),
-    );
-  } catch (error) {
-    // A native promise whose `constructor` getter throws (`then` reads it).
-    settle(`${prefix}; reading it threw: ${describeError(error)}`);
-  }
-}
-
-/** What a thrown promise settled to; a promise in turn is handled, not described. */
-function describeSettled(value: unknown): string {
-  const thenable = asThenable(value);
-  if (thenable === null) return describeError(value);
-  if (thenable.native) {
-    try {
-      promiseThen(
-        thenable.promise as Promise<unknown>,
-        () => undefined,
-        () => undefined,
-      );
-    } catch {
-      // its `constructor` getter throws: nothing more to do
-    }
-  }
-  return 'another promise';
 }

@@ -99,6 +99,43 @@ describe('quern/testing', function () {
       assert.match((await performJob(outcomes, { do: 'weird' })).warning!, /not a documented/);
     });
 
+    it('a promise thrown or rejected with in place of an error fails the job, named as on a node, and is handled', async function () {
+      const unhandled: unknown[] = [];
+      const record = (reason: unknown): void => void unhandled.push(reason);
+      process.on('unhandledRejection', record);
+      try {
+        const throws = defineWorker({
+          name: 'throws-promise',
+          perform(): never {
+            // eslint-disable-next-line @typescript-eslint/only-throw-error -- the case under test
+            throw Promise.reject(new Error('the thrown promise rejects'));
+          },
+        });
+        const rejects = defineWorker({
+          name: 'rejects-with-promise',
+          perform: () =>
+            // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the case under test
+            Promise.reject(Promise.reject(new Error('the inner promise rejects'))),
+        });
+        const thrown = await performJob(throws, {});
+        assert.equal(thrown.kind, 'failed');
+        assert.match(
+          thrown.error!,
+          /^perform threw a promise instead of an error \(a missing await\?\); it rejected with Error: the thrown promise rejects/,
+        );
+        const rejected = await performJob(rejects, {});
+        assert.match(
+          rejected.error!,
+          /^perform rejected with a promise instead of an error \(a missing await\?\); it rejected with Error: the inner promise rejects/,
+        );
+        // Unhandled rejections are reported once the microtasks of a turn have run.
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.deepEqual(unhandled, []);
+      } finally {
+        process.off('unhandledRejection', record);
+      }
+    });
+
     it('validates args and options first, naming the problem', async function () {
       await assert.rejects(
         performJob(greet, { name: 1 } as never),
