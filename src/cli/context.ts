@@ -23,7 +23,7 @@ import { schemaNameProblem } from '../db/identifiers.js';
 import type { NodeConfig } from '../config/types.js';
 import { DatabaseConfigError, redactUrl, waitForDatabase } from '../db/connect.js';
 import { currentVersion, LATEST_VERSION, noTablesMessage } from '../db/migrate.js';
-import { startEmbedded, type EmbeddedDatabase } from '../db/embedded.js';
+import { processAlive, startEmbedded, type EmbeddedDatabase } from '../db/embedded.js';
 import { Quern } from '../client.js';
 import { suggest } from '../config/validate.js';
 import { loadWorkers } from '../worker/registry.js';
@@ -77,12 +77,7 @@ function runningEmbeddedUrl(dataDir: string): string | null {
   const urlFile = path.join(dataDir, 'quern-url');
   const pidFile = path.join(dataDir, 'postmaster.pid');
   if (!existsSync(urlFile) || !existsSync(pidFile)) return null;
-  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return null;
-  }
+  if (!processAlive(Number(readFileSync(pidFile, 'utf8').split('\n')[0]))) return null;
   return readFileSync(urlFile, 'utf8').trim();
 }
 

@@ -67,7 +67,8 @@ async function previousPort(dataDir: string): Promise<number | null> {
   return (await portFree(port)) ? port : null;
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process of this pid exists (signal 0 reaches it). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

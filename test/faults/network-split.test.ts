@@ -216,6 +216,25 @@ describe('a network split: one node cut off from PostgreSQL while the server sta
     await db.client.cancel(job.id);
   });
 
+  /**
+   * Freezes the proxy (its connections hang, old and new) until the node fences, then lets new
+   * connections through, the old ones still hung, until it unfences.
+   */
+  async function hangUntilUnfenced(node: QuernNode): Promise<void> {
+    const fence = node.telemetry.waitFor('node:fence', undefined, 20000);
+    proxy.freeze();
+    await fence;
+    const lifted = node.telemetry.waitFor('node:unfence', undefined, 20000);
+    proxy.thaw();
+    await lifted;
+  }
+
+  async function runsAJob(node: QuernNode): Promise<void> {
+    const job = await db.client.insert({ worker: 'ok', args: {} });
+    const stop = await node.telemetry.waitFor('job:stop', (e) => e.id === job.id, 20000);
+    assert.equal(stop.state, 'completed');
+  }
+
   it('connections that hang for good (a firewall that lost their state) do not keep it fenced once new ones get through', async function () {
     // Nothing bounded a query: the heartbeat in flight on a hung connection never ended, no
     // other heartbeat was sent, and the node stayed fenced (its fetch and outcome writes hung
@@ -232,15 +251,8 @@ describe('a network split: one node cut off from PostgreSQL while the server sta
     const before = await db.client.insert({ worker: 'ok', args: {} });
     await node.telemetry.waitFor('job:stop', (e) => e.id === before.id);
     try {
-      const fence = node.telemetry.waitFor('node:fence', undefined, 20000);
-      proxy.freeze();
-      await fence;
-      const lifted = node.telemetry.waitFor('node:unfence', undefined, 20000);
-      proxy.thaw();
-      await lifted;
-      const job = await db.client.insert({ worker: 'ok', args: {} });
-      const stop = await node.telemetry.waitFor('job:stop', (e) => e.id === job.id, 20000);
-      assert.equal(stop.state, 'completed');
+      await hangUntilUnfenced(node);
+      await runsAJob(node);
     } finally {
       // Unfixed, the hung heartbeat would hold the node's stop too.
       await proxy.cut();
@@ -262,15 +274,8 @@ describe('a network split: one node cut off from PostgreSQL while the server sta
     });
     nodes.push(node);
     try {
-      const fence = node.telemetry.waitFor('node:fence', undefined, 20000);
-      proxy.freeze();
-      await fence;
-      const lifted = node.telemetry.waitFor('node:unfence', undefined, 20000);
-      proxy.thaw();
-      await lifted;
-      const job = await db.client.insert({ worker: 'ok', args: {} });
-      const stop = await node.telemetry.waitFor('job:stop', (e) => e.id === job.id, 20000);
-      assert.equal(stop.state, 'completed');
+      await hangUntilUnfenced(node);
+      await runsAJob(node);
     } finally {
       await proxy.cut();
     }

@@ -13,15 +13,7 @@ import pg from 'pg';
 import { commandLockFile, takeCommandLock } from '../../src/cli/context.js';
 import { eventually } from '../helpers/db.js';
 import { CLUSTER_JS, FIXTURE_WORKERS, ROOT, runCli, writeConfig } from '../helpers/node.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { processAlive } from '../../src/db/embedded.js';
 
 describe('CLI commands at once on the embedded PostgreSQL', function () {
   this.timeout(120000);
@@ -31,7 +23,7 @@ describe('CLI commands at once on the embedded PostgreSQL', function () {
     const pidFile = path.join(dataDir, 'postmaster.pid');
     if (existsSync(pidFile)) {
       const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      if (processAlive(pid)) process.kill(pid, 'SIGKILL');
     }
     // The folder mkdtemp made, with the data folder in it.
     rmSync(path.dirname(dataDir), { recursive: true, force: true });
@@ -67,7 +59,8 @@ describe('CLI commands at once on the embedded PostgreSQL', function () {
       () => {
         const pidFile = path.join(dataDir, 'postmaster.pid');
         return Promise.resolve(
-          !existsSync(pidFile) || !alive(Number(readFileSync(pidFile, 'utf8').split('\n')[0])),
+          !existsSync(pidFile) ||
+            !processAlive(Number(readFileSync(pidFile, 'utf8').split('\n')[0])),
         );
       },
       15000,

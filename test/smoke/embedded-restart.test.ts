@@ -8,15 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eventually } from '../helpers/db.js';
 import { FIXTURE_WORKERS, runCli, spawnCluster, writeConfig } from '../helpers/node.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { processAlive } from '../../src/db/embedded.js';
 
 describe('embedded PostgreSQL killed under a running node', function () {
   this.timeout(120000);
@@ -45,7 +37,7 @@ describe('embedded PostgreSQL killed under a running node', function () {
       const url = readFileSync(path.join(dataDir, 'quern-url'), 'utf8').trim();
       const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
       process.kill(pid, 'SIGKILL');
-      await eventually(() => Promise.resolve(!alive(pid)), 10000, 'the server to die');
+      await eventually(() => Promise.resolve(!processAlive(pid)), 10000, 'the server to die');
       await node.waitForLog(/embedded PostgreSQL running again/, 30000);
       assert.equal(readFileSync(path.join(dataDir, 'quern-url'), 'utf8').trim(), url, 'same URL');
 
@@ -69,7 +61,7 @@ describe('embedded PostgreSQL killed under a running node', function () {
       const pidFile = path.join(dataDir, 'postmaster.pid');
       try {
         const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-        if (alive(pid)) process.kill(pid, 'SIGINT');
+        if (processAlive(pid)) process.kill(pid, 'SIGINT');
       } catch {
         // no server left
       }

@@ -17,15 +17,7 @@ import {
   writeConfig,
   type SpawnedNode,
 } from '../helpers/node.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { processAlive } from '../../src/db/embedded.js';
 
 function postmasterPid(dataDir: string): number | null {
   const file = path.join(dataDir, 'postmaster.pid');
@@ -61,8 +53,12 @@ describe('embedded PostgreSQL (no DATABASE_URL)', function () {
     }
     // A server a failed test left running must not outlive the suite.
     const pid = postmasterPid(dataDir);
-    if (pid && alive(pid)) process.kill(pid, 'SIGINT');
-    await eventually(() => Promise.resolve(!pid || !alive(pid)), 15000, 'the server to stop');
+    if (pid && processAlive(pid)) process.kill(pid, 'SIGINT');
+    await eventually(
+      () => Promise.resolve(!pid || !processAlive(pid)),
+      15000,
+      'the server to stop',
+    );
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -133,10 +129,10 @@ describe('embedded PostgreSQL (no DATABASE_URL)', function () {
       'the slow job to run',
     );
     const pid = postmasterPid(dataDir)!;
-    assert.ok(alive(pid));
+    assert.ok(processAlive(pid));
     node.child.kill('SIGTERM');
     assert.deepEqual(await node.exited, { code: 0, signal: null }, node.output().slice(-2000));
-    assert.equal(alive(pid), false, 'the embedded server was stopped with the node');
+    assert.equal(processAlive(pid), false, 'the embedded server was stopped with the node');
     assert.equal(postmasterPid(dataDir), null);
     const shown = await runCli(['job', 'show', String(slowId), '--config', config], env);
     assert.equal(shown.code, 0, shown.stderr);
@@ -171,10 +167,10 @@ describe('embedded PostgreSQL (no DATABASE_URL)', function () {
     );
     // Said as a configuration error, not as a crash with a stack trace.
     assert.doesNotMatch(second.output(), /error: Error:|at recoverOrphan/);
-    assert.ok(alive(orphan));
+    assert.ok(processAlive(orphan));
     killed.child.kill('SIGKILL');
     await killed.exited;
-    assert.ok(alive(orphan), 'the server outlives a SIGKILLed node');
+    assert.ok(processAlive(orphan), 'the server outlives a SIGKILLed node');
 
     const node = start();
     await node.waitForLog(/left running by an earlier node/, 60000);
@@ -184,7 +180,7 @@ describe('embedded PostgreSQL (no DATABASE_URL)', function () {
     // it again instead of retrying the old port forever.
     assert.equal(url, before, 'the server is started again on the same port');
     await node.waitForLog(/node .* started/);
-    await eventually(() => Promise.resolve(!alive(orphan)), 15000, 'the orphan to stop');
+    await eventually(() => Promise.resolve(!processAlive(orphan)), 15000, 'the orphan to stop');
     // The jobs of the earlier runs are still there, and new ones run.
     const row = await insertAndWait(url, 'after recovery');
     assert.equal(row.result, 'after recovery');
