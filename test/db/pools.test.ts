@@ -3,7 +3,7 @@ import net from 'node:net';
 import type pg from 'pg';
 import sinon from 'sinon';
 import { isConnectionError } from '../../src/db/breaker.js';
-import { createFetchPool, createPool } from '../../src/db/connect.js';
+import { createFetchPool, createPool, NO_TIME_LIMIT } from '../../src/db/connect.js';
 import { withTransaction } from '../../src/db/transaction.js';
 import { databaseUrl } from '../helpers/db.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -68,6 +68,25 @@ describe("the node's pools", function () {
       for (const socket of sockets) socket.destroy();
       silent.close();
     }
+  });
+
+  it('a statement unanswered past the limit fails as a lost connection and its connection is closed; one marked NO_TIME_LIMIT runs on', async function () {
+    // The limit is watched by one timer per pool, not pg's query_timeout (a timer per statement,
+    // which cost the node 1.5-2 ms of CPU per 1,000 jobs): a slow statement stands in for a hung
+    // connection here. The pruner's deletes carry NO_TIME_LIMIT.
+    pool = createPool(databaseUrl(), 2, 'quern-pools-test', 300);
+    const error = await pool.query('SELECT pg_sleep(2)').then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
+    assert.match(String(error), /Query read timeout/);
+    assert.ok(isConnectionError(error), 'counted as a lost connection');
+    const slow = await pool.query<{ done: boolean }>(
+      `${NO_TIME_LIMIT} SELECT true AS done FROM pg_sleep(1)`,
+    );
+    assert.equal(slow.rows[0]!.done, true);
+    const after = await pool.query<{ one: number }>('SELECT 1 AS one');
+    assert.equal(after.rows[0]!.one, 1, 'the pool goes on with a new connection');
   });
 
   it('a transaction whose statement is given up on a hung connection gives up at once, without a ROLLBACK behind it', async function () {

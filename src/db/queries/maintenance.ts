@@ -3,7 +3,7 @@
 // work in bounded batches and use the database's clock only, so node clocks never matter.
 
 import type pg from 'pg';
-import { MAX_TIMER_MS } from '../../config/bounds.js';
+import { NO_TIME_LIMIT } from '../connect.js';
 import { channelNames, quoteIdentifier } from '../identifiers.js';
 import { notifyQueues } from './encode.js';
 import type { Queryable } from './jobs.js';
@@ -37,9 +37,9 @@ export class MaintenanceQueries {
     // Not given up after the node pool's QUERY_TIMEOUT_MS (db/connect.ts): a `limit` of up to a
     // million rows of large results may take longer, and a delete given up each time would never
     // make progress. A hung prune holds up only the pruner.
-    const query: pg.QueryConfig & { query_timeout: number } = {
-      query_timeout: MAX_TIMER_MS,
-      text: `WITH cutoff AS (SELECT now() - make_interval(secs => $1) AS at),
+    const query: pg.QueryConfig = {
+      text: `${NO_TIME_LIMIT}
+       WITH cutoff AS (SELECT now() - make_interval(secs => $1) AS at),
        doomed AS (
          (SELECT id FROM ${this.t}, cutoff WHERE state = 'completed' AND completed_at < cutoff.at LIMIT $2)
          UNION ALL
