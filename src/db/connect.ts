@@ -237,11 +237,12 @@ class WatchedClient extends pg.Client {
   }
 }
 
-function watchedPool(
+/** A pool of the node: its statements are watched (StatementWatch), its connects bounded. */
+export function createPool(
   url: string,
   size: number,
   applicationName: string,
-  queryTimeoutMs: number,
+  queryTimeoutMs = QUERY_TIMEOUT_MS,
 ): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
@@ -254,15 +255,6 @@ function watchedPool(
   // An idle client's connection dying must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
   return pool;
-}
-
-export function createPool(
-  url: string,
-  size: number,
-  applicationName: string,
-  queryTimeoutMs = QUERY_TIMEOUT_MS,
-): pg.Pool {
-  return watchedPool(url, size, applicationName, queryTimeoutMs);
 }
 
 /**
@@ -285,7 +277,7 @@ export function createFetchPool(
   applicationName: string,
   queryTimeoutMs = QUERY_TIMEOUT_MS,
 ): pg.Pool {
-  return watchedPool(url, size, applicationName, queryTimeoutMs);
+  return createPool(url, size, applicationName, queryTimeoutMs);
 }
 
 /**
