@@ -3,7 +3,7 @@
 
 import type { InsertJob } from '../worker/define.js';
 import { InsertError } from '../jobs/insert.js';
-import { assertExactIntegers, assertNoDuplicateKeys } from '../jobs/json.js';
+import { assertFaithfulJson } from '../jobs/json.js';
 import {
   configFromFlags,
   connectClient,
@@ -42,8 +42,7 @@ export const insert: Command = {
         throw new UsageError(`ARGS_JSON is not valid JSON: ${(error as Error).message}`);
       }
       try {
-        assertNoDuplicateKeys(argsJson, 'args');
-        assertExactIntegers(argsJson, args, 'args');
+        assertFaithfulJson(argsJson, 'args');
       } catch (error) {
         throw new UsageError(`ARGS_JSON: ${(error as Error).message}`);
       }

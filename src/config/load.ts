@@ -21,7 +21,7 @@ import {
   MAX_RESTARTS,
   MAX_TIMER_MS,
 } from './bounds.js';
-import { assertExactIntegers, assertNoDuplicateKeys } from '../jobs/json.js';
+import { assertFaithfulJson } from '../jobs/json.js';
 import { databaseUrlProblem } from './database-url.js';
 import { nodeNameProblem } from './node-name.js';
 import type { CronEntryConfig, NodeConfig, PluginsConfig, QueueConfig } from './types.js';
@@ -105,8 +105,7 @@ export function readConfigFile(file: string): unknown {
   // A crontab entry's args of `{ "id": 12345678901234567890123 }` were rounded unseen.
   // Two "queues" (or two queues of one name) kept only the last, unseen.
   try {
-    assertNoDuplicateKeys(text, '');
-    assertExactIntegers(text, parsed, '');
+    assertFaithfulJson(text, '');
   } catch (error) {
     throw new ConfigError(`config file ${file}: ${(error as Error).message}`);
   }

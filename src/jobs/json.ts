@@ -162,40 +162,19 @@ function walkValue(item: unknown, depth: number, walk: Walk): void {
   }
 }
 
-/** A JSON text's strings and numbers, in order: a number outside a string is a value. */
-const JSON_TOKENS = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
-
-/**
- * Throws a JsonValueError naming the path of the first integer written in a JSON text (`text`,
- * already parsed to `parsed`) beyond 2^53 - 1: JSON.parse rounds it to the nearest double, so
- * `12345678901234567890123` would be stored as 12345678901234568000000 without a word. A number
- * written with a fraction or an exponent is a double by choice and is left alone. `where` names
- * the root in the path ('args'; '' for none, as for a configuration file's keys).
- */
-export function assertExactIntegers(text: string, parsed: unknown, where: string): void {
-  const unsafe = text
-    .match(JSON_TOKENS)
-    ?.find((token) => /^-?\d+$/.test(token) && !Number.isSafeInteger(Number(token)));
-  if (unsafe === undefined) return;
-  const rounded = Number(unsafe);
-  const path = pathOfNumber(parsed, rounded, where, 0) ?? where;
-  throw new JsonValueError(
-    `${path}: the integer ${unsafe} is beyond ${Number.MAX_SAFE_INTEGER} (2^53 - 1), the largest ` +
-      `a JSON number keeps exactly here, and would be stored as ${rounded}; write it as a string ` +
-      `("${unsafe}")`,
-  );
-}
-
 /** A JSON text's tokens: strings, punctuation, and the rest (numbers, true, false, null). */
-const JSON_STRUCTURE = /"(?:[^"\\]|\\.)*"|[{}[\]:,]|[^\s{}[\]:,"]+/g;
+const JSON_TOKENS = /"(?:[^"\\]|\\.)*"|[{}[\]:,]|[^\s{}[\]:,"]+/g;
 
 /**
- * Throws a JsonValueError naming the first key given twice in one object of a JSON text that
- * parses: JSON.parse keeps the last, so the first was dropped without a word (two "queues" in a
- * configuration file, say). `where` names the root in the path, as for assertExactIntegers.
+ * Throws a JsonValueError naming the path of the first thing in a JSON text (one that parses)
+ * that JSON.parse would change without a word: a key given twice in one object (it keeps the
+ * last: two "queues" in a configuration file, say), or an integer beyond 2^53 - 1 (it rounds it:
+ * `12345678901234567890123` would be stored as 12345678901234568000000). A number written with a
+ * fraction or an exponent is a double by choice and is left alone. `where` names the root in the
+ * path ('args'; '' for none, as for a configuration file's keys).
  */
-export function assertNoDuplicateKeys(text: string, where: string): void {
-  const tokens = text.match(JSON_STRUCTURE) ?? [];
+export function assertFaithfulJson(text: string, where: string): void {
+  const tokens = text.match(JSON_TOKENS) ?? [];
   // Per open object or array: its path, its keys so far or its index, and the key being read.
   const open: { path: string; keys: Set<string> | null; index: number; key: string }[] = [];
   const childPath = (): string => {
@@ -222,25 +201,14 @@ export function assertNoDuplicateKeys(text: string, where: string): void {
       }
       top.keys.add(key);
       top.key = key;
+    } else if (/^-?\d+$/.test(token) && !Number.isSafeInteger(Number(token))) {
+      throw new JsonValueError(
+        `${childPath()}: the integer ${token} is beyond ${Number.MAX_SAFE_INTEGER} (2^53 - 1), the ` +
+          `largest a JSON number keeps exactly here, and would be stored as ${Number(token)}; ` +
+          `write it as a string ("${token}")`,
+      );
     }
   }
-}
-
-function pathOfNumber(value: unknown, wanted: number, at: string, depth: number): string | null {
-  if (value === wanted) return at;
-  if (typeof value !== 'object' || value === null || depth > MAX_JSON_DEPTH) return null;
-  if (Array.isArray(value)) {
-    for (let index = 0; index < value.length; index++) {
-      const found = pathOfNumber(value[index], wanted, `${at}[${index}]`, depth + 1);
-      if (found !== null) return found;
-    }
-    return null;
-  }
-  for (const [key, member] of Object.entries(value)) {
-    const found = pathOfNumber(member, wanted, at === '' ? key : `${at}.${key}`, depth + 1);
-    if (found !== null) return found;
-  }
-  return null;
 }
 
 /** Removes what jsonb cannot store from a string (used for errors and results of jobs). */
@@ -249,11 +217,24 @@ export function cleanString(value: string): string {
   return value.replace(/\u0000/g, '\uFFFD').replace(LONE_SURROGATE_GLOBAL, '\uFFFD');
 }
 
-/** Handles a promise's rejection, with the `then` of native promises (not the promise's own). */
+/**
+ * `then` of a native promise, as `await` settles one, not the promise's own (which job code may
+ * have replaced by one that throws or never calls back). Used wherever a job's promise is read.
+ */
 // eslint-disable-next-line @typescript-eslint/unbound-method -- bound to each promise by call
-const promiseThen = Promise.prototype.then;
-function promiseCatch(promise: Promise<unknown>): void {
-  void promiseThen.call(promise, undefined, () => undefined);
+export const promiseThen = Function.prototype.call.bind(Promise.prototype.then) as <T>(
+  promise: Promise<T>,
+  fulfilled: ((value: T) => void) | undefined,
+  rejected: (error: unknown) => void,
+) => void;
+
+/** Handles a promise's rejection (see promiseThen), so that it never goes unhandled. Never throws. */
+export function promiseCatch(promise: Promise<unknown>): void {
+  try {
+    promiseThen(promise, undefined, () => undefined);
+  } catch {
+    // its `constructor` getter throws (`then` reads it): nothing more to do
+  }
 }
 
 /** How many changed values a warning names before it says "and N more". */
@@ -331,11 +312,7 @@ export function toStorableJson(
           // handled here: left unhandled, its rejection killed the job's thread and charged
           // every job on it.
           note('a Promise (not awaited), stored as {}', where);
-          try {
-            promiseCatch(item);
-          } catch {
-            // its `constructor` getter throws: nothing more to do
-          }
+          promiseCatch(item);
         }
         let out = item;
         if (!Array.isArray(item)) {

@@ -2,7 +2,7 @@
 // worker thread, so that a value that cannot cross the thread boundary (a function, a cycle) is
 // handled where it arises, and only plain data comes back to the main thread.
 
-import { cleanString, toStorableJson } from '../jobs/json.js';
+import { cleanString, promiseCatch, promiseThen, toStorableJson } from '../jobs/json.js';
 
 export type ThreadOutcome =
   | { kind: 'completed'; result: unknown; warning: string | null }
@@ -262,14 +262,6 @@ function describeNumber(value: unknown): string {
 /** How long a job that threw a promise waits for it to settle, to name what it rejected with. */
 const THROWN_PROMISE_WAIT_MS = 100;
 
-/** `then` of a native promise, not the promise's own (which may throw or never call back). */
-// eslint-disable-next-line @typescript-eslint/unbound-method -- bound to each promise by call
-const promiseThen = Function.prototype.call.bind(Promise.prototype.then) as <T>(
-  promise: Promise<T>,
-  fulfilled: (value: T) => void,
-  rejected: (error: unknown) => void,
-) => void;
-
 /**
  * `value` as a promise when it is a native promise (`native`) or another thenable, else null.
  * Never throws: `instanceof` on a Proxy and a `then` getter may, and such a value is then
@@ -336,16 +328,6 @@ export function describeThrownPromise(
 function describeSettled(value: unknown): string {
   const thenable = asThenable(value);
   if (thenable === null) return describeError(value);
-  if (thenable.native) {
-    try {
-      promiseThen(
-        thenable.promise as Promise<unknown>,
-        () => undefined,
-        () => undefined,
-      );
-    } catch {
-      // its `constructor` getter throws: nothing more to do
-    }
-  }
+  if (thenable.native) promiseCatch(thenable.promise as Promise<unknown>);
   return 'another promise';
 }

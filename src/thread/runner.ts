@@ -11,6 +11,7 @@ import { readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { loadWorkers, type RegisteredWorker } from '../worker/registry.js';
+import { promiseThen } from '../jobs/json.js';
 import type { Job } from '../jobs/types.js';
 import { monotonicMs, NUMBER_COLUMNS } from './columns.js';
 import {
@@ -238,13 +239,6 @@ function fillSlots(): void {
 (cancels as unknown as { unref(): void }).unref();
 
 const currentJob = new AsyncLocalStorage<number>();
-/** `then` of a native promise, as `await` settles one (see perform). */
-// eslint-disable-next-line @typescript-eslint/unbound-method -- bound to each promise by call
-const promiseThen = Function.prototype.call.bind(Promise.prototype.then) as <T>(
-  promise: Promise<T>,
-  fulfilled: (value: T) => void,
-  rejected: (error: unknown) => void,
-) => void;
 const exit = process.exit.bind(process);
 
 /**
