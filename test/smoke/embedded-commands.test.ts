@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { commandLockFile, takeCommandLock } from '../../src/cli/context.js';
+import { commandLockFile, takeCommandLock } from '../../src/cli/embedded-commands.js';
 import { eventually } from '../helpers/db.js';
 import { CLUSTER_JS, FIXTURE_WORKERS, ROOT, runCli, writeConfig } from '../helpers/node.js';
 import { processAlive } from '../../src/db/embedded.js';
