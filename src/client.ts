@@ -67,7 +67,7 @@ export interface ChangeResult {
 
 export class Quern {
   readonly schema: string;
-  readonly pool: pg.Pool;
+  private readonly connections: pg.Pool;
   private readonly ownsPool: boolean;
   readonly jobs: JobQueries;
   readonly nodes: NodeQueries;
@@ -112,7 +112,7 @@ export class Quern {
         `connectionString: expected a postgres:// URL, got ${describe(options.connectionString)}`,
       );
     if (options.pool) {
-      this.pool = options.pool;
+      this.connections = options.pool;
       this.ownsPool = false;
     } else {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
@@ -125,8 +125,10 @@ export class Quern {
         throw new ConfigError(
           `${options.connectionString === undefined ? 'DATABASE_URL' : 'connectionString'}: ${urlProblem}`,
         );
-      this.pool = connectionString ? new pg.Pool({ connectionString, max: 10 }) : noDatabase();
-      this.pool.on('error', () => undefined);
+      this.connections = connectionString
+        ? new pg.Pool({ connectionString, max: 10 })
+        : noDatabase();
+      this.connections.on('error', () => undefined);
       this.ownsPool = true;
     }
     this.jobs = new JobQueries(schema);
@@ -180,7 +182,7 @@ export class Quern {
 
   /** Applies migrations (nodes do this at start; useful for tests and scripts). */
   async migrate(): Promise<void> {
-    const client = await this.openPool().connect();
+    const client = await this.pool.connect();
     try {
       await migrateUp(client, this.schema);
     } finally {
@@ -219,10 +221,10 @@ export class Quern {
     if (this.testing === 'inline') return this.performInline(normalized);
     try {
       if (normalized.some((n) => n.unique)) {
-        return await insertUniqueBatch(this.openPool(), client, this.unique, normalized);
+        return await insertUniqueBatch(this.pool, client, this.unique, normalized);
       }
       const rows = await this.jobs.insert(
-        client ?? this.openPool(),
+        client ?? this.pool,
         normalized.map((n) => n.row),
       );
       // The records are fresh objects: adding the flag is cheaper than copying each (bench W1).
@@ -316,7 +318,7 @@ export class Quern {
 
   async getJob(id: number, options?: CallOptions | null): Promise<JobRecord | null> {
     const client = callerClient(options);
-    return this.jobs.get(client ?? this.openPool(), checkId(id)).catch((error: unknown) => {
+    return this.jobs.get(client ?? this.pool, checkId(id)).catch((error: unknown) => {
       throw this.explainMissingSchema(error);
     });
   }
@@ -326,7 +328,7 @@ export class Quern {
   ): Promise<JobRecord[]> {
     checkListFilter(filter);
     return this.jobs
-      .list(this.openPool(), { ...filter, limit: filter.limit ?? 50 })
+      .list(this.pool, { ...filter, limit: filter.limit ?? 50 })
       .catch((error: unknown) => {
         throw this.explainMissingSchema(error);
       });
@@ -337,11 +339,11 @@ export class Quern {
    * and its thread is terminated after that node's cancel grace period if it does not stop.
    */
   async cancel(id: number): Promise<ChangeResult> {
-    const { before, after, attemptedBy } = await this.jobs.cancel(this.openPool(), checkId(id));
+    const { before, after, attemptedBy } = await this.jobs.cancel(this.pool, checkId(id));
     if (before === null)
       return { id, before, after, changed: false, message: `job ${id} does not exist` };
     if (before === 'executing') {
-      await sendControl(this.openPool(), this.schema, {
+      await sendControl(this.pool, this.schema, {
         action: 'cancel',
         id,
         node: attemptedBy?.[0] ?? null,
@@ -369,7 +371,7 @@ export class Quern {
 
   /** Makes a discarded, cancelled, retryable or scheduled job available now. */
   async retry(id: number): Promise<ChangeResult> {
-    const { before, after, scheduledAt } = await this.jobs.retry(this.openPool(), checkId(id));
+    const { before, after, scheduledAt } = await this.jobs.retry(this.pool, checkId(id));
     if (before === null)
       return { id, before, after, changed: false, message: `job ${id} does not exist` };
     if (after === 'available' && before !== 'available')
@@ -426,14 +428,14 @@ export class Quern {
       );
     }
     const node = options.node ?? '*';
-    await this.nodes.saveSetting(this.openPool(), {
+    await this.nodes.saveSetting(this.pool, {
       node,
       queue,
       paused: action === 'pause' ? true : action === 'resume' ? false : null,
       limit: action === 'scale' || action === 'start' ? (options.limit ?? null) : null,
       running: action === 'start' ? true : action === 'stop' ? false : null,
     });
-    await sendControl(this.openPool(), this.schema, {
+    await sendControl(this.pool, this.schema, {
       action,
       queue,
       node: options.node ?? null,
@@ -470,26 +472,26 @@ export class Quern {
    * completed and failed over the last minute and hour, p50/p95 queue and run times.
    */
   async stats(): Promise<Stats> {
-    return collectStats(this.openPool(), this.statsQueries);
+    return collectStats(this.pool, this.statsQueries);
   }
 
   async close(): Promise<void> {
     // A second close (an afterEach and a finally both closing, say) waits for the first;
     // pg's own end() throws "Called end on pool more than once".
-    if (this.ownsPool) await (this.closing ??= this.pool.end());
+    if (this.ownsPool) await (this.closing ??= this.connections.end());
   }
 
   /**
-   * The pool, while this client has not been closed. After close() its own pool is ended, and
-   * pg refused each call with "Cannot use a pool after calling end on the pool", which named
-   * neither quern nor the client.
+   * The client's pool, while it has not been closed. After close() its own pool is ended, and pg
+   * refused each call with "Cannot use a pool after calling end on the pool", which named
+   * neither quern nor the client: every use of the pool goes through here.
    */
-  private openPool(): pg.Pool {
+  get pool(): pg.Pool {
     if (this.closing !== null)
       throw new ClientClosedError(
         `this Quern client (schema "${this.schema}") was closed: close() ended its connection pool; create a new Quern to use the database again`,
       );
-    return this.pool;
+    return this.connections;
   }
 }
 
